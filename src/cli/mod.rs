@@ -1,0 +1,70 @@
+//! The `skill-fleet` command line: argument types (clap) and dispatch. One file per command
+//! group; output goes to the writers handed in, so tests can capture it.
+
+pub mod render;
+pub mod rules;
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Exit codes of `skill-fleet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Exit {
+    /// Success.
+    Ok = 0,
+    /// A check found failures (fixtures failed, schemas drifted).
+    Failed = 1,
+    /// Bad command-line usage (clap's own code).
+    Usage = 2,
+    /// The rule set is invalid.
+    InvalidRules = 3,
+    /// The input of a dry run is invalid.
+    InvalidInput = 4,
+    /// A file could not be read or written.
+    Io = 5,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// skill-fleet: decide which DSPy optimizer to run, what it costs, and why.
+#[derive(Debug, Parser)]
+#[command(name = "skill-fleet", version, about, long_about = None)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 checks failed, 2 usage error, 3 invalid rules, 4 invalid input, 5 file error"
+)]
+pub struct Cli {
+    /// Directory of the rule set.
+    #[arg(
+        long,
+        global = true,
+        env = "SKILL_FLEET_RULES",
+        default_value = "rules",
+        value_name = "DIR"
+    )]
+    pub rules: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check, test, dry-run and benchmark the rule set; write its JSON Schemas.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
+}
+
+/// Runs a parsed command line, writing to `out` and `err`.
+pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    match cli.command {
+        Command::Rules(cmd) => rules::run(&cli.rules, cmd, out, err),
+    }
+}

@@ -1,0 +1,573 @@
+//! `skill-fleet rules check|test|schema|bench`.
+
+use super::render;
+use super::Exit;
+use crate::decision::Decision;
+use crate::diagnostic::{render_all, Diagnostic, Severity, SourceFile};
+use crate::engine::{self, history, Options};
+use crate::rules::{self, context::InputError, fixtures, schema, RuleSet};
+use clap::{Args, Subcommand, ValueEnum};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Human,
+    /// For machines.
+    Json,
+    /// JUnit XML (fixture runs only).
+    Junit,
+}
+
+/// `rules` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate the whole rule set; list every problem with file:line:col.
+    Check(CheckArgs),
+    /// Run the rule set's fixtures, or dry-run an input with --set/--input.
+    Test(TestArgs),
+    /// Write the JSON Schemas generated from the code, or check the committed ones.
+    Schema(SchemaArgs),
+    /// Measure in-process evaluations per second for one input.
+    Bench(BenchArgs),
+}
+
+/// Arguments of `rules check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Output format (human or json).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// Arguments of `rules test`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Without --set or --input, runs the fixtures under `tests:` in the rule files and ends \
+with `N passed, M failed`.\nWith them, dry-runs the recommendation; nothing is written.\n\nExamples:\n  \
+skill-fleet rules test\n  skill-fleet rules test --filter guard --format junit > rules-junit.xml\n  \
+skill-fleet rules test --set trainset_size=50 --set budget_usd=4 --explain\n  \
+echo '[{\"trainset_size\": 800, \"budget_usd\": 50}]' | skill-fleet rules test --input - --format json"
+)]
+pub struct TestArgs {
+    /// Output format: human, json (the exact API body), or junit (fixture runs).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Run only the fixtures whose name contains this text.
+    #[arg(long, value_name = "NAME")]
+    pub filter: Option<String>,
+    /// Set an input field for a dry run (repeatable); the value is JSON, or text.
+    #[arg(long = "set", value_name = "FIELD=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, serde_json::Value)>,
+    /// Dry-run the JSON object (or array of objects) in FILE, or `-` for standard input.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Add the trace to a dry run: rules tried, conditions with actual values, formulas.
+    #[arg(long)]
+    pub explain: bool,
+    /// Past outcomes (JSON Lines) for the confidence model of a dry run.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+}
+
+/// Arguments of `rules schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Directory of the schemas.
+    #[arg(long, value_name = "DIR", default_value = "schemas")]
+    pub out: PathBuf,
+    /// Do not write; exit 1 when the files in DIR differ from what the code generates.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Arguments of `rules bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Set an input field (repeatable); default input is trainset_size=200, budget_usd=10.
+    #[arg(long = "set", value_name = "FIELD=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, serde_json::Value)>,
+    /// Number of timed evaluations.
+    #[arg(short = 'n', long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub n: u64,
+}
+
+fn parse_set(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected FIELD=VALUE, found `{s}`"))?;
+    let k = k.trim();
+    if k.is_empty() {
+        return Err(format!("missing field name in `{s}`"));
+    }
+    let value =
+        serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_string()));
+    Ok((k.to_string(), value))
+}
+
+/// Runs a `rules` subcommand.
+pub fn run(dir: &Path, cmd: RulesCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    match cmd {
+        RulesCommand::Check(a) => check(dir, a.format, out, err),
+        RulesCommand::Test(a) => test(dir, a, out, err),
+        RulesCommand::Schema(a) => schema_cmd(&a, out, err),
+        RulesCommand::Bench(a) => bench(dir, &a, out, err),
+    }
+}
+
+/// Loads and builds the rule set, printing diagnostics; `Err` carries the exit code.
+fn load(
+    dir: &Path,
+    format: Format,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(RuleSet, Vec<SourceFile>), Exit> {
+    let files = match crate::loader::read_dir(dir) {
+        Ok(f) => f,
+        Err(d) => {
+            report(&[d], &[], format, dir, out, err);
+            return Err(Exit::InvalidRules);
+        }
+    };
+    match rules::build(&files) {
+        Ok(rs) => {
+            if !rs.warnings.is_empty() && format == Format::Human {
+                let _ = write!(err, "{}", render_all(&rs.warnings, &files));
+            }
+            Ok((rs, files))
+        }
+        Err(diags) => {
+            report(&diags, &files, format, dir, out, err);
+            Err(Exit::InvalidRules)
+        }
+    }
+}
+
+fn report(
+    diags: &[Diagnostic],
+    files: &[SourceFile],
+    format: Format,
+    dir: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) {
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = diags.len() - errors;
+    if format == Format::Json {
+        let body = serde_json::json!({
+            "valid": false,
+            "rules": dir.display().to_string(),
+            "errors": errors,
+            "warnings": warnings,
+            "diagnostics": diags,
+        });
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+        return;
+    }
+    let _ = write!(err, "{}", render_all(diags, files));
+    let _ = writeln!(
+        err,
+        "\nerror: rule set `{}` is invalid: {}{}",
+        dir.display(),
+        plural(errors, "error"),
+        if warnings > 0 {
+            format!(", {}", plural(warnings, "warning"))
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+fn check(dir: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let (rs, _) = match load(dir, format, out, err) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if format == Format::Json {
+        let body = serde_json::json!({
+            "valid": true,
+            "rules": dir.display().to_string(),
+            "revision": &*rs.revision,
+            "files": rs.files,
+            "rules_count": rs.rules.len(),
+            "fixtures": rs.fixtures.len(),
+            "errors": 0,
+            "warnings": rs.warnings.len(),
+            "diagnostics": rs.warnings,
+        });
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "rule set `{}` is valid: revision {}, {}, {} and a fallback, {}{}",
+            dir.display(),
+            rs.revision,
+            plural(rs.files.len(), "file"),
+            plural(rs.rules.len(), "rule"),
+            plural(rs.fixtures.len(), "fixture"),
+            if rs.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", plural(rs.warnings.len(), "warning"))
+            }
+        );
+    }
+    Exit::Ok
+}
+
+fn read_input(path: &Path) -> Result<String, String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+    }
+}
+
+fn test(dir: &Path, a: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let dry_run = !a.set.is_empty() || a.input.is_some();
+    if a.format == Format::Junit && dry_run {
+        let _ = writeln!(err, "error: `--format junit` is for fixture runs\n  = help: use `--format json` with --set or --input");
+        return Exit::Usage;
+    }
+    let (rs, files) = match load(dir, a.format, out, err) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if dry_run {
+        dry(&rs, &a, out, err)
+    } else {
+        run_fixtures(&rs, &files, &a, out, err)
+    }
+}
+
+fn run_fixtures(
+    rs: &RuleSet,
+    files: &[SourceFile],
+    a: &TestArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
+    let results = fixtures::run(rs, a.filter.as_deref());
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    let passed = results.len() - failed;
+    match a.format {
+        Format::Junit => {
+            let _ = write!(out, "{}", render::junit(&results, &rs.revision));
+            let _ = writeln!(err, "{passed} passed, {failed} failed");
+        }
+        Format::Json => {
+            let body = serde_json::json!({
+                "revision": &*rs.revision,
+                "passed": passed,
+                "failed": failed,
+                "results": results.iter().map(|r| serde_json::json!({
+                    "name": r.name,
+                    "at": r.at,
+                    "passed": r.passed(),
+                    "rule": r.rule,
+                    "failures": r.failures,
+                    "error": r.error,
+                })).collect::<Vec<_>>(),
+            });
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            );
+        }
+        Format::Human => {
+            let _ = write!(out, "{}", render::fixture_report(&results, files));
+            if results.is_empty() {
+                if let Some(f) = &a.filter {
+                    let _ = writeln!(err, "warning: no fixture name contains `{f}`");
+                }
+            }
+            let _ = writeln!(out, "{passed} passed, {failed} failed");
+        }
+    }
+    if failed > 0 {
+        Exit::Failed
+    } else {
+        Exit::Ok
+    }
+}
+
+fn input_error_body(errors: &[InputError], index: Option<usize>) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "error": "invalid input",
+        "details": errors,
+    });
+    if let Some(i) = index {
+        body["index"] = i.into();
+    }
+    body
+}
+
+fn dry(rs: &RuleSet, a: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let mut history_records = Vec::new();
+    if let Some(p) = &a.history {
+        let text = match std::fs::read_to_string(p) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot read history `{}`: {e}", p.display());
+                return Exit::Io;
+            }
+        };
+        let shown = p.display().to_string();
+        let (recs, warns) = history::parse_jsonl(&shown, &text);
+        let src = [SourceFile::new(shown, text.clone())];
+        if !warns.is_empty() {
+            let _ = write!(err, "{}", render_all(&warns, &src));
+        }
+        history_records = recs;
+    }
+    // Inputs: the --input file (object or array), or one empty object; --set applies to each.
+    let (mut inputs, is_array) = match &a.input {
+        None => (vec![serde_json::Map::new()], false),
+        Some(p) => {
+            let text = match read_input(p) {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = writeln!(err, "error: {e}");
+                    return Exit::Io;
+                }
+            };
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(serde_json::Value::Object(m)) => (vec![m], false),
+                Ok(serde_json::Value::Array(items)) => {
+                    let mut v = Vec::with_capacity(items.len());
+                    for (i, item) in items.into_iter().enumerate() {
+                        match item {
+                            serde_json::Value::Object(m) => v.push(m),
+                            _ => {
+                                let _ = writeln!(
+                                    err,
+                                    "error: item {i} of `{}` is not a JSON object",
+                                    p.display()
+                                );
+                                return Exit::InvalidInput;
+                            }
+                        }
+                    }
+                    (v, true)
+                }
+                Ok(_) => {
+                    let _ = writeln!(
+                        err,
+                        "error: `{}` must hold a JSON object or an array of objects",
+                        p.display()
+                    );
+                    return Exit::InvalidInput;
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        err,
+                        "error: invalid json in `{}`: {e}\n --> {}:{}:{}",
+                        p.display(),
+                        p.display(),
+                        e.line(),
+                        e.column()
+                    );
+                    return Exit::InvalidInput;
+                }
+            }
+        }
+    };
+    for m in &mut inputs {
+        for (k, v) in &a.set {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    let opts = Options {
+        explain: a.explain,
+        guard: None,
+    };
+    let mut decisions: Vec<Decision> = Vec::with_capacity(inputs.len());
+    for (i, m) in inputs.iter().enumerate() {
+        let ctx = match rs.check_input(m) {
+            Ok(c) => c,
+            Err(errors) => {
+                let index = is_array.then_some(i);
+                if a.format == Format::Json {
+                    let body = input_error_body(&errors, index);
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&body).unwrap_or_default()
+                    );
+                } else {
+                    let _ = write!(err, "{}", render::input_errors(&errors, index));
+                }
+                return Exit::InvalidInput;
+            }
+        };
+        match engine::recommend(rs, &ctx, &history_records, opts) {
+            Ok(d) => decisions.push(d),
+            Err(e) => {
+                let d = e.to_diagnostic();
+                let _ = write!(err, "{}", d.render(&[]));
+                return Exit::InvalidRules;
+            }
+        }
+    }
+    if a.format == Format::Json {
+        let text = if is_array {
+            serde_json::to_string_pretty(&decisions)
+        } else {
+            serde_json::to_string_pretty(&decisions[0])
+        };
+        let _ = writeln!(out, "{}", text.unwrap_or_default());
+    } else {
+        for (i, d) in decisions.iter().enumerate() {
+            if i > 0 {
+                let _ = writeln!(out);
+            }
+            let _ = write!(out, "{}", render::decision(d));
+        }
+    }
+    Exit::Ok
+}
+
+fn schema_cmd(a: &SchemaArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let docs = schema::all();
+    if a.check {
+        let mut stale = Vec::new();
+        for d in &docs {
+            let path = a.out.join(d.file);
+            match std::fs::read_to_string(&path) {
+                Ok(t) if t == d.text => {}
+                Ok(_) => stale.push(format!(
+                    "`{}` differs from the schema generated by the code",
+                    path.display()
+                )),
+                Err(_) => stale.push(format!("`{}` is missing", path.display())),
+            }
+        }
+        if stale.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} schemas in `{}` are up to date",
+                docs.len(),
+                a.out.display()
+            );
+            return Exit::Ok;
+        }
+        for s in &stale {
+            let _ = writeln!(err, "error: {s}");
+        }
+        let _ = writeln!(
+            err,
+            "  = help: run `skill-fleet rules schema --out {}` and commit the result",
+            a.out.display()
+        );
+        return Exit::Failed;
+    }
+    if let Err(e) = std::fs::create_dir_all(&a.out) {
+        let _ = writeln!(err, "error: cannot create `{}`: {e}", a.out.display());
+        return Exit::Io;
+    }
+    for d in &docs {
+        let path = a.out.join(d.file);
+        if let Err(e) = std::fs::write(&path, &d.text) {
+            let _ = writeln!(err, "error: cannot write `{}`: {e}", path.display());
+            return Exit::Io;
+        }
+        let _ = writeln!(out, "wrote {}", path.display());
+    }
+    Exit::Ok
+}
+
+fn bench(dir: &Path, a: &BenchArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let (rs, _) = match load(dir, Format::Human, out, err) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let mut input = serde_json::Map::new();
+    if a.set.is_empty() {
+        input.insert("trainset_size".into(), 200.into());
+        input.insert("budget_usd".into(), 10.into());
+    }
+    for (k, v) in &a.set {
+        input.insert(k.clone(), v.clone());
+    }
+    let ctx = match rs.check_input(&input) {
+        Ok(c) => c,
+        Err(errors) => {
+            let _ = write!(err, "{}", render::input_errors(&errors, None));
+            return Exit::InvalidInput;
+        }
+    };
+    let opts = Options::default();
+    let first = match engine::recommend(&rs, &ctx, &[], opts) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = write!(err, "{}", e.to_diagnostic().render(&[]));
+            return Exit::InvalidRules;
+        }
+    };
+    // Warm up, then time.
+    let warm = (a.n / 10).max(1);
+    for _ in 0..warm {
+        let _ = std::hint::black_box(engine::recommend(
+            &rs,
+            std::hint::black_box(&ctx),
+            &[],
+            opts,
+        ));
+    }
+    let start = Instant::now();
+    for _ in 0..a.n {
+        let _ = std::hint::black_box(engine::recommend(
+            &rs,
+            std::hint::black_box(&ctx),
+            &[],
+            opts,
+        ));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let per = secs * 1e9 / a.n as f64;
+    let _ = writeln!(
+        out,
+        "{} evaluations in {:.3} s: {:.0} evaluations/s, {:.0} ns/decision (rule `{}`, {}, revision {})",
+        a.n,
+        secs,
+        a.n as f64 / secs,
+        per,
+        first.rule,
+        first.recommended,
+        rs.revision
+    );
+    if cfg!(debug_assertions) {
+        let _ = writeln!(
+            err,
+            "warning: this is a debug build; use `cargo run --release` for real figures"
+        );
+    }
+    Exit::Ok
+}

@@ -1,0 +1,224 @@
+//! The recommendation: first matching rule, budget guard, estimates, confidence, alternatives.
+
+use super::confidence::confidence;
+use super::estimate::{self, estimate};
+use super::EvalError;
+use crate::decision::{Alternative, Decision, GuardStep, GuardTrace, RuleTrace, Trace};
+use crate::rules::context::Context;
+use crate::rules::spec::HistoryRecord;
+use crate::rules::template::Extra;
+use crate::rules::{Resolved, Rule, RuleSet};
+use std::sync::Arc;
+
+/// Evaluation options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Record the trace.
+    pub explain: bool,
+    /// Override the guard's `enabled` (fixtures use this).
+    pub guard: Option<bool>,
+}
+
+fn rule_id_label(r: &Resolved) -> String {
+    match &r.variant {
+        Some(v) => format!("{} ({v})", r.optimizer),
+        None => r.optimizer.to_string(),
+    }
+}
+
+fn select<'a>(
+    rs: &'a RuleSet,
+    ctx: &Context,
+    trace: Option<&mut Trace>,
+) -> Result<&'a Rule, EvalError> {
+    let script_err = |rule: &Rule| {
+        let id = rule.id.to_string();
+        move |error| EvalError::Script {
+            rule: format!("rule `{id}`"),
+            error,
+        }
+    };
+    match trace {
+        None => {
+            for rule in &rs.rules {
+                if let Some(cond) = &rule.cond {
+                    if cond(ctx, None).map_err(script_err(rule))? {
+                        return Ok(rule);
+                    }
+                }
+            }
+        }
+        Some(t) => {
+            for rule in &rs.rules {
+                if let Some(cond) = &rule.cond {
+                    let mut conditions = Vec::new();
+                    let matched = cond(ctx, Some(&mut conditions)).map_err(script_err(rule))?;
+                    t.rules.push(RuleTrace {
+                        id: rule.id.to_string(),
+                        at: rule.at.clone(),
+                        matched,
+                        conditions,
+                    });
+                    if matched {
+                        return Ok(rule);
+                    }
+                }
+            }
+            t.rules.push(RuleTrace {
+                id: rs.fallback.id.to_string(),
+                at: rs.fallback.at.clone(),
+                matched: true,
+                conditions: Vec::new(),
+            });
+        }
+    }
+    Ok(&rs.fallback)
+}
+
+/// Recommends an optimizer for a checked request.
+pub fn recommend(
+    rs: &RuleSet,
+    ctx: &Context,
+    history: &[HistoryRecord],
+    opts: Options,
+) -> Result<Decision, EvalError> {
+    let known = rs.context.known;
+    let values = ctx.values();
+    let mut trace = opts.explain.then(Trace::default);
+    let fired = select(rs, ctx, trace.as_mut())?;
+    let model = rs.model_for(ctx);
+    let mut choice: &Arc<Resolved> = &fired.choice;
+    let mut est = estimate(rs, choice, ctx, model)?;
+    let mut reasoning = String::with_capacity(160);
+    fired.reasoning.render_into(&mut reasoning, values, &[]);
+
+    let guard_on = opts.guard.unwrap_or(rs.guard.enabled);
+    let budget = ctx.get(known.budget_usd).as_f64();
+    if let (true, Some(budget)) = (guard_on, budget) {
+        if est.cost > budget {
+            let original = choice;
+            let original_cost = est.cost;
+            let start = rs
+                .guard
+                .steps
+                .iter()
+                .position(|s| s.optimizer == choice.optimizer && s.variant == choice.variant)
+                .map_or(0, |i| i + 1);
+            let mut steps = Vec::new();
+            let mut found = None;
+            for step in &rs.guard.steps[start..] {
+                let e = estimate(rs, step, ctx, model)?;
+                let fits = e.cost <= budget;
+                if trace.is_some() {
+                    steps.push(GuardStep {
+                        optimizer: step.optimizer.to_string(),
+                        variant: step.variant.as_ref().map(|v| v.to_string()),
+                        estimated_cost: e.cost,
+                        fits,
+                    });
+                }
+                if fits {
+                    found = Some((step, e));
+                    break;
+                }
+            }
+            let original_label = rule_id_label(original);
+            let outcome = match found {
+                Some((step, e)) => {
+                    choice = step;
+                    est = e;
+                    let label = rule_id_label(step);
+                    reasoning.push(' ');
+                    rs.guard.reasoning.render_into(
+                        &mut reasoning,
+                        values,
+                        &[
+                            Extra::Text(&original_label),
+                            Extra::Num(original_cost),
+                            Extra::Text(&label),
+                            Extra::Num(e.cost),
+                        ],
+                    );
+                    "downgraded"
+                }
+                None => {
+                    let label = rule_id_label(choice);
+                    reasoning.push(' ');
+                    rs.guard.no_fit_reasoning.render_into(
+                        &mut reasoning,
+                        values,
+                        &[
+                            Extra::Text(&original_label),
+                            Extra::Num(original_cost),
+                            Extra::Text(&label),
+                            Extra::Num(est.cost),
+                        ],
+                    );
+                    "no_fit"
+                }
+            };
+            if let Some(t) = trace.as_mut() {
+                t.guard = Some(GuardTrace {
+                    budget_usd: budget,
+                    original_cost,
+                    steps,
+                    outcome: outcome.into(),
+                });
+            }
+        } else if let Some(t) = trace.as_mut() {
+            t.guard = Some(GuardTrace {
+                budget_usd: budget,
+                original_cost: est.cost,
+                steps: Vec::new(),
+                outcome: "fits".into(),
+            });
+        }
+    }
+
+    let t_size = match ctx.get(known.trainset_size) {
+        crate::rules::context::Value::Int(i) => *i,
+        other => other.as_f64().unwrap_or(0.0) as i64,
+    };
+    let domain = ctx.get(known.domain).as_str().unwrap_or("");
+    let conf = confidence(&rs.confidence, t_size, domain, &choice.optimizer, history);
+
+    let mut alternatives = Vec::with_capacity(rs.confidence.alternatives.len());
+    for alt in &rs.confidence.alternatives {
+        if alt.choice.optimizer == choice.optimizer {
+            continue;
+        }
+        let e = estimate(rs, &alt.choice, ctx, model)?;
+        alternatives.push(Alternative {
+            optimizer: alt.choice.optimizer.clone(),
+            estimated_cost: e.cost,
+            estimated_time_minutes: e.minutes,
+            quality_risk: alt.quality_risk,
+            note: alt.note.clone(),
+        });
+    }
+
+    if let Some(t) = trace.as_mut() {
+        t.input = rs
+            .context
+            .fields()
+            .iter()
+            .zip(values)
+            .map(|(f, v)| (f.name.to_string(), v.to_json()))
+            .collect();
+        t.estimate = estimate::trace(rs, choice, ctx, model, &est);
+        t.confidence = conf.clone();
+    }
+
+    Ok(Decision {
+        recommended: choice.optimizer.clone(),
+        config: choice.config.clone(),
+        estimated_cost: est.cost,
+        estimated_time_minutes: est.minutes,
+        confidence: conf.value,
+        reasoning,
+        alternatives,
+        rule: fired.id.clone(),
+        rules_revision: rs.revision.clone(),
+        trace,
+    })
+}

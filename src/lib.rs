@@ -1,0 +1,23 @@
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+//! skill-fleet: a rules-driven engine that decides which DSPy optimizer to run, what it will
+//! cost, and why.
+//!
+//! # Layout
+//!
+//! - [`diagnostic`]: source files, positions, `file:line:col` diagnostics.
+//! - [`rules`]: the rule file format, its parsing and validation, compilation into an immutable
+//!   [`rules::RuleSet`], the Rhai sandbox and the fixtures. Pure: no I/O.
+//! - [`engine`]: the decision (selection, cost, time, confidence, alternatives, budget guard).
+//!   Pure: no I/O, no clock.
+//! - [`decision`]: the decision and trace types returned by the CLI and the API.
+//! - [`loader`]: reads a rules directory into source files (the only filesystem access of the
+//!   rule pipeline).
+//! - [`cli`]: the `skill-fleet` command line.
+
+pub mod cli;
+pub mod decision;
+pub mod diagnostic;
+pub mod engine;
+pub mod loader;
+pub mod rules;

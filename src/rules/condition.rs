@@ -1,0 +1,348 @@
+//! Conditions compiled to native closures. Structured conditions (field comparisons with
+//! all/any/not) never go through Rhai; `expr` conditions call the sandbox.
+
+use super::context::{Context, ContextModel, Value};
+use super::script::{Origin, ScriptError, ScriptHost};
+use super::spec::{Condition, FieldType, Scalar};
+use super::yaml::escape_segment;
+use super::Located;
+use crate::decision::CondTrace;
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use std::sync::Arc;
+
+/// Where comparisons record what they saw, when a trace is asked for.
+pub type TraceSink<'a> = Option<&'a mut Vec<CondTrace>>;
+
+/// A compiled condition.
+pub type CondFn = Arc<dyn Fn(&Context, TraceSink<'_>) -> Result<bool, ScriptError> + Send + Sync>;
+
+#[derive(Debug, Clone, Copy)]
+enum NumOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug, Clone)]
+enum Test {
+    Num(NumOp, f64),
+    Eq(Value),
+    Ne(Value),
+    In(Vec<Value>),
+    Present(bool),
+}
+
+impl Test {
+    fn name(&self) -> &'static str {
+        match self {
+            Test::Num(NumOp::Lt, _) => "lt",
+            Test::Num(NumOp::Le, _) => "le",
+            Test::Num(NumOp::Gt, _) => "gt",
+            Test::Num(NumOp::Ge, _) => "ge",
+            Test::Eq(_) => "eq",
+            Test::Ne(_) => "ne",
+            Test::In(_) => "in",
+            Test::Present(_) => "present",
+        }
+    }
+
+    fn expected(&self) -> serde_json::Value {
+        match self {
+            Test::Num(_, n) => Value::Num(*n).to_json(),
+            Test::Eq(v) | Test::Ne(v) => v.to_json(),
+            Test::In(vs) => vs.iter().map(Value::to_json).collect(),
+            Test::Present(b) => (*b).into(),
+        }
+    }
+
+    #[inline]
+    fn eval(&self, v: &Value) -> bool {
+        match self {
+            Test::Present(want) => (*v != Value::Null) == *want,
+            _ if *v == Value::Null => false,
+            Test::Num(op, lit) => match v.as_f64() {
+                Some(x) => match op {
+                    NumOp::Lt => x < *lit,
+                    NumOp::Le => x <= *lit,
+                    NumOp::Gt => x > *lit,
+                    NumOp::Ge => x >= *lit,
+                },
+                None => false,
+            },
+            Test::Eq(lit) => same(v, lit),
+            Test::Ne(lit) => !same(v, lit),
+            Test::In(lits) => lits.iter().any(|l| same(v, l)),
+        }
+    }
+}
+
+fn same(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Compiles the condition at `ptr`; problems are pushed to `diags` and `None` returned.
+pub fn compile(
+    cond: &Condition,
+    ptr: &str,
+    at: &Located<'_>,
+    ctx: &ContextModel,
+    scripts: &Arc<ScriptHost>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<CondFn> {
+    let forms: Vec<&str> = [
+        ("all", cond.all.is_some()),
+        ("any", cond.any.is_some()),
+        ("not", cond.not.is_some()),
+        ("field", cond.field.is_some()),
+        ("expr", cond.expr.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(n, set)| set.then_some(n))
+    .collect();
+    let has_tests = cond.lt.is_some()
+        || cond.le.is_some()
+        || cond.gt.is_some()
+        || cond.ge.is_some()
+        || cond.eq.is_some()
+        || cond.ne.is_some()
+        || cond.one_of.is_some()
+        || cond.present.is_some();
+    if forms.len() != 1 {
+        let msg = if forms.is_empty() {
+            "condition is empty".to_string()
+        } else {
+            format!(
+                "condition mixes {}",
+                forms
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )
+        };
+        diags.push(at.value(Diagnostic::error(msg), ptr).with_help(
+            "a condition is exactly one of `all`, `any`, `not`, `field` (with lt/le/gt/ge/eq/ne/in/present) or `expr`",
+        ));
+        return None;
+    }
+    if has_tests && cond.field.is_none() {
+        diags.push(
+            at.value(Diagnostic::error("comparison without a `field`"), ptr)
+                .with_help("write `field: NAME` beside the comparison"),
+        );
+        return None;
+    }
+    let list = |items: &Vec<Condition>, key: &str, diags: &mut Vec<Diagnostic>| {
+        let compiled: Vec<Option<CondFn>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, c)| compile(c, &format!("{ptr}/{key}/{i}"), at, ctx, scripts, diags))
+            .collect();
+        compiled.into_iter().collect::<Option<Vec<CondFn>>>()
+    };
+    if let Some(items) = &cond.all {
+        let parts = list(items, "all", diags)?;
+        return Some(Arc::new(move |c: &Context, mut t: TraceSink<'_>| {
+            for p in &parts {
+                if !p(c, t.as_deref_mut())? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }));
+    }
+    if let Some(items) = &cond.any {
+        let parts = list(items, "any", diags)?;
+        return Some(Arc::new(move |c: &Context, mut t: TraceSink<'_>| {
+            for p in &parts {
+                if p(c, t.as_deref_mut())? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }));
+    }
+    if let Some(inner) = &cond.not {
+        let inner = compile(inner, &format!("{ptr}/not"), at, ctx, scripts, diags)?;
+        return Some(Arc::new(move |c: &Context, t: TraceSink<'_>| {
+            Ok(!inner(c, t)?)
+        }));
+    }
+    if let Some(code) = &cond.expr {
+        let eptr = format!("{ptr}/expr");
+        let span = at.spans.exact(&eptr)?;
+        let origin = Origin::scalar(at.file, span);
+        match scripts.compile_expr(code, origin) {
+            Ok(expr) => {
+                let host = Arc::clone(scripts);
+                let code: Arc<str> = code.as_str().into();
+                return Some(Arc::new(move |c: &Context, t: TraceSink<'_>| {
+                    let r = host.eval_bool(&expr, c.values())?;
+                    if let Some(t) = t {
+                        t.push(CondTrace {
+                            field: None,
+                            op: "expr".into(),
+                            expected: serde_json::Value::String(code.to_string()),
+                            actual: serde_json::Value::Null,
+                            result: r,
+                        });
+                    }
+                    Ok(r)
+                }));
+            }
+            Err(d) => {
+                diags.push(d);
+                return None;
+            }
+        }
+    }
+    // A field comparison.
+    let name = cond.field.as_deref().unwrap_or_default();
+    let fptr = format!("{ptr}/field");
+    let Some(idx) = ctx.index_of(name) else {
+        diags.push(
+            at.value(
+                Diagnostic::error(format!("condition on unknown field `{name}`")),
+                &fptr,
+            )
+            .with_help_opt(
+                did_you_mean(name, ctx.fields().iter().map(|f| f.name.as_ref()))
+                    .or_else(|| Some("declare the field under `context.fields` first".to_string())),
+            ),
+        );
+        return None;
+    };
+    let field = &ctx.fields()[idx];
+    let kind = field.spec.kind;
+    let mut tests = Vec::new();
+    let before = diags.len();
+    for (key, lit) in [
+        ("lt", cond.lt.map(|n| (NumOp::Lt, n))),
+        ("le", cond.le.map(|n| (NumOp::Le, n))),
+        ("gt", cond.gt.map(|n| (NumOp::Gt, n))),
+        ("ge", cond.ge.map(|n| (NumOp::Ge, n))),
+    ] {
+        if let Some((op, n)) = lit {
+            if !kind.is_numeric() {
+                diags.push(
+                    at.value(
+                        Diagnostic::error(format!(
+                            "`{key}` compares numbers but `{name}` is a {} field",
+                            kind.name()
+                        )),
+                        &format!("{ptr}/{key}"),
+                    )
+                    .with_help("use `eq`, `ne` or `in` for this field"),
+                );
+            }
+            tests.push(Test::Num(op, n));
+        }
+    }
+    let check_lit = |lit: &Scalar, lptr: String, diags: &mut Vec<Diagnostic>| -> Value {
+        let ok = matches!(
+            (kind, lit),
+            (
+                FieldType::Integer | FieldType::Number,
+                Scalar::Int(_) | Scalar::Num(_)
+            ) | (FieldType::String, Scalar::Str(_))
+                | (FieldType::Boolean, Scalar::Bool(_))
+        );
+        if !ok {
+            diags.push(
+                at.value(
+                    Diagnostic::error(format!(
+                        "comparing {} field `{name}` with {} `{}`",
+                        kind.name(),
+                        scalar_kind(lit),
+                        Value::from_scalar(lit)
+                    )),
+                    &lptr,
+                )
+                .with_help(format!("compare `{name}` with a {} value", kind.name())),
+            );
+        } else if let (Some(allowed), Scalar::Str(s)) = (&field.spec.one_of, lit) {
+            if !allowed.contains(s) {
+                diags.push(
+                    at.value(
+                        Diagnostic::error(format!("`{name}` can never be `{s}`")),
+                        &lptr,
+                    )
+                    .with_help_opt(
+                        did_you_mean(s, allowed.iter().map(String::as_str))
+                            .or_else(|| Some(format!("allowed values: {}", allowed.join(", ")))),
+                    ),
+                );
+            }
+        }
+        Value::from_scalar(lit)
+    };
+    if let Some(l) = &cond.eq {
+        tests.push(Test::Eq(check_lit(l, format!("{ptr}/eq"), diags)));
+    }
+    if let Some(l) = &cond.ne {
+        tests.push(Test::Ne(check_lit(l, format!("{ptr}/ne"), diags)));
+    }
+    if let Some(ls) = &cond.one_of {
+        let vals = ls
+            .iter()
+            .enumerate()
+            .map(|(i, l)| check_lit(l, format!("{ptr}/in/{i}"), diags))
+            .collect();
+        tests.push(Test::In(vals));
+    }
+    if let Some(p) = cond.present {
+        tests.push(Test::Present(p));
+    }
+    if tests.is_empty() {
+        diags.push(
+            at.value(
+                Diagnostic::error(format!("condition on `{name}` has no comparison")),
+                ptr,
+            )
+            .with_help("add one of lt, le, gt, ge, eq, ne, in, present"),
+        );
+    }
+    if diags.len() > before {
+        return None;
+    }
+    let fname: Arc<str> = field.name.clone();
+    Some(Arc::new(move |c: &Context, t: TraceSink<'_>| {
+        let v = c.get(idx);
+        match t {
+            None => Ok(tests.iter().all(|test| test.eval(v))),
+            Some(t) => {
+                for test in &tests {
+                    let r = test.eval(v);
+                    t.push(CondTrace {
+                        field: Some(fname.to_string()),
+                        op: test.name().into(),
+                        expected: test.expected(),
+                        actual: v.to_json(),
+                        result: r,
+                    });
+                    if !r {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }))
+}
+
+fn scalar_kind(s: &Scalar) -> &'static str {
+    match s {
+        Scalar::Bool(_) => "boolean",
+        Scalar::Int(_) | Scalar::Num(_) => "number",
+        Scalar::Str(_) => "string",
+    }
+}
+
+/// Pointer of a map entry.
+pub fn child(ptr: &str, key: &str) -> String {
+    format!("{ptr}/{}", escape_segment(key))
+}

@@ -1,0 +1,372 @@
+//! The compiled context model: declared input fields, and the checking of a request into a
+//! [`Context`] (one value per field, defaults applied, bounds checked).
+
+use super::spec::{FieldSpec, FieldType, Scalar};
+use crate::diagnostic::did_you_mean;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// A checked input value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Left out, and no default.
+    Null,
+    /// true or false.
+    Bool(bool),
+    /// Whole number.
+    Int(i64),
+    /// Number.
+    Num(f64),
+    /// Text.
+    Str(Arc<str>),
+}
+
+impl Value {
+    /// The value as a number, when it is one.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Num(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The value as text, when it is text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => (*b).into(),
+            Value::Int(i) => (*i).into(),
+            Value::Num(n) => serde_json::Number::from_f64(*n)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::Str(s) => serde_json::Value::String(s.to_string()),
+        }
+    }
+
+    /// Converts a rule-file literal.
+    pub fn from_scalar(s: &Scalar) -> Value {
+        match s {
+            Scalar::Bool(b) => Value::Bool(*b),
+            Scalar::Int(i) => Value::Int(*i),
+            Scalar::Num(n) => Value::Num(*n),
+            Scalar::Str(s) => Value::Str(s.as_str().into()),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Num(n) => write!(f, "{n}"),
+            Value::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+/// One declared field, compiled.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// Canonical name.
+    pub name: Arc<str>,
+    /// The declaration.
+    pub spec: FieldSpec,
+    /// Default as a value (`Null` when none).
+    pub default: Value,
+}
+
+/// A request checked against the context model: one value per declared field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    values: Vec<Value>,
+}
+
+impl Context {
+    /// The value of field number `i`.
+    pub fn get(&self, i: usize) -> &Value {
+        &self.values[i]
+    }
+
+    /// All values, in the model's field order.
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+}
+
+/// A problem with one field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InputError {
+    /// The field path as sent (e.g. `trainset_size`).
+    pub field: String,
+    /// Lower-case message.
+    pub message: String,
+    /// Advice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(h) = &self.help {
+            write!(f, " (help: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The fields the engine itself reads, by position.
+#[derive(Debug, Clone, Copy)]
+pub struct WellKnown {
+    /// `trainset_size`
+    pub trainset_size: usize,
+    /// `budget_usd`
+    pub budget_usd: usize,
+    /// `domain`
+    pub domain: usize,
+    /// `model`
+    pub model: usize,
+}
+
+/// The compiled context model.
+#[derive(Debug, Clone)]
+pub struct ContextModel {
+    fields: Vec<Field>,
+    lookup: HashMap<String, usize>,
+    /// Positions of the fields the engine reads.
+    pub known: WellKnown,
+}
+
+fn fmt_num(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+impl ContextModel {
+    /// Builds the model; `fields` are already validated (see `compile`).
+    pub fn new(fields: Vec<Field>, known: WellKnown) -> Self {
+        let mut lookup = HashMap::new();
+        for (i, f) in fields.iter().enumerate() {
+            lookup.insert(f.name.to_string(), i);
+            for a in &f.spec.aliases {
+                lookup.insert(a.clone(), i);
+            }
+        }
+        Self {
+            fields,
+            lookup,
+            known,
+        }
+    }
+
+    /// The declared fields, in order.
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+
+    /// Index of a field by name or alias.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.lookup.get(name).copied()
+    }
+
+    /// Checks a request: unknown fields, types, labels, enums, bounds, required fields.
+    /// Every problem is returned, not just the first.
+    pub fn check(
+        &self,
+        input: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Context, Vec<InputError>> {
+        let mut values: Vec<Option<Value>> = vec![None; self.fields.len()];
+        let mut rejected = vec![false; self.fields.len()];
+        let mut errors = Vec::new();
+        for (key, raw) in input {
+            let Some(&i) = self.lookup.get(key.as_str()) else {
+                errors.push(InputError {
+                    field: key.clone(),
+                    message: format!("unknown field `{key}`"),
+                    help: did_you_mean(key, self.lookup.keys().map(String::as_str)).or_else(|| {
+                        Some(format!(
+                            "known fields: {}",
+                            self.fields
+                                .iter()
+                                .map(|f| f.name.as_ref())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    }),
+                });
+                continue;
+            };
+            let field = &self.fields[i];
+            if raw.is_null() {
+                continue;
+            }
+            if values[i].is_some() {
+                errors.push(InputError {
+                    field: key.clone(),
+                    message: format!("field `{}` is given twice (as `{key}`)", field.name),
+                    help: Some("send the field under one name only".into()),
+                });
+                continue;
+            }
+            match convert(field, key, raw) {
+                Ok(v) => values[i] = Some(v),
+                Err(e) => {
+                    rejected[i] = true;
+                    errors.push(e);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(self.fields.len());
+        for ((f, v), bad) in self.fields.iter().zip(values).zip(rejected) {
+            match v {
+                Some(v) => out.push(v),
+                None if bad => {}
+                None if f.spec.required => errors.push(InputError {
+                    field: f.name.to_string(),
+                    message: format!("missing required field `{}`", f.name),
+                    help: f.spec.description.clone(),
+                }),
+                None => out.push(f.default.clone()),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Context { values: out })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// Converts and checks one raw value against its field.
+pub fn convert(field: &Field, key: &str, raw: &serde_json::Value) -> Result<Value, InputError> {
+    let err = |message: String, help: Option<String>| InputError {
+        field: key.to_string(),
+        message,
+        help,
+    };
+    let spec = &field.spec;
+    let wrong_type = || {
+        err(
+            format!(
+                "`{key}` must be {} {}, found {} `{raw}`",
+                if spec.kind == FieldType::Integer {
+                    "an"
+                } else {
+                    "a"
+                },
+                spec.kind.name(),
+                json_kind(raw)
+            ),
+            (!spec.labels.is_empty()).then(|| {
+                format!(
+                    "or one of the labels {}",
+                    spec.labels.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            }),
+        )
+    };
+    let value = match (spec.kind, raw) {
+        (FieldType::Boolean, serde_json::Value::Bool(b)) => Value::Bool(*b),
+        (FieldType::String, serde_json::Value::String(s)) => {
+            if let Some(allowed) = &spec.one_of {
+                if !allowed.iter().any(|a| a == s) {
+                    return Err(err(
+                        format!("`{key}` is `{s}`, not one of {}", allowed.join(", ")),
+                        did_you_mean(s, allowed.iter().map(String::as_str)),
+                    ));
+                }
+            }
+            Value::Str(s.as_str().into())
+        }
+        (kind, serde_json::Value::String(s)) if kind.is_numeric() && !spec.labels.is_empty() => {
+            match spec.labels.get(s) {
+                Some(n) if kind == FieldType::Integer => Value::Int(*n as i64),
+                Some(n) => Value::Num(*n),
+                None => {
+                    return Err(err(
+                        format!(
+                            "`{key}` is `{s}`, not a number nor one of the labels {}",
+                            spec.labels.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                        did_you_mean(s, spec.labels.keys().map(String::as_str)),
+                    ))
+                }
+            }
+        }
+        (FieldType::Integer, serde_json::Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::Int(f as i64),
+            _ => {
+                return Err(err(
+                    format!("`{key}` must be a whole number, found `{n}`"),
+                    None,
+                ))
+            }
+        },
+        (FieldType::Number, serde_json::Value::Number(n)) => match n.as_f64() {
+            Some(f) if f.is_finite() => Value::Num(f),
+            _ => return Err(err(format!("`{key}` is not a finite number"), None)),
+        },
+        _ => return Err(wrong_type()),
+    };
+    if let Some(x) = value.as_f64() {
+        if let Some(min) = spec.min {
+            if x < min {
+                return Err(err(
+                    format!(
+                        "`{key}` is {}, below the minimum {}",
+                        fmt_num(x),
+                        fmt_num(min)
+                    ),
+                    Some(format!("`{key}` must be at least {}", fmt_num(min))),
+                ));
+            }
+        }
+        if let Some(max) = spec.max {
+            if x > max {
+                return Err(err(
+                    format!(
+                        "`{key}` is {}, above the maximum {}",
+                        fmt_num(x),
+                        fmt_num(max)
+                    ),
+                    Some(format!("`{key}` must be at most {}", fmt_num(max))),
+                ));
+            }
+        }
+    }
+    Ok(value)
+}

@@ -1,0 +1,391 @@
+//! The Rhai sandbox: one function builds the engine with its limits; scripts compile once per
+//! rule-set build; a script that exceeds its budget is an evaluation error, never a hang.
+//!
+//! Scripts cannot touch files, network or the clock: the crate is built with Rhai's
+//! `no_module` and `no_time` features, `print`/`debug` are silenced and `eval` is disabled.
+
+use super::context::{ContextModel, Value};
+use super::yaml::{NodeSpan, ScalarStyle};
+use crate::diagnostic::{Diagnostic, Pos, SourceFile};
+use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
+
+/// Evaluation limits of the sandbox.
+pub mod limits {
+    /// Operations one evaluation may take before it is stopped.
+    pub const MAX_OPERATIONS: u64 = 100_000;
+    /// Nested function calls.
+    pub const MAX_CALL_LEVELS: usize = 32;
+    /// Expression nesting at global level.
+    pub const MAX_EXPR_DEPTH: usize = 64;
+    /// Expression nesting inside functions.
+    pub const MAX_FN_EXPR_DEPTH: usize = 32;
+    /// Characters in a string.
+    pub const MAX_STRING_SIZE: usize = 10_000;
+    /// Items in an array.
+    pub const MAX_ARRAY_SIZE: usize = 10_000;
+    /// Entries in a map.
+    pub const MAX_MAP_SIZE: usize = 1_000;
+}
+
+/// Builds the sandboxed Rhai engine used for every script of a rule set.
+pub fn sandbox_engine() -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(limits::MAX_OPERATIONS)
+        .set_max_call_levels(limits::MAX_CALL_LEVELS)
+        .set_max_expr_depths(limits::MAX_EXPR_DEPTH, limits::MAX_FN_EXPR_DEPTH)
+        .set_max_string_size(limits::MAX_STRING_SIZE)
+        .set_max_array_size(limits::MAX_ARRAY_SIZE)
+        .set_max_map_size(limits::MAX_MAP_SIZE)
+        .set_strict_variables(true)
+        .disable_symbol("eval");
+    engine.on_print(|_| {});
+    engine.on_debug(|_, _, _| {});
+    engine
+}
+
+/// Where a piece of Rhai code sits in a rule file, to map script positions to the file.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// File path.
+    pub file: String,
+    /// Where the code starts.
+    pub start: Pos,
+    /// How the code was written in YAML (a `.rhai` file counts as plain at 1:1).
+    pub style: ScalarStyle,
+    /// Indentation of a block scalar's content.
+    pub block_indent: usize,
+}
+
+impl Origin {
+    /// A whole `.rhai` file.
+    pub fn file(path: &str) -> Self {
+        Self {
+            file: path.to_string(),
+            start: Pos::new(1, 1, 1),
+            style: ScalarStyle::Plain,
+            block_indent: 0,
+        }
+    }
+
+    /// A scalar of a YAML file.
+    pub fn scalar(file: &SourceFile, span: NodeSpan) -> Self {
+        let block_indent = if span.style == ScalarStyle::Block {
+            file.text
+                .lines()
+                .skip(span.pos.line)
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.len() - l.trim_start().len())
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        Self {
+            file: file.path.clone(),
+            start: span.pos,
+            style: span.style,
+            block_indent,
+        }
+    }
+
+    /// Maps a Rhai position (relative to the code) to the file.
+    pub fn map(&self, pos: Position) -> Pos {
+        let (Some(l), c) = (pos.line(), pos.position().unwrap_or(1)) else {
+            return self.start;
+        };
+        match self.style {
+            ScalarStyle::Block => Pos::new(self.start.line + l, self.block_indent + c, 1),
+            ScalarStyle::Quoted if l == 1 => Pos::new(self.start.line, self.start.col + c, 1),
+            _ if l == 1 => Pos::new(self.start.line, self.start.col + c - 1, 1),
+            _ => Pos::new(self.start.line + l - 1, c, 1),
+        }
+    }
+}
+
+/// An error raised while running a script.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptError {
+    /// Lower-case message.
+    pub message: String,
+    /// Advice.
+    pub help: Option<String>,
+    /// File of the failing code.
+    pub file: String,
+    /// Position in `file`.
+    pub pos: Pos,
+}
+
+impl ScriptError {
+    /// As a diagnostic.
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        Diagnostic::error(self.message.clone())
+            .at(&self.file, Some(self.pos))
+            .with_help_opt(self.help.clone())
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// The compiled scripts of a rule set: the engine and the function library of `.rhai` files.
+pub struct ScriptHost {
+    engine: Engine,
+    lib: AST,
+    scope_names: Vec<String>,
+}
+
+impl std::fmt::Debug for ScriptHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptHost").finish_non_exhaustive()
+    }
+}
+
+/// A compiled Rhai expression with its origin.
+#[derive(Debug, Clone)]
+pub struct CompiledExpr {
+    ast: AST,
+    /// Where the expression is written.
+    pub origin: Origin,
+}
+
+impl ScriptHost {
+    /// Compiles every `.rhai` file into one function library. Top-level statements are
+    /// dropped: a script file defines functions for rules and the cost model to call.
+    pub fn new(
+        scripts: &[&SourceFile],
+        context: &ContextModel,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Self {
+        let engine = sandbox_engine();
+        let mut lib = AST::empty();
+        for file in scripts {
+            match engine.compile(&file.text) {
+                Ok(ast) => {
+                    // Only functions are kept; top-level statements would never run.
+                    let mut ast = ast.clone_functions_only();
+                    ast.set_source(file.path.as_str());
+                    lib = lib.merge(&ast);
+                }
+                Err(e) => diags.push(
+                    Diagnostic::error(format!(
+                        "rhai syntax error: {}",
+                        lower_first(&e.err_type().to_string())
+                    ))
+                    .at(&file.path, Some(Origin::file(&file.path).map(e.position()))),
+                ),
+            }
+        }
+        let scope_names = context
+            .fields()
+            .iter()
+            .map(|f| f.name.to_string())
+            .collect();
+        Self {
+            engine,
+            lib,
+            scope_names,
+        }
+    }
+
+    /// Names and arities of the script functions.
+    pub fn functions(&self) -> Vec<(String, usize)> {
+        self.lib
+            .iter_functions()
+            .map(|f| (f.name.to_string(), f.params.len()))
+            .collect()
+    }
+
+    fn template_scope(&self) -> Scope<'static> {
+        let mut scope = Scope::new();
+        for n in &self.scope_names {
+            scope.push_constant_dynamic(n.clone(), Dynamic::UNIT);
+        }
+        scope
+    }
+
+    /// Compiles an expression over the context fields (unknown variables are errors).
+    pub fn compile_expr(&self, code: &str, origin: Origin) -> Result<CompiledExpr, Diagnostic> {
+        let scope = self.template_scope();
+        match self.engine.compile_expression_with_scope(&scope, code) {
+            Ok(ast) => Ok(CompiledExpr {
+                ast: self.lib.clone_functions_only().merge(&ast),
+                origin,
+            }),
+            Err(e) => {
+                let msg = lower_first(&e.err_type().to_string());
+                let help = if msg.contains("variable not found") {
+                    Some(format!(
+                        "expressions can use the context fields: {}",
+                        self.scope_names.join(", ")
+                    ))
+                } else {
+                    None
+                };
+                Err(Diagnostic::error(format!("rhai syntax error: {msg}"))
+                    .at(&origin.file, Some(origin.map(e.position())))
+                    .with_help_opt(help))
+            }
+        }
+    }
+
+    fn scope_for(&self, values: &[Value]) -> Scope<'static> {
+        let mut scope = Scope::new();
+        for (n, v) in self.scope_names.iter().zip(values) {
+            scope.push_constant_dynamic(n.clone(), to_dynamic(v));
+        }
+        scope
+    }
+
+    /// Evaluates a boolean expression against checked input values.
+    pub fn eval_bool(&self, expr: &CompiledExpr, values: &[Value]) -> Result<bool, ScriptError> {
+        let mut scope = self.scope_for(values);
+        let out = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &expr.ast)
+            .map_err(|e| self.error(&e, &expr.origin))?;
+        out.as_bool().map_err(|t| ScriptError {
+            message: format!("expression must return a boolean, returned {t}"),
+            help: Some("use a comparison such as `trainset_size < 100`".into()),
+            file: expr.origin.file.clone(),
+            pos: expr.origin.start,
+        })
+    }
+
+    /// Calls a library function with three map arguments and returns its result.
+    pub fn call(
+        &self,
+        name: &str,
+        args: (rhai::Map, rhai::Map, rhai::Map),
+        origin: &Origin,
+    ) -> Result<Dynamic, ScriptError> {
+        let mut scope = Scope::new();
+        self.engine
+            .call_fn::<Dynamic>(&mut scope, &self.lib, name, args)
+            .map_err(|e| self.error(&e, origin))
+    }
+
+    fn error(&self, err: &EvalAltResult, origin: &Origin) -> ScriptError {
+        // Walk into function calls to find where it really failed.
+        let mut err = err;
+        let mut source: Option<String> = None;
+        while let EvalAltResult::ErrorInFunctionCall(_, src, inner, _) = err {
+            if !src.is_empty() {
+                source = Some(src.clone());
+            }
+            err = inner;
+        }
+        let pos = err.position();
+        let (file, pos) = match source {
+            Some(src) if src != origin.file => {
+                let o = Origin::file(&src);
+                (src, o.map(pos))
+            }
+            _ => (origin.file.clone(), origin.map(pos)),
+        };
+        let (message, help) = match err {
+            EvalAltResult::ErrorTooManyOperations(_) => (
+                format!(
+                    "script exceeded its budget of {} operations",
+                    limits::MAX_OPERATIONS
+                ),
+                Some("look for a loop that never ends".to_string()),
+            ),
+            EvalAltResult::ErrorStackOverflow(_) => (
+                format!(
+                    "script exceeded the call depth limit of {}",
+                    limits::MAX_CALL_LEVELS
+                ),
+                Some("look for recursion without a base case".to_string()),
+            ),
+            other => {
+                let text = other.to_string();
+                let text = match text.find(" (line ") {
+                    Some(i) => text[..i].to_string(),
+                    None => text,
+                };
+                (format!("script error: {}", lower_first(&text)), None)
+            }
+        };
+        ScriptError {
+            message,
+            help,
+            file,
+            pos,
+        }
+    }
+}
+
+/// Converts a context value for Rhai.
+pub fn to_dynamic(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Int(i) => Dynamic::from_int(*i),
+        Value::Num(n) => Dynamic::from_float(*n),
+        Value::Str(s) => Dynamic::from(s.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runaway_loop_is_stopped() {
+        let engine = sandbox_engine();
+        let r = engine.eval::<i64>("let x = 0; loop { x += 1; } x");
+        assert!(matches!(
+            *r.unwrap_err(),
+            EvalAltResult::ErrorTooManyOperations(_)
+        ));
+    }
+
+    #[test]
+    fn endless_recursion_is_stopped() {
+        let engine = sandbox_engine();
+        let r = engine.eval::<i64>("fn f(n) { f(n + 1) } f(0)");
+        let e = r.unwrap_err();
+        let mut inner = &*e;
+        while let EvalAltResult::ErrorInFunctionCall(_, _, i, _) = inner {
+            inner = i;
+        }
+        assert!(
+            matches!(inner, EvalAltResult::ErrorStackOverflow(_)),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn no_clock_and_no_eval() {
+        let engine = sandbox_engine();
+        assert!(engine.eval::<Dynamic>("timestamp()").is_err());
+        assert!(engine.compile("eval(\"1\")").is_err());
+    }
+
+    #[test]
+    fn origin_maps_positions() {
+        let o = Origin {
+            file: "f.yaml".into(),
+            start: Pos::new(10, 13, 5),
+            style: ScalarStyle::Plain,
+            block_indent: 0,
+        };
+        assert_eq!(o.map(Position::new(1, 4)), Pos::new(10, 16, 1));
+        let q = Origin {
+            style: ScalarStyle::Quoted,
+            ..o.clone()
+        };
+        assert_eq!(q.map(Position::new(1, 4)), Pos::new(10, 17, 1));
+        let b = Origin {
+            style: ScalarStyle::Block,
+            block_indent: 8,
+            ..o
+        };
+        assert_eq!(b.map(Position::new(2, 3)), Pos::new(12, 11, 1));
+    }
+}
