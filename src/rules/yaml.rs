@@ -109,8 +109,15 @@ impl Recorder {
                 None => {
                     // This event is a key. Only scalar keys get a position.
                     let k = scalar.unwrap_or("").to_string();
+                    let key_pos = to_pos(mark, k.chars().count());
+                    // A block mapping is reported where its first key starts.
+                    if let Some(span) = self.index.values.get_mut(path.as_str()) {
+                        if (span.pos.line, span.pos.col) > (key_pos.line, key_pos.col) {
+                            span.pos = Pos::new(key_pos.line, key_pos.col, 1);
+                        }
+                    }
                     let p = format!("{path}/{}", escape_segment(&k));
-                    self.index.keys.insert(p, to_pos(mark, k.chars().count()));
+                    self.index.keys.insert(p, key_pos);
                     *key = Some(k);
                     None
                 }
