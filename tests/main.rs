@@ -1,0 +1,9 @@
+//! Integration tests: one test binary, one module per area. They run the real `skill-fleet`
+//! binary; fixtures live under `tests/data/`.
+
+mod support;
+
+mod cli_rules;
+mod diagnostics;
+mod examples;
+mod properties;
