@@ -37,7 +37,8 @@ pub struct Decision {
     pub rules_revision: Arc<str>,
     /// How the decision was reached (only when asked for).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace: Option<Trace>,
+    #[schemars(with = "Option<Trace>")]
+    pub trace: Option<Box<Trace>>,
 }
 
 /// An alternative optimizer.

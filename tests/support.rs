@@ -45,7 +45,11 @@ pub fn run_in(cwd: &Path, args: &[&str], stdin: Option<&str>) -> Run {
     cmd.current_dir(cwd)
         .args(args)
         .env_remove("SKILL_FLEET_RULES")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn skill-fleet");

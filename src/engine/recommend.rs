@@ -1,7 +1,7 @@
 //! The recommendation: first matching rule, budget guard, estimates, confidence, alternatives.
 
 use super::confidence::confidence;
-use super::estimate::{self, estimate};
+use super::estimate::{self, estimate, Estimate};
 use super::EvalError;
 use crate::decision::{Alternative, Decision, GuardStep, GuardTrace, RuleTrace, Trace};
 use crate::rules::context::Context;
@@ -17,13 +17,6 @@ pub struct Options {
     pub explain: bool,
     /// Override the guard's `enabled` (fixtures use this).
     pub guard: Option<bool>,
-}
-
-fn rule_id_label(r: &Resolved) -> String {
-    match &r.variant {
-        Some(v) => format!("{} ({v})", r.optimizer),
-        None => r.optimizer.to_string(),
-    }
 }
 
 fn select<'a>(
@@ -84,12 +77,12 @@ pub fn recommend(
 ) -> Result<Decision, EvalError> {
     let known = rs.context.known;
     let values = ctx.values();
-    let mut trace = opts.explain.then(Trace::default);
-    let fired = select(rs, ctx, trace.as_mut())?;
+    let mut trace = opts.explain.then(|| Box::new(Trace::default()));
+    let fired = select(rs, ctx, trace.as_deref_mut())?;
     let model = rs.model_for(ctx);
     let mut choice: &Arc<Resolved> = &fired.choice;
     let mut est = estimate(rs, choice, ctx, model)?;
-    let mut reasoning = String::with_capacity(160);
+    let mut reasoning = String::with_capacity(320);
     fired.reasoning.render_into(&mut reasoning, values, &[]);
 
     let guard_on = opts.guard.unwrap_or(rs.guard.enabled);
@@ -106,6 +99,8 @@ pub fn recommend(
                 .map_or(0, |i| i + 1);
             let mut steps = Vec::new();
             let mut found = None;
+            // When nothing fits, the cheapest of the original and the steps tried is kept.
+            let mut cheapest: Option<(&Arc<Resolved>, Estimate)> = None;
             for step in &rs.guard.steps[start..] {
                 let e = estimate(rs, step, ctx, model)?;
                 let fits = e.cost <= budget;
@@ -121,36 +116,40 @@ pub fn recommend(
                     found = Some((step, e));
                     break;
                 }
+                if e.cost < cheapest.map_or(original_cost, |(_, c)| c.cost) {
+                    cheapest = Some((step, e));
+                }
             }
-            let original_label = rule_id_label(original);
             let outcome = match found {
                 Some((step, e)) => {
                     choice = step;
                     est = e;
-                    let label = rule_id_label(step);
                     reasoning.push(' ');
                     rs.guard.reasoning.render_into(
                         &mut reasoning,
                         values,
                         &[
-                            Extra::Text(&original_label),
+                            Extra::Text(&original.label),
                             Extra::Num(original_cost),
-                            Extra::Text(&label),
+                            Extra::Text(&choice.label),
                             Extra::Num(e.cost),
                         ],
                     );
                     "downgraded"
                 }
                 None => {
-                    let label = rule_id_label(choice);
+                    if let Some((step, e)) = cheapest {
+                        choice = step;
+                        est = e;
+                    }
                     reasoning.push(' ');
                     rs.guard.no_fit_reasoning.render_into(
                         &mut reasoning,
                         values,
                         &[
-                            Extra::Text(&original_label),
+                            Extra::Text(&original.label),
                             Extra::Num(original_cost),
-                            Extra::Text(&label),
+                            Extra::Text(&choice.label),
                             Extra::Num(est.cost),
                         ],
                     );

@@ -509,8 +509,13 @@ impl Resolver<'_> {
         if diags.len() > before {
             return None;
         }
+        let label = match &variant {
+            Some(v) => format!("{} ({v})", c.optimizer),
+            None => c.optimizer.clone(),
+        };
         Some(Arc::new(Resolved {
             optimizer: c.optimizer.as_str().into(),
+            label: label.as_str().into(),
             variant: variant.map(|v| v.as_str().into()),
             config: Arc::new(config),
             cost_factor: usd * mult,
@@ -670,26 +675,35 @@ fn semantic<'a>(
             }
             Some((name.clone(), Origin::scalar(at.file, span)))
         });
+        let models: HashMap<String, ModelInfo> = spec
+            .models
+            .iter()
+            .map(|(n, m)| {
+                (
+                    n.clone(),
+                    ModelInfo {
+                        name: n.as_str().into(),
+                        cost_multiplier: m.cost_multiplier,
+                        time_multiplier: m.time_multiplier,
+                        input_usd_per_mtok: m.input_usd_per_mtok,
+                        output_usd_per_mtok: m.output_usd_per_mtok,
+                    },
+                )
+            })
+            .collect();
+        let default = models.get(&spec.default_model).cloned().unwrap_or(ModelInfo {
+            name: spec.default_model.as_str().into(),
+            cost_multiplier: 1.0,
+            time_multiplier: 1.0,
+            input_usd_per_mtok: None,
+            output_usd_per_mtok: None,
+        });
         CostModel {
+            default,
             decimals: spec.decimals,
             min_minutes: spec.min_minutes,
             default_model: spec.default_model.as_str().into(),
-            models: spec
-                .models
-                .iter()
-                .map(|(n, m)| {
-                    (
-                        n.clone(),
-                        ModelInfo {
-                            name: n.as_str().into(),
-                            cost_multiplier: m.cost_multiplier,
-                            time_multiplier: m.time_multiplier,
-                            input_usd_per_mtok: m.input_usd_per_mtok,
-                            output_usd_per_mtok: m.output_usd_per_mtok,
-                        },
-                    )
-                })
-                .collect(),
+            models,
             script,
         }
     });
@@ -907,10 +921,15 @@ fn semantic<'a>(
                             )),
                             &p,
                         )
-                        .with_help_opt(did_you_mean(
-                            name,
-                            r.opts.catalog.keys().map(String::as_str),
-                        )),
+                        .with_help_opt(
+                            did_you_mean(name, r.opts.catalog.keys().map(String::as_str)).or_else(
+                                || {
+                                    let names: Vec<&str> =
+                                        r.opts.catalog.keys().map(String::as_str).collect();
+                                    Some(format!("optimizers in the catalog: {}", names.join(", ")))
+                                },
+                            ),
+                        ),
                     );
                 }
             };

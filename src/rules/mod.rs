@@ -62,6 +62,8 @@ impl Located<'_> {
 pub struct Resolved {
     /// Optimizer name.
     pub optimizer: Arc<str>,
+    /// `optimizer (variant)` or `optimizer`, for reasoning texts.
+    pub label: Arc<str>,
     /// Variant, when the optimizer has variants.
     pub variant: Option<Arc<str>>,
     /// The full config (default config + overrides).
@@ -121,6 +123,8 @@ pub struct CostModel {
     pub default_model: Arc<str>,
     /// Price table.
     pub models: HashMap<String, ModelInfo>,
+    /// The default model's row (looked up once, at build time).
+    pub default: ModelInfo,
     /// Script function replacing the formula, with where it is named.
     pub script: Option<(String, Origin)>,
 }
@@ -254,26 +258,10 @@ impl RuleSet {
 
     /// The model a checked request uses.
     pub fn model_for(&self, ctx: &context::Context) -> &ModelInfo {
-        let name = ctx
+        let named = ctx
             .get(self.context.known.model)
             .as_str()
-            .unwrap_or(&self.cost.default_model);
-        self.cost
-            .models
-            .get(name)
-            .or_else(|| self.cost.models.get(self.cost.default_model.as_ref()))
-            .unwrap_or_else(|| unreachable_model())
+            .and_then(|name| self.cost.models.get(name));
+        named.unwrap_or(&self.cost.default)
     }
-}
-
-fn unreachable_model() -> &'static ModelInfo {
-    // `compile` guarantees the default model exists; this keeps the call total anyway.
-    static FALLBACK: std::sync::OnceLock<ModelInfo> = std::sync::OnceLock::new();
-    FALLBACK.get_or_init(|| ModelInfo {
-        name: "default".into(),
-        cost_multiplier: 1.0,
-        time_multiplier: 1.0,
-        input_usd_per_mtok: None,
-        output_usd_per_mtok: None,
-    })
 }

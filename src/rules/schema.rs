@@ -4,7 +4,7 @@
 use super::spec::{HistoryRecord, RuleFile};
 use super::yaml::{escape_segment, Parsed};
 use crate::decision::Decision;
-use crate::diagnostic::{did_you_mean, Diagnostic, SourceFile};
+use crate::diagnostic::{did_you_mean, suggest, Diagnostic, SourceFile};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -55,7 +55,10 @@ fn strip_optional(v: &mut Value) {
 }
 
 fn generate<T: schemars::JsonSchema>() -> Value {
-    let mut v = serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null);
+    let schema = schemars::generate::SchemaSettings::draft07()
+        .into_generator()
+        .into_root_schema_for::<T>();
+    let mut v = serde_json::to_value(schema).unwrap_or(Value::Null);
     strip_optional(&mut v);
     v
 }
@@ -134,6 +137,17 @@ fn short(v: &Value) -> String {
     }
 }
 
+/// "`key` is VALUE, WHAT" for the value of a mapping entry, "`VALUE` is WHAT" otherwise.
+fn out_of_range(ptr: &str, v: &Value, what: &str) -> String {
+    match ptr.rsplit_once('/') {
+        Some((_, key)) if !key.is_empty() && !key.bytes().all(|b| b.is_ascii_digit()) => {
+            let key = key.replace("~1", "/").replace("~0", "~");
+            format!("`{key}` is {}, {what}", short(v))
+        }
+        _ => format!("`{}` is {what}", short(v)),
+    }
+}
+
 /// Follows a schema keyword path (with `$ref`s) to the sub-schema it names.
 fn resolve<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     let mut node = root;
@@ -165,6 +179,18 @@ fn deref<'a>(root: &'a Value, mut node: &'a Value) -> &'a Value {
     node
 }
 
+/// The keys a mapping may have, from the schema path of an `additionalProperties` error.
+fn known_keys(schema: &Value, schema_path: &str) -> Vec<String> {
+    let parent = schema_path
+        .strip_suffix("/additionalProperties")
+        .unwrap_or(schema_path);
+    resolve(schema, parent)
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 /// Validates one parsed rule file against the rule-file schema; every error is returned.
 pub fn validate(file: &SourceFile, parsed: &Parsed) -> Vec<Diagnostic> {
     let c = compiled();
@@ -174,20 +200,31 @@ pub fn validate(file: &SourceFile, parsed: &Parsed) -> Vec<Diagnostic> {
         )];
     };
     let mut out: Vec<Diagnostic> = Vec::new();
-    for err in validator.iter_errors(&parsed.value) {
+    let errors: Vec<_> = validator.iter_errors(&parsed.value).collect();
+    // A misspelt key (`reasonning`) also makes its correct name missing; the unknown-key error
+    // with its suggestion says it all, so the "missing required key" for it is left out.
+    let misspelt: Vec<(String, String)> = errors
+        .iter()
+        .flat_map(|err| {
+            let ValidationErrorKind::AdditionalProperties { unexpected } = &err.kind else {
+                return Vec::new();
+            };
+            let known = known_keys(&c.schema, err.schema_path.as_str());
+            let ptr = err.instance_path.as_str();
+            unexpected
+                .iter()
+                .filter_map(|k| suggest(k, known.iter().map(String::as_str)))
+                .map(|s| (ptr.to_string(), s))
+                .collect()
+        })
+        .collect();
+    for err in errors {
         let ptr = err.instance_path.as_str().to_string();
         let schema_path = err.schema_path.as_str().to_string();
         let at_value = |d: Diagnostic| d.at(&file.path, parsed.spans.value(&ptr));
         let d = match &err.kind {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
-                let parent = schema_path
-                    .strip_suffix("/additionalProperties")
-                    .unwrap_or(&schema_path);
-                let known: Vec<String> = resolve(&c.schema, parent)
-                    .and_then(|s| s.get("properties"))
-                    .and_then(Value::as_object)
-                    .map(|m| m.keys().cloned().collect())
-                    .unwrap_or_default();
+                let known = known_keys(&c.schema, &schema_path);
                 for key in unexpected {
                     let kptr = format!("{ptr}/{}", escape_segment(key));
                     let help = did_you_mean(key, known.iter().map(String::as_str)).or_else(|| {
@@ -223,16 +260,19 @@ pub fn validate(file: &SourceFile, parsed: &Parsed) -> Vec<Diagnostic> {
             }
             ValidationErrorKind::Required { property } => {
                 let p = short(property);
+                if misspelt.iter().any(|(at, key)| *at == ptr && *key == p) {
+                    continue;
+                }
                 at_value(Diagnostic::error(format!("missing required key `{p}`")))
                     .with_help(format!("add `{p}:` here"))
             }
             ValidationErrorKind::Minimum { limit }
             | ValidationErrorKind::ExclusiveMinimum { limit } => at_value(Diagnostic::error(
-                format!("`{}` is below the minimum {limit}", short(&err.instance)),
+                out_of_range(&ptr, &err.instance, &format!("below the minimum {limit}")),
             )),
             ValidationErrorKind::Maximum { limit }
             | ValidationErrorKind::ExclusiveMaximum { limit } => at_value(Diagnostic::error(
-                format!("`{}` is above the maximum {limit}", short(&err.instance)),
+                out_of_range(&ptr, &err.instance, &format!("above the maximum {limit}")),
             )),
             ValidationErrorKind::Enum { options } => {
                 let opts: Vec<String> = options
@@ -299,7 +339,7 @@ mod tests {
         );
         let range = d
             .iter()
-            .find(|d| d.message.contains("above the maximum"))
+            .find(|d| d.message == "`base` is 1.5, above the maximum 1")
             .unwrap();
         assert_eq!(range.pos.map(|p| p.line), Some(2));
         let ty = d

@@ -6,8 +6,9 @@
 
 use super::context::{ContextModel, Value};
 use super::yaml::{NodeSpan, ScalarStyle};
-use crate::diagnostic::{Diagnostic, Pos, SourceFile};
-use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
+use crate::diagnostic::{did_you_mean, Diagnostic, Pos, SourceFile};
+use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Position, Scope, AST};
+use std::collections::HashMap;
 
 /// Evaluation limits of the sandbox.
 pub mod limits {
@@ -68,15 +69,12 @@ impl Origin {
         }
     }
 
-    /// A scalar of a YAML file.
+    /// A scalar of a YAML file. A block scalar (`|`, `>`) is marked by the parser at its
+    /// first content character, not at the indicator, so that position gives both the first
+    /// line of the code and the indentation stripped from every line.
     pub fn scalar(file: &SourceFile, span: NodeSpan) -> Self {
         let block_indent = if span.style == ScalarStyle::Block {
-            file.text
-                .lines()
-                .skip(span.pos.line)
-                .find(|l| !l.trim().is_empty())
-                .map(|l| l.len() - l.trim_start().len())
-                .unwrap_or(0)
+            span.pos.col.saturating_sub(1)
         } else {
             0
         };
@@ -88,13 +86,22 @@ impl Origin {
         }
     }
 
+    /// Why a position is only the start of the code, when it is.
+    pub fn folded_note(&self) -> Option<String> {
+        (self.style == ScalarStyle::Folded).then(|| {
+            "a folded `>` block joins its lines, so only its start is shown; write it with `|` to see the exact position".to_string()
+        })
+    }
+
     /// Maps a Rhai position (relative to the code) to the file.
     pub fn map(&self, pos: Position) -> Pos {
         let (Some(l), c) = (pos.line(), pos.position().unwrap_or(1)) else {
             return self.start;
         };
         match self.style {
-            ScalarStyle::Block => Pos::new(self.start.line + l, self.block_indent + c, 1),
+            ScalarStyle::Block => Pos::new(self.start.line + l - 1, self.block_indent + c, 1),
+            // Folding joined the lines Rhai saw: the start of the code is the best we know.
+            ScalarStyle::Folded => self.start,
             ScalarStyle::Quoted if l == 1 => Pos::new(self.start.line, self.start.col + c, 1),
             _ if l == 1 => Pos::new(self.start.line, self.start.col + c - 1, 1),
             _ => Pos::new(self.start.line + l - 1, c, 1),
@@ -137,6 +144,9 @@ pub struct ScriptHost {
     engine: Engine,
     lib: AST,
     scope_names: Vec<String>,
+    /// The `.rhai` file of each function. Rhai loses a function's source when libraries are
+    /// merged, so an error inside a function is placed with this instead.
+    fn_files: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for ScriptHost {
@@ -163,12 +173,16 @@ impl ScriptHost {
     ) -> Self {
         let engine = sandbox_engine();
         let mut lib = AST::empty();
+        let mut fn_files = HashMap::new();
         for file in scripts {
             match engine.compile(&file.text) {
                 Ok(ast) => {
                     // Only functions are kept; top-level statements would never run.
                     let mut ast = ast.clone_functions_only();
                     ast.set_source(file.path.as_str());
+                    for f in ast.iter_functions() {
+                        fn_files.insert(f.name.to_string(), file.path.clone());
+                    }
                     lib = lib.merge(&ast);
                 }
                 Err(e) => diags.push(
@@ -189,6 +203,7 @@ impl ScriptHost {
             engine,
             lib,
             scope_names,
+            fn_files,
         }
     }
 
@@ -200,10 +215,13 @@ impl ScriptHost {
             .collect()
     }
 
+    /// The names of the context fields, for compiling. They must be plain variables, not
+    /// constants: Rhai's optimizer would otherwise fold the placeholder `()` into the AST and
+    /// every expression would see every field as `()`.
     fn template_scope(&self) -> Scope<'static> {
         let mut scope = Scope::new();
         for n in &self.scope_names {
-            scope.push_constant_dynamic(n.clone(), Dynamic::UNIT);
+            scope.push_dynamic(n.clone(), Dynamic::UNIT);
         }
         scope
     }
@@ -217,18 +235,27 @@ impl ScriptHost {
                 origin,
             }),
             Err(e) => {
-                let msg = lower_first(&e.err_type().to_string());
-                let help = if msg.contains("variable not found") {
-                    Some(format!(
-                        "expressions can use the context fields: {}",
-                        self.scope_names.join(", ")
+                let at = Some(origin.map(e.position()));
+                if let ParseErrorType::VariableUndefined(name) = e.err_type() {
+                    let fields = || {
+                        format!(
+                            "expressions can use the context fields: {}",
+                            self.scope_names.join(", ")
+                        )
+                    };
+                    return Err(Diagnostic::error(format!(
+                        "expression uses unknown variable `{name}`"
                     ))
-                } else {
-                    None
-                };
+                    .at(&origin.file, at)
+                    .with_help(
+                        did_you_mean(name, self.scope_names.iter().map(String::as_str))
+                            .unwrap_or_else(fields),
+                    ));
+                }
+                let msg = lower_first(&e.err_type().to_string());
                 Err(Diagnostic::error(format!("rhai syntax error: {msg}"))
-                    .at(&origin.file, Some(origin.map(e.position())))
-                    .with_help_opt(help))
+                    .at(&origin.file, at)
+                    .with_help_opt(origin.folded_note()))
             }
         }
     }
@@ -273,13 +300,16 @@ impl ScriptHost {
         // Walk into function calls to find where it really failed.
         let mut err = err;
         let mut source: Option<String> = None;
-        while let EvalAltResult::ErrorInFunctionCall(_, src, inner, _) = err {
-            if !src.is_empty() {
+        while let EvalAltResult::ErrorInFunctionCall(name, src, inner, _) = err {
+            if let Some(file) = self.fn_files.get(name) {
+                source = Some(file.clone());
+            } else if !src.is_empty() {
                 source = Some(src.clone());
             }
             err = inner;
         }
         let pos = err.position();
+        let in_expr = !matches!(&source, Some(src) if *src != origin.file);
         let (file, pos) = match source {
             Some(src) if src != origin.file => {
                 let o = Origin::file(&src);
@@ -293,14 +323,20 @@ impl ScriptHost {
                     "script exceeded its budget of {} operations",
                     limits::MAX_OPERATIONS
                 ),
-                Some("look for a loop that never ends".to_string()),
+                Some(
+                    "look for a loop that never ends, here or in a script function called from here"
+                        .to_string(),
+                ),
             ),
             EvalAltResult::ErrorStackOverflow(_) => (
                 format!(
                     "script exceeded the call depth limit of {}",
                     limits::MAX_CALL_LEVELS
                 ),
-                Some("look for recursion without a base case".to_string()),
+                Some(
+                    "look for recursion without a base case in the script functions called from here"
+                        .to_string(),
+                ),
             ),
             other => {
                 let text = other.to_string();
@@ -308,7 +344,8 @@ impl ScriptHost {
                     Some(i) => text[..i].to_string(),
                     None => text,
                 };
-                (format!("script error: {}", lower_first(&text)), None)
+                let help = if in_expr { origin.folded_note() } else { None };
+                (format!("script error: {}", lower_first(&text)), help)
             }
         };
         ScriptError {
@@ -361,6 +398,50 @@ mod tests {
     }
 
     #[test]
+    fn expressions_see_the_input_values() {
+        use crate::rules::context::{Field, WellKnown};
+        use crate::rules::spec::{FieldSpec, FieldType};
+        let field = |name: &str| Field {
+            name: name.into(),
+            spec: FieldSpec {
+                kind: FieldType::Integer,
+                required: false,
+                default: None,
+                min: None,
+                max: None,
+                aliases: Vec::new(),
+                labels: Default::default(),
+                one_of: None,
+                description: None,
+            },
+            default: Value::Null,
+        };
+        let known = WellKnown {
+            trainset_size: 0,
+            budget_usd: 0,
+            domain: 0,
+            model: 0,
+        };
+        let ctx = ContextModel::new(vec![field("t"), field("u")], known);
+        let lib = SourceFile::new("h.rhai", "fn big(n) { n >= 1000 }");
+        let mut diags = Vec::new();
+        let host = ScriptHost::new(&[&lib], &ctx, &mut diags);
+        assert!(diags.is_empty(), "{diags:?}");
+        let expr = host
+            .compile_expr("big(t) && u == ()", Origin::file("x.yaml"))
+            .unwrap();
+        assert!(host
+            .eval_bool(&expr, &[Value::Int(5000), Value::Null])
+            .unwrap());
+        assert!(!host
+            .eval_bool(&expr, &[Value::Int(10), Value::Null])
+            .unwrap());
+        assert!(!host
+            .eval_bool(&expr, &[Value::Int(5000), Value::Int(1)])
+            .unwrap());
+    }
+
+    #[test]
     fn no_clock_and_no_eval() {
         let engine = sandbox_engine();
         assert!(engine.eval::<Dynamic>("timestamp()").is_err());
@@ -381,11 +462,14 @@ mod tests {
             ..o.clone()
         };
         assert_eq!(q.map(Position::new(1, 4)), Pos::new(10, 17, 1));
+        // A block scalar starts at its first content character (line 11, indented by 8).
         let b = Origin {
+            start: Pos::new(11, 9, 1),
             style: ScalarStyle::Block,
             block_indent: 8,
             ..o
         };
+        assert_eq!(b.map(Position::new(1, 3)), Pos::new(11, 11, 1));
         assert_eq!(b.map(Position::new(2, 3)), Pos::new(12, 11, 1));
     }
 }

@@ -139,11 +139,74 @@ impl Template {
     }
 }
 
+/// Writes `n` with `p` decimals, rounded like Python. Integer arithmetic for the common case:
+/// the standard formatter's exact mode falls back to slow bignum code for values like 10.0.
+fn write_fixed(out: &mut String, n: f64, p: usize) {
+    if p <= 9 && n.is_finite() && n.abs() < 1e9 {
+        let scale = 10i64.pow(p as u32);
+        let scaled = (crate::engine::round::round_py(n, p as u32) * scale as f64).round() as i64;
+        let sign = if scaled < 0 { "-" } else { "" };
+        let abs = scaled.unsigned_abs();
+        let scale = scale.unsigned_abs();
+        let _ = if p == 0 {
+            write!(out, "{sign}{abs}")
+        } else {
+            write!(out, "{sign}{}.{:0p$}", abs / scale, abs % scale)
+        };
+    } else {
+        let _ = write!(out, "{n:.p$}");
+    }
+}
+
 fn write_value(out: &mut String, v: &Value, prec: Option<usize>) {
     let _ = match (v, prec) {
-        (Value::Num(n), Some(p)) => write!(out, "{n:.p$}"),
-        (Value::Int(n), Some(p)) => write!(out, "{:.p$}", *n as f64),
+        (Value::Num(n), Some(p)) => {
+            write_fixed(out, *n, p);
+            Ok(())
+        }
+        (Value::Int(n), Some(p)) => {
+            write_fixed(out, *n as f64, p);
+            Ok(())
+        }
         (Value::Null, _) => write!(out, "none"),
         (v, _) => write!(out, "{v}"),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_fixed;
+
+    #[test]
+    fn fixed_formatting_matches_the_standard_formatter() {
+        for (n, p, want) in [
+            (10.0, 2, "10.00"),
+            (0.625, 2, "0.62"),
+            (-1.5, 1, "-1.5"),
+            (19.99, 2, "19.99"),
+            (3.0, 0, "3"),
+            (0.005, 2, "0.01"),
+            (-0.004, 2, "0.00"),
+        ] {
+            let mut s = String::new();
+            write_fixed(&mut s, n, p);
+            assert_eq!(s, want, "{n} with {p} decimals");
+        }
+        let mut x = -50.0f64;
+        while x < 50.0 {
+            let mut s = String::new();
+            write_fixed(&mut s, x, 2);
+            let std = format!("{x:.2}");
+            assert_eq!(
+                s,
+                if std == "-0.00" {
+                    "0.00".to_string()
+                } else {
+                    std
+                },
+                "x = {x}"
+            );
+            x += 0.01234567;
+        }
+    }
 }

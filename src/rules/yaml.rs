@@ -16,8 +16,11 @@ pub enum ScalarStyle {
     Plain,
     /// `'value'` or `"value"`
     Quoted,
-    /// `|` or `>` block: content starts on the next line.
+    /// `|` block: content starts on the next line, lines kept as written.
     Block,
+    /// `>` block: content starts on the next line; folding joins lines, so positions inside
+    /// it do not map back to the file line by line.
+    Folded,
     /// Not a scalar (mapping or sequence).
     Collection,
 }
@@ -140,7 +143,8 @@ impl MarkedEventReceiver for Recorder {
                         TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
                             (ScalarStyle::Quoted, text.chars().count() + 2)
                         }
-                        TScalarStyle::Literal | TScalarStyle::Folded => (ScalarStyle::Block, 1),
+                        TScalarStyle::Literal => (ScalarStyle::Block, 1),
+                        TScalarStyle::Folded => (ScalarStyle::Folded, 1),
                     };
                     self.index.values.insert(
                         path,
@@ -197,20 +201,54 @@ pub struct Parsed {
     pub spans: SpanIndex,
 }
 
+/// A YAML syntax error as a diagnostic.
+///
+/// serde_yaml writes "PROBLEM at line L column C[, CONTEXT[ at line L column C]]". The problem's
+/// position is rendered separately. The context ("while parsing a flow mapping" and where that
+/// mapping starts) often names the real culprit, so it goes to the help; when the file ends
+/// inside it (an unclosed quote), the diagnostic points at where it starts instead.
+fn syntax_error(file: &SourceFile, e: &serde_yaml::Error) -> Diagnostic {
+    let mut pos = e.location().map(|l| Pos::new(l.line(), l.column(), 1));
+    let msg = e.to_string();
+    let (problem, context) = match msg.find(" at line ") {
+        Some(i) => (&msg[..i], msg[i..].split_once(", ").map(|(_, c)| c)),
+        None => (msg.as_str(), None),
+    };
+    let context = context.map(|c| {
+        let (what, at) = match c.split_once(" at line ") {
+            Some((what, at)) => (what, at.split_once(" column ")),
+            None => (c, None),
+        };
+        let what = what
+            .strip_prefix("while parsing ")
+            .or_else(|| what.strip_prefix("while scanning "))
+            .unwrap_or(what);
+        let at = at.and_then(|(l, c)| Some(Pos::new(l.parse().ok()?, c.parse().ok()?, 1)));
+        (what, at)
+    });
+    let help = match context {
+        Some((what, Some(at))) if problem.contains("end of stream") => {
+            pos = Some(at);
+            format!("the file ends inside {what} that starts here; close it")
+        }
+        Some((what, Some(at))) => format!(
+            "inside {what} that starts at {}:{}:{}; check the indentation and quoting from there to here",
+            file.path, at.line, at.col
+        ),
+        Some((what, None)) => {
+            format!("inside {what}; check the indentation and quoting around this position")
+        }
+        None => "check the indentation and quoting around this position".to_string(),
+    };
+    Diagnostic::error(format!("invalid yaml: {problem}"))
+        .at(&file.path, pos)
+        .with_help(help)
+}
+
 /// Parses one YAML file; a syntax error becomes a diagnostic at its position.
 pub fn parse(file: &SourceFile) -> Result<Parsed, Diagnostic> {
-    let value: serde_yaml::Value = serde_yaml::from_str(&file.text).map_err(|e| {
-        let pos = e.location().map(|l| Pos::new(l.line(), l.column(), 1));
-        let msg = e.to_string();
-        // serde_yaml appends " at line X column Y"; the position is rendered separately.
-        let msg = match msg.find(" at line ") {
-            Some(i) => msg[..i].to_string(),
-            None => msg,
-        };
-        Diagnostic::error(format!("invalid yaml: {msg}"))
-            .at(&file.path, pos)
-            .with_help("check the indentation and quoting around this position")
-    })?;
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(&file.text).map_err(|e| syntax_error(file, &e))?;
     let value = serde_json::to_value(&value).map_err(|e| {
         Diagnostic::error(format!("yaml value cannot be used as json: {e}"))
             .at(&file.path, None)
