@@ -351,7 +351,9 @@ pub fn convert(field: &Field, key: &str, raw: &serde_json::Value) -> Result<Valu
                         fmt_num(x),
                         fmt_num(min)
                     ),
-                    Some(format!("`{key}` must be at least {}", fmt_num(min))),
+                    spec.description
+                        .as_ref()
+                        .map(|d| format!("`{key}` is the {d}")),
                 ));
             }
         }
@@ -363,7 +365,9 @@ pub fn convert(field: &Field, key: &str, raw: &serde_json::Value) -> Result<Valu
                         fmt_num(x),
                         fmt_num(max)
                     ),
-                    Some(format!("`{key}` must be at most {}", fmt_num(max))),
+                    spec.description
+                        .as_ref()
+                        .map(|d| format!("`{key}` is the {d}")),
                 ));
             }
         }
