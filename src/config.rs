@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_FILE: &str = "config/skill-fleet.yaml";
 
 /// skill-fleet configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// HTTP server.
@@ -78,17 +78,6 @@ pub struct DatabaseConfig {
 pub struct LogConfig {
     /// Filter in `tracing` syntax: `info`, `debug`, `skill_fleet=debug,hyper=warn`, …
     pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            rules: RulesConfig::default(),
-            database: DatabaseConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for ServerConfig {
@@ -201,7 +190,9 @@ fn set(target: &mut Value, dotted: &str, value: Value) {
 fn env_value(default: &Value, raw: &str) -> Value {
     match default {
         Value::String(_) | Value::Null => Value::String(raw.to_string()),
-        _ => serde_yaml::from_str::<serde_json::Value>(raw).unwrap_or(Value::String(raw.to_string())),
+        _ => {
+            serde_yaml::from_str::<serde_json::Value>(raw).unwrap_or(Value::String(raw.to_string()))
+        }
     }
 }
 
@@ -324,7 +315,10 @@ pub fn resolve(layers: &Layers<'_>) -> Result<Config, ConfigError> {
                     ));
                 }
             }
-            return Err(ConfigError::new("the configuration does not fit its schema".into(), None));
+            return Err(ConfigError::new(
+                "the configuration does not fit its schema".into(),
+                None,
+            ));
         }
     };
     check(&config, &source)?;
@@ -335,14 +329,21 @@ fn check(c: &Config, source: &BTreeMap<String, String>) -> Result<(), ConfigErro
     let from = |k: &str| source.get(k).map(String::as_str).unwrap_or("?").to_string();
     let addr: SocketAddr = c.server.addr.parse().map_err(|_| {
         ConfigError::new(
-            format!("`server.addr` = `{}` (from {}) is not an address", c.server.addr, from("server.addr")),
+            format!(
+                "`server.addr` = `{}` (from {}) is not an address",
+                c.server.addr,
+                from("server.addr")
+            ),
             Some("write IP:PORT, e.g. 127.0.0.1:8000 or 0.0.0.0:8000".into()),
         )
     })?;
     if let Some(t) = &c.server.api_token {
         if t.len() < 16 {
             return Err(ConfigError::new(
-                format!("`server.api_token` (from {}) is shorter than 16 characters", from("server.api_token")),
+                format!(
+                    "`server.api_token` (from {}) is shorter than 16 characters",
+                    from("server.api_token")
+                ),
                 Some("use a long random token, e.g. `openssl rand -hex 32`".into()),
             ));
         }
@@ -354,20 +355,32 @@ fn check(c: &Config, source: &BTreeMap<String, String>) -> Result<(), ConfigErro
                 c.server.addr,
                 from("server.addr")
             ),
-            Some("set SKILL_FLEET_API_TOKEN (or server.api_token) so mutating endpoints require it".into()),
+            Some(
+                "set SKILL_FLEET_API_TOKEN (or server.api_token) so mutating endpoints require it"
+                    .into(),
+            ),
         ));
     }
     for (k, v) in [
         ("server.body_limit_bytes", c.server.body_limit_bytes),
-        ("server.header_read_timeout_ms", c.server.header_read_timeout_ms),
+        (
+            "server.header_read_timeout_ms",
+            c.server.header_read_timeout_ms,
+        ),
         ("rules.debounce_ms", c.rules.debounce_ms),
     ] {
         if v == 0 {
-            return Err(ConfigError::new(format!("`{k}` (from {}) must be above 0", from(k)), None));
+            return Err(ConfigError::new(
+                format!("`{k}` (from {}) must be above 0", from(k)),
+                None,
+            ));
         }
     }
     if c.log.level.trim().is_empty() {
-        return Err(ConfigError::new(format!("`log.level` (from {}) is empty", from("log.level")), None));
+        return Err(ConfigError::new(
+            format!("`log.level` (from {}) is empty", from("log.level")),
+            None,
+        ));
     }
     Ok(())
 }
@@ -375,7 +388,10 @@ fn check(c: &Config, source: &BTreeMap<String, String>) -> Result<(), ConfigErro
 /// Reads the layers from disk and the process environment, then resolves them.
 /// `explicit` is the `--config` flag: that file must exist; without it the default file is used
 /// when present.
-pub fn load(explicit: Option<&Path>, flags: Vec<(String, Value, String)>) -> Result<Config, ConfigError> {
+pub fn load(
+    explicit: Option<&Path>,
+    flags: Vec<(String, Value, String)>,
+) -> Result<Config, ConfigError> {
     let path = explicit.map(Path::to_path_buf).or_else(|| {
         let p = PathBuf::from(DEFAULT_FILE);
         p.exists().then_some(p)
@@ -393,7 +409,9 @@ pub fn load(explicit: Option<&Path>, flags: Vec<(String, Value, String)>) -> Res
         ),
         None => None,
     };
-    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("SKILL_FLEET_")).collect();
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("SKILL_FLEET_"))
+        .collect();
     resolve(&Layers {
         file: file.as_ref(),
         env,
@@ -431,15 +449,26 @@ mod tests {
             ..Layers::default()
         })
         .unwrap_err();
-        assert!(e.message.contains("`server.body_limit_bytes`"), "{}", e.message);
+        assert!(
+            e.message.contains("`server.body_limit_bytes`"),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("c.yaml:2:21"), "{}", e.message);
 
         let e = resolve(&Layers {
-            env: vec![("SKILL_FLEET_DB".into(), "x.db".into()), ("SKILL_FLEET_ADDR".into(), "nowhere".into())],
+            env: vec![
+                ("SKILL_FLEET_DB".into(), "x.db".into()),
+                ("SKILL_FLEET_ADDR".into(), "nowhere".into()),
+            ],
             ..Layers::default()
         })
         .unwrap_err();
-        assert!(e.message.contains("environment variable SKILL_FLEET_ADDR"), "{}", e.message);
+        assert!(
+            e.message.contains("environment variable SKILL_FLEET_ADDR"),
+            "{}",
+            e.message
+        );
 
         let file = SourceFile::new("c.yaml", "server:\n  adr: 1\n");
         let e = resolve(&Layers {
@@ -447,22 +476,37 @@ mod tests {
             ..Layers::default()
         })
         .unwrap_err();
-        assert!(e.message.contains("unknown key `server.adr` in c.yaml:2:8"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown key `server.adr` in c.yaml:2:8"),
+            "{}",
+            e.message
+        );
         assert_eq!(e.help.as_deref(), Some("did you mean `server.addr`?"));
     }
 
     #[test]
     fn public_address_needs_a_token() {
-        let flags = vec![("server.addr".to_string(), Value::from("0.0.0.0:8000"), "--addr".to_string())];
+        let flags = vec![(
+            "server.addr".to_string(),
+            Value::from("0.0.0.0:8000"),
+            "--addr".to_string(),
+        )];
         let e = resolve(&Layers {
             flags: flags.clone(),
             ..Layers::default()
         })
         .unwrap_err();
-        assert!(e.message.contains("not a loopback address"), "{}", e.message);
+        assert!(
+            e.message.contains("not a loopback address"),
+            "{}",
+            e.message
+        );
         let ok = resolve(&Layers {
             flags,
-            env: vec![("SKILL_FLEET_API_TOKEN".into(), "0123456789abcdef0123".into())],
+            env: vec![(
+                "SKILL_FLEET_API_TOKEN".into(),
+                "0123456789abcdef0123".into(),
+            )],
             ..Layers::default()
         });
         assert!(ok.is_ok());

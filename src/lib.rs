@@ -12,12 +12,21 @@
 //!   Pure: no I/O, no clock.
 //! - [`decision`]: the decision and trace types returned by the CLI and the API.
 //! - [`loader`]: reads a rules directory into source files (the only filesystem access of the
-//!   rule pipeline).
+//!   rule pipeline), keeps the live rule set and hot-reloads it (the only module that knows
+//!   notify).
+//! - [`config`]: configuration layers (defaults < file < environment < flags).
+//! - [`store`]: the SQLite database (the only module that knows rusqlite).
+//! - [`http`]: the HTTP API on hyper and tokio (the only module that knows hyper).
+//! - [`timefmt`]: RFC 3339 timestamps for the edges.
 //! - [`cli`]: the `skill-fleet` command line.
 
 pub mod cli;
+pub mod config;
 pub mod decision;
 pub mod diagnostic;
 pub mod engine;
+pub mod http;
 pub mod loader;
 pub mod rules;
+pub mod store;
+pub mod timefmt;

@@ -49,6 +49,9 @@ mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_994_000_123)),
             "2026-11-29T23:13:20.123Z"
         );
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod render;
 pub mod rules;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -22,8 +23,10 @@ pub enum Exit {
     InvalidRules = 3,
     /// The input of a dry run is invalid.
     InvalidInput = 4,
-    /// A file could not be read or written.
+    /// A file, socket or database could not be used.
     Io = 5,
+    /// The configuration is invalid.
+    InvalidConfig = 6,
 }
 
 impl Exit {
@@ -37,18 +40,13 @@ impl Exit {
 #[derive(Debug, Parser)]
 #[command(name = "skill-fleet", version, about, long_about = None)]
 #[command(
-    after_help = "Exit codes: 0 ok, 1 checks failed, 2 usage error, 3 invalid rules, 4 invalid input, 5 file error"
+    after_help = "Exit codes: 0 ok, 1 checks failed, 2 usage error, 3 invalid rules, 4 invalid input, \
+5 file, socket or database error, 6 invalid configuration"
 )]
 pub struct Cli {
-    /// Directory of the rule set.
-    #[arg(
-        long,
-        global = true,
-        env = "SKILL_FLEET_RULES",
-        default_value = "rules",
-        value_name = "DIR"
-    )]
-    pub rules: PathBuf,
+    /// Directory of the rule set [default: `rules`, or SKILL_FLEET_RULES]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -60,11 +58,20 @@ pub enum Command {
     /// Check, test, dry-run and benchmark the rule set; write its JSON Schemas.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
+    /// Serve the HTTP API with hot-reloaded rules.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs a parsed command line, writing to `out` and `err`.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     match cli.command {
-        Command::Rules(cmd) => rules::run(&cli.rules, cmd, out, err),
+        Command::Rules(cmd) => {
+            let dir = cli
+                .rules
+                .or_else(|| std::env::var_os("SKILL_FLEET_RULES").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("rules"));
+            rules::run(&dir, cmd, out, err)
+        }
+        Command::Serve(args) => serve::run(args, cli.rules.as_ref(), err),
     }
 }

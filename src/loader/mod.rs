@@ -1,5 +1,9 @@
-//! Reads a rules directory into [`SourceFile`]s. The only filesystem access of the rule
-//! pipeline; building and validating happens in [`crate::rules`].
+//! Reads a rules directory into [`SourceFile`]s (the only filesystem access of the rule
+//! pipeline; building and validating happens in [`crate::rules`]), keeps the live rule set
+//! ([`live`]) and watches the directory for changes ([`watch`], the only user of notify).
+
+pub mod live;
+pub mod watch;
 
 use crate::diagnostic::{Diagnostic, SourceFile};
 use std::path::{Path, PathBuf};

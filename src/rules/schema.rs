@@ -80,6 +80,10 @@ pub fn all() -> Vec<SchemaDoc> {
             text: pretty(&generate::<Decision>()),
         },
         SchemaDoc {
+            file: "config.schema.json",
+            text: pretty(&generate::<crate::config::Config>()),
+        },
+        SchemaDoc {
             file: "history-record.schema.json",
             text: pretty(&generate::<HistoryRecord>()),
         },

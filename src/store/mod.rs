@@ -69,9 +69,12 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_WRITE
         };
         let conn = Connection::open_with_flags(path, flags).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(wrap)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(wrap)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(wrap)?;
@@ -87,7 +90,8 @@ impl Store {
             for (i, (_, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
                 let tx = conn.unchecked_transaction().map_err(wrap)?;
                 tx.execute_batch(sql).map_err(wrap)?;
-                tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(wrap)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+                    .map_err(wrap)?;
                 tx.commit().map_err(wrap)?;
             }
         }
@@ -128,7 +132,8 @@ impl Store {
         let path = self.path.clone();
         let conn = self.conn.into_inner().unwrap_or_else(|p| p.into_inner());
         let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
-        conn.close().map_err(|(_, source)| StoreError::Sqlite { path, source })
+        conn.close()
+            .map_err(|(_, source)| StoreError::Sqlite { path, source })
     }
 }
 
@@ -137,7 +142,10 @@ mod tests {
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("skill-fleet-store-{name}-{}.db", std::process::id()));
+        let p = std::env::temp_dir().join(format!(
+            "skill-fleet-store-{name}-{}.db",
+            std::process::id()
+        ));
         let _ = std::fs::remove_file(&p);
         p
     }
@@ -158,11 +166,17 @@ mod tests {
     #[test]
     fn missing_without_init_and_newer_versions_are_refused() {
         let p = tmp("missing");
-        assert!(matches!(Store::open(&p, false), Err(StoreError::Missing(_))));
+        assert!(matches!(
+            Store::open(&p, false),
+            Err(StoreError::Missing(_))
+        ));
         let conn = Connection::open(&p).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
-        assert!(matches!(Store::open(&p, true), Err(StoreError::TooNew { found: 99, .. })));
+        assert!(matches!(
+            Store::open(&p, true),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
         let _ = std::fs::remove_file(&p);
     }
 }

@@ -1,0 +1,210 @@
+//! `skill-fleet serve`: configuration, rules, database, watcher, HTTP server, shutdown.
+
+use super::Exit;
+use crate::config::{self, Config};
+use crate::diagnostic::render_all;
+use crate::http::{serve, AppState};
+use crate::loader::live::LiveRules;
+use crate::loader::watch::{self, WatchConfig};
+use crate::store::Store;
+use clap::Args;
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Configuration layers: built-in defaults < config/skill-fleet.yaml (or --config) \
+< SKILL_FLEET_* environment variables < flags.\nStops on SIGINT/SIGTERM: stops accepting, finishes \
+in-flight requests, closes the database."
+)]
+pub struct ServeArgs {
+    /// Address to listen on (server.addr).
+    #[arg(long, value_name = "IP:PORT")]
+    pub addr: Option<String>,
+    /// SQLite file (database.path).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Config file (default: config/skill-fleet.yaml when present).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Open the database as it is: do not create it or apply migrations.
+    #[arg(long)]
+    pub skip_db_init: bool,
+    /// Do not watch the rules directory (rules.watch = false).
+    #[arg(long)]
+    pub no_watch: bool,
+}
+
+fn flags(args: &ServeArgs, rules: Option<&PathBuf>) -> Vec<(String, Value, String)> {
+    let mut f = Vec::new();
+    if let Some(a) = &args.addr {
+        f.push((
+            "server.addr".into(),
+            Value::from(a.as_str()),
+            "--addr".into(),
+        ));
+    }
+    if let Some(d) = &args.db {
+        f.push((
+            "database.path".into(),
+            Value::from(d.display().to_string()),
+            "--db".into(),
+        ));
+    }
+    if let Some(r) = rules {
+        f.push((
+            "rules.dir".into(),
+            Value::from(r.display().to_string()),
+            "--rules".into(),
+        ));
+    }
+    if args.no_watch {
+        f.push((
+            "rules.watch".into(),
+            Value::Bool(false),
+            "--no-watch".into(),
+        ));
+    }
+    f
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// Runs the server until a signal.
+pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exit {
+    let config: Config = match config::load(args.config.as_deref(), flags(&args, rules)) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            if let Some(h) = &e.help {
+                let _ = writeln!(err, "  = help: {h}");
+            }
+            return Exit::InvalidConfig;
+        }
+    };
+    let filter = match tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "error: invalid config: `log.level` = `{}`: {e}",
+                config.log.level
+            );
+            return Exit::InvalidConfig;
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+
+    let live = match LiveRules::load(&config.rules.dir, config.rules.run_fixtures_on_reload) {
+        Ok(l) => Arc::new(l),
+        Err((diags, files)) => {
+            let _ = write!(err, "{}", render_all(&diags, &files));
+            let _ = writeln!(
+                err,
+                "\nerror: cannot start: rule set `{}` is invalid",
+                config.rules.dir.display()
+            );
+            return Exit::InvalidRules;
+        }
+    };
+    let store = match Store::open(&config.database.path, !args.skip_db_init) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot open the database: {e}");
+            let _ = writeln!(
+                err,
+                "  = help: drop --skip-db-init to create it, or pass --db PATH (SKILL_FLEET_DB)"
+            );
+            return Exit::Io;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
+            return Exit::Io;
+        }
+    };
+    let watch_cfg = WatchConfig {
+        debounce: Duration::from_millis(config.rules.debounce_ms),
+        poll: (config.rules.poll_interval_ms > 0)
+            .then(|| Duration::from_millis(config.rules.poll_interval_ms)),
+    };
+    let watching = config.rules.watch;
+    let addr = config.server.addr.clone();
+    let state = Arc::new(AppState::new(
+        config,
+        Arc::clone(&live),
+        Some(Arc::clone(&store)),
+    ));
+    let db_path = store.path().display().to_string();
+    let result = runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&addr).await {
+            Ok(l) => l,
+            Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
+        };
+        let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+        let st = live.status();
+        tracing::info!(
+            "listening on http://{local}, serving rules revision {} from {} ({} files, {}), database {}",
+            st.revision,
+            st.dir,
+            st.files.len(),
+            if watching { "watching for changes" } else { "not watching" },
+            db_path
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let watcher = watching.then(|| tokio::spawn(watch::run(Arc::clone(&live), watch_cfg, stop_rx)));
+        let served = serve(listener, state, shutdown_signal()).await;
+        let _ = stop_tx.send(true);
+        if let Some(w) = watcher {
+            let _ = w.await;
+        }
+        served.map_err(|e| format!("server error: {e}"))
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Err(e) = result {
+        let _ = writeln!(err, "error: {e}");
+        return Exit::Io;
+    }
+    match Arc::try_unwrap(store) {
+        Ok(s) => match s.close() {
+            Ok(()) => tracing::info!("database closed"),
+            Err(e) => tracing::warn!("closing the database: {e}"),
+        },
+        Err(_) => tracing::warn!("database still in use at exit; SQLite will recover the WAL"),
+    }
+    Exit::Ok
+}

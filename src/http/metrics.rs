@@ -1,0 +1,269 @@
+//! Prometheus metrics kept in atomics: request counts and latency histograms per route,
+//! decisions per optimizer; rendered in the text exposition format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The routes, as metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /health`
+    Health,
+    /// `GET /ready`
+    Ready,
+    /// `GET /metrics`
+    Metrics,
+    /// `POST /api/v1/optimization/recommend`
+    Recommend,
+    /// `GET /api/v1/rules/status`
+    RulesStatus,
+    /// `POST /api/v1/rules/reload`
+    RulesReload,
+    /// `POST /api/v1/rules/evaluate`
+    RulesEvaluate,
+    /// Anything else.
+    Unmatched,
+}
+
+impl Route {
+    /// Every route, in label order.
+    pub const ALL: [Route; 8] = [
+        Route::Health,
+        Route::Ready,
+        Route::Metrics,
+        Route::Recommend,
+        Route::RulesStatus,
+        Route::RulesReload,
+        Route::RulesEvaluate,
+        Route::Unmatched,
+    ];
+
+    /// The path pattern used as label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Health => "/health",
+            Route::Ready => "/ready",
+            Route::Metrics => "/metrics",
+            Route::Recommend => "/api/v1/optimization/recommend",
+            Route::RulesStatus => "/api/v1/rules/status",
+            Route::RulesReload => "/api/v1/rules/reload",
+            Route::RulesEvaluate => "/api/v1/rules/evaluate",
+            Route::Unmatched => "unmatched",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+const STATUSES: [u16; 14] = [
+    200, 201, 204, 400, 401, 404, 405, 409, 413, 415, 422, 500, 503, 0,
+];
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+#[derive(Default)]
+struct RouteStats {
+    statuses: [AtomicU64; STATUSES.len()],
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+/// The server's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    routes: [RouteStats; Route::ALL.len()],
+    decisions: Mutex<BTreeMap<String, u64>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Values owned elsewhere that `/metrics` reports.
+#[derive(Debug, Clone)]
+pub struct Gauges {
+    /// Revision served.
+    pub revision: String,
+    /// Serving a previous revision after a failed reload.
+    pub degraded: bool,
+    /// Successful reloads.
+    pub reloads_ok: u64,
+    /// Failed reloads.
+    pub reloads_failed: u64,
+    /// Seconds since start.
+    pub uptime_seconds: f64,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Records one request.
+    pub fn observe(&self, route: Route, status: u16, elapsed: Duration) {
+        let r = &self.routes[route.index()];
+        let si = STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(STATUSES.len() - 1);
+        r.statuses[si].fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        if let Some(b) = BUCKETS.iter().position(|b| secs <= *b) {
+            r.buckets[b].fetch_add(1, Ordering::Relaxed);
+        }
+        r.count.fetch_add(1, Ordering::Relaxed);
+        r.sum_nanos.fetch_add(
+            elapsed.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Counts a decision for an optimizer.
+    pub fn decision(&self, optimizer: &str) {
+        let mut d = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
+        match d.get_mut(optimizer) {
+            Some(n) => *n += 1,
+            None => {
+                d.insert(optimizer.to_string(), 1);
+            }
+        }
+    }
+
+    /// Renders everything in the Prometheus text format (version 0.0.4).
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut o = String::with_capacity(4096);
+        o.push_str("# HELP skill_fleet_http_requests_total HTTP requests by route and status.\n");
+        o.push_str("# TYPE skill_fleet_http_requests_total counter\n");
+        for route in Route::ALL {
+            let r = &self.routes[route.index()];
+            for (i, s) in STATUSES.iter().enumerate() {
+                let n = r.statuses[i].load(Ordering::Relaxed);
+                if n > 0 {
+                    let status = if *s == 0 {
+                        "other".to_string()
+                    } else {
+                        s.to_string()
+                    };
+                    let _ = writeln!(
+                        o,
+                        "skill_fleet_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                        route.label()
+                    );
+                }
+            }
+        }
+        o.push_str("# HELP skill_fleet_http_request_duration_seconds Time to handle a request.\n");
+        o.push_str("# TYPE skill_fleet_http_request_duration_seconds histogram\n");
+        for route in Route::ALL {
+            let r = &self.routes[route.index()];
+            let count = r.count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let mut cumulative = 0;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                cumulative += r.buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    o,
+                    "skill_fleet_http_request_duration_seconds_bucket{{route=\"{}\",le=\"{b}\"}} {cumulative}",
+                    route.label()
+                );
+            }
+            let _ = writeln!(
+                o,
+                "skill_fleet_http_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {count}",
+                route.label()
+            );
+            let _ = writeln!(
+                o,
+                "skill_fleet_http_request_duration_seconds_sum{{route=\"{}\"}} {}",
+                route.label(),
+                r.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
+            );
+            let _ = writeln!(
+                o,
+                "skill_fleet_http_request_duration_seconds_count{{route=\"{}\"}} {count}",
+                route.label()
+            );
+        }
+        o.push_str("# HELP skill_fleet_decisions_total Recommendations served, by optimizer.\n");
+        o.push_str("# TYPE skill_fleet_decisions_total counter\n");
+        for (opt, n) in self
+            .decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                o,
+                "skill_fleet_decisions_total{{optimizer=\"{}\"}} {n}",
+                escape(opt)
+            );
+        }
+        o.push_str("# HELP skill_fleet_rules_reloads_total Rule reloads by result.\n");
+        o.push_str("# TYPE skill_fleet_rules_reloads_total counter\n");
+        let _ = writeln!(
+            o,
+            "skill_fleet_rules_reloads_total{{result=\"ok\"}} {}",
+            g.reloads_ok
+        );
+        let _ = writeln!(
+            o,
+            "skill_fleet_rules_reloads_total{{result=\"failed\"}} {}",
+            g.reloads_failed
+        );
+        o.push_str("# HELP skill_fleet_rules_info The rules revision served.\n");
+        o.push_str("# TYPE skill_fleet_rules_info gauge\n");
+        let _ = writeln!(
+            o,
+            "skill_fleet_rules_info{{revision=\"{}\"}} 1",
+            escape(&g.revision)
+        );
+        o.push_str("# HELP skill_fleet_rules_degraded 1 while a failed reload leaves an older revision serving.\n");
+        o.push_str("# TYPE skill_fleet_rules_degraded gauge\n");
+        let _ = writeln!(o, "skill_fleet_rules_degraded {}", u8::from(g.degraded));
+        o.push_str("# HELP skill_fleet_uptime_seconds Seconds since the server started.\n");
+        o.push_str("# TYPE skill_fleet_uptime_seconds gauge\n");
+        let _ = writeln!(o, "skill_fleet_uptime_seconds {:.3}", g.uptime_seconds);
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_histograms_and_gauges() {
+        let m = Metrics::default();
+        m.observe(Route::Recommend, 200, Duration::from_micros(300));
+        m.observe(Route::Recommend, 422, Duration::from_millis(2));
+        m.observe(Route::Health, 200, Duration::from_micros(50));
+        m.decision("gepa");
+        m.decision("gepa");
+        let text = m.render(&Gauges {
+            revision: "abc".into(),
+            degraded: false,
+            reloads_ok: 2,
+            reloads_failed: 1,
+            uptime_seconds: 1.5,
+        });
+        assert!(text.contains("skill_fleet_http_requests_total{route=\"/api/v1/optimization/recommend\",status=\"422\"} 1"));
+        assert!(text.contains("skill_fleet_http_request_duration_seconds_bucket{route=\"/api/v1/optimization/recommend\",le=\"0.0005\"} 1"));
+        assert!(text.contains("skill_fleet_http_request_duration_seconds_bucket{route=\"/api/v1/optimization/recommend\",le=\"+Inf\"} 2"));
+        assert!(text.contains("skill_fleet_decisions_total{optimizer=\"gepa\"} 2"));
+        assert!(text.contains("skill_fleet_rules_reloads_total{result=\"failed\"} 1"));
+        assert!(text.contains("skill_fleet_rules_info{revision=\"abc\"} 1"));
+    }
+}

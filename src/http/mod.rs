@@ -1,0 +1,140 @@
+//! The HTTP API on hyper 1 and tokio. The only module that knows hyper.
+//!
+//! [`serve`] takes its listener, its state and a shutdown future, so tests start a real server
+//! on port 0 in a few lines:
+//!
+//! ```no_run
+//! # async fn demo(state: std::sync::Arc<skill_fleet::http::AppState>) -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(skill_fleet::http::serve(listener, state, async { let _ = rx.await; }));
+//! // … send requests to `addr` …
+//! let _ = tx.send(());
+//! # let _ = (addr, server);
+//! # Ok(()) }
+//! ```
+
+pub mod metrics;
+pub mod reply;
+mod routes;
+
+use crate::config::Config;
+use crate::loader::live::LiveRules;
+use crate::store::Store;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use metrics::Metrics;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// The checked configuration.
+    pub config: Config,
+    /// The live rule set.
+    pub rules: Arc<LiveRules>,
+    /// The database (none when not opened).
+    pub store: Option<Arc<Store>>,
+    /// Request metrics.
+    pub metrics: Metrics,
+    started: Instant,
+    seed: u64,
+    counter: AtomicU64,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(config: Config, rules: Arc<LiveRules>, store: Option<Arc<Store>>) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x5eed)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        Self {
+            config,
+            rules,
+            store,
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            seed,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A new request id: 16 hex digits, unique within the process, unpredictable across runs.
+    fn request_id(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // splitmix64 of seed + n
+        let mut z = self
+            .seed
+            .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        format!("{:016x}", z ^ (z >> 31))
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` completes; then stops accepting, lets
+/// in-flight requests finish (up to `server.shutdown_grace_ms`) and returns.
+pub async fn serve<F>(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(
+            state.config.server.header_read_timeout_ms,
+        ))
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let st = Arc::clone(&state);
+                let svc = service_fn(move |req| routes::handle(Arc::clone(&st), req));
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let watched = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = watched.await {
+                        tracing::debug!("connection ended with an error: {e}");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period of {grace:?} over; closing remaining connections"),
+    }
+    Ok(())
+}

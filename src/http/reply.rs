@@ -1,0 +1,173 @@
+//! Responses: JSON bodies, the error shape `{"error", "details", "request_id"}`, and reading
+//! a limited JSON request body.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use serde::Serialize;
+
+/// The response body type.
+pub type Body = Full<Bytes>;
+
+/// An error answered as JSON.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Lower-case message.
+    pub error: String,
+    /// Field-level details.
+    pub details: Vec<serde_json::Value>,
+    /// Extra headers (e.g. `Allow`, `WWW-Authenticate`).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    /// An error without details.
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: error.into(),
+            details: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// With details.
+    pub fn details(mut self, details: Vec<serde_json::Value>) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// With a header.
+    pub fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The response, carrying the request id.
+    pub fn into_response(self, request_id: &str) -> Response<Body> {
+        let body = serde_json::json!({
+            "error": self.error,
+            "details": self.details,
+            "request_id": request_id,
+        });
+        let mut r = json(self.status, &body);
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                r.headers_mut().insert(name, v);
+            }
+        }
+        r
+    }
+}
+
+/// A JSON response.
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// Reads a JSON object body: checks the content type (415), the size (413), the syntax
+/// (400 with line and column) and that it is an object (400).
+pub async fn json_object(
+    req: Request<Incoming>,
+    limit: u64,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            if ct.is_empty() {
+                "missing content type: send `Content-Type: application/json`".to_string()
+            } else {
+                format!("unsupported content type `{ct}`: send `Content-Type: application/json`")
+            },
+        ));
+    }
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    let bytes = match Limited::new(req.into_body(), limit_usize).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(too_large());
+            }
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read request body: {e}"),
+            ));
+        }
+    };
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "request body must be a JSON object, found {}",
+                match other {
+                    serde_json::Value::Array(_) => "an array",
+                    serde_json::Value::String(_) => "a string",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    _ => "null",
+                }
+            ),
+        )),
+        Err(e) => {
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "malformed json at line {} column {}: {msg}",
+                    e.line(),
+                    e.column()
+                ),
+            )
+            .details(vec![
+                serde_json::json!({"line": e.line(), "column": e.column()}),
+            ]))
+        }
+    }
+}

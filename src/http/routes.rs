@@ -1,0 +1,273 @@
+//! Routing and handlers. Every response carries `X-Request-ID`; errors use the JSON error shape.
+
+use super::metrics::{Gauges, Route};
+use super::reply::{self, ApiError, Body};
+use super::AppState;
+use crate::engine::{self, Options};
+use crate::loader::live::Reload;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION};
+use hyper::{Method, Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+const ROUTES: [(&str, Route, &[Method]); 7] = [
+    ("/health", Route::Health, &[Method::GET]),
+    ("/ready", Route::Ready, &[Method::GET]),
+    ("/metrics", Route::Metrics, &[Method::GET]),
+    (
+        "/api/v1/optimization/recommend",
+        Route::Recommend,
+        &[Method::POST],
+    ),
+    ("/api/v1/rules/status", Route::RulesStatus, &[Method::GET]),
+    ("/api/v1/rules/reload", Route::RulesReload, &[Method::POST]),
+    (
+        "/api/v1/rules/evaluate",
+        Route::RulesEvaluate,
+        &[Method::POST],
+    ),
+];
+
+fn valid_request_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Handles one request: route, run, add the request id, record metrics.
+pub(super) async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let rid = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_request_id(v))
+        .map(str::to_string)
+        .unwrap_or_else(|| state.request_id());
+    let (route, result) = dispatch(&state, req).await;
+    let mut resp = result.unwrap_or_else(|e| e.into_response(&rid));
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    state
+        .metrics
+        .observe(route, resp.status().as_u16(), start.elapsed());
+    Ok(resp)
+}
+
+async fn dispatch(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+) -> (Route, Result<Response<Body>, ApiError>) {
+    let path = req.uri().path().trim_end_matches('/');
+    let path = if path.is_empty() { "/" } else { path };
+    let Some((_, route, methods)) = ROUTES.iter().find(|(p, _, _)| *p == path) else {
+        let e = ApiError::new(StatusCode::NOT_FOUND, format!("no route for `{path}`"));
+        return (Route::Unmatched, Err(e));
+    };
+    if !methods.contains(req.method()) {
+        let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+        let e = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "method {} is not allowed on `{path}`; use {}",
+                req.method(),
+                allow.join(", ")
+            ),
+        )
+        .header("allow", allow.join(", "));
+        return (*route, Err(e));
+    }
+    let result = match route {
+        Route::Health => Ok(reply::json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok"}),
+        )),
+        Route::Ready => ready(state).await,
+        Route::Metrics => Ok(metrics(state)),
+        Route::Recommend => decide(state, req, true).await,
+        Route::RulesEvaluate => decide(state, req, false).await,
+        Route::RulesStatus => Ok(reply::json(StatusCode::OK, &state.rules.status())),
+        Route::RulesReload => match authorize(state, &req) {
+            Ok(()) => reload(state).await,
+            Err(e) => Err(e),
+        },
+        Route::Unmatched => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),
+    };
+    (*route, result)
+}
+
+/// Mutating endpoints require `Authorization: Bearer <token>` when a token is configured.
+fn authorize(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(token) = &state.config.server.api_token else {
+        return Ok(());
+    };
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Constant-time comparison.
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong API token")
+                .header("www-authenticate", "Bearer".into()),
+        )
+    }
+}
+
+fn query_flag(req: &Request<Incoming>, name: &str) -> Result<bool, ApiError> {
+    let Some(q) = req.uri().query() else {
+        return Ok(false);
+    };
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
+        if k == name {
+            return match v {
+                "true" | "1" | "" => Ok(true),
+                "false" | "0" => Ok(false),
+                other => Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("query parameter `{name}` must be true or false, found `{other}`"),
+                )),
+            };
+        }
+    }
+    Ok(false)
+}
+
+/// `recommend` (counted as a decision) and `evaluate` (a dry run, never recorded).
+async fn decide(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    count: bool,
+) -> Result<Response<Body>, ApiError> {
+    let explain = query_flag(&req, "explain")?;
+    let body = reply::json_object(req, state.config.server.body_limit_bytes).await?;
+    let rs = state.rules.snapshot();
+    let ctx = rs.check_input(&body).map_err(|errors| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid input").details(
+            errors
+                .iter()
+                .map(|e| serde_json::to_value(e).unwrap_or_default())
+                .collect(),
+        )
+    })?;
+    let d = engine::recommend(
+        &rs,
+        &ctx,
+        &[],
+        Options {
+            explain,
+            guard: None,
+        },
+    )
+    .map_err(|e| {
+        let diag = e.to_diagnostic();
+        tracing::error!("rule evaluation failed: {}", diag.render(&[]));
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "rule evaluation failed")
+            .details(vec![serde_json::to_value(&diag).unwrap_or_default()])
+    })?;
+    if count {
+        state.metrics.decision(&d.recommended);
+    }
+    Ok(reply::json(StatusCode::OK, &d))
+}
+
+async fn reload(state: &Arc<AppState>) -> Result<Response<Body>, ApiError> {
+    let live = Arc::clone(&state.rules);
+    let outcome = tokio::task::spawn_blocking(move || live.reload())
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reload task failed: {e}"),
+            )
+        })?;
+    crate::loader::watch::log_reload(&outcome, "api");
+    let result = match &outcome {
+        Reload::Swapped { .. } => "reloaded",
+        Reload::Unchanged(_) => "unchanged",
+        Reload::Failed(diags, _) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "rules reload refused; revision {} keeps serving",
+                    state.rules.status().revision
+                ),
+            )
+            .details(
+                diags
+                    .iter()
+                    .map(|d| serde_json::to_value(d).unwrap_or_default())
+                    .collect(),
+            ));
+        }
+    };
+    Ok(reply::json(
+        StatusCode::OK,
+        &serde_json::json!({"result": result, "status": state.rules.status()}),
+    ))
+}
+
+async fn ready(state: &Arc<AppState>) -> Result<Response<Body>, ApiError> {
+    let status = state.rules.status();
+    let db = match &state.store {
+        None => Err("no database is open".to_string()),
+        Some(store) => {
+            let s = Arc::clone(store);
+            match tokio::task::spawn_blocking(move || s.ping()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    match db {
+        Ok(()) => Ok(reply::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "status": "ready",
+                "rules_revision": status.revision,
+                "rules_state": status.state,
+                "database": "ok",
+            }),
+        )),
+        Err(e) => Err(
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not ready").details(vec![
+                serde_json::json!({"component": "database", "message": e}),
+            ]),
+        ),
+    }
+}
+
+fn metrics(state: &Arc<AppState>) -> Response<Body> {
+    let st = state.rules.status();
+    let text = state.metrics.render(&Gauges {
+        revision: st.revision,
+        degraded: st.state == crate::loader::live::State::Degraded,
+        reloads_ok: st.reloads_ok,
+        reloads_failed: st.reloads_failed,
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+    });
+    reply::text(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        text,
+    )
+}

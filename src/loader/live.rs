@@ -1,0 +1,260 @@
+//! The live rule set: built off to the side, validated whole (schema, Rhai compile, and
+//! optionally its own fixtures), swapped in one step. A failed reload leaves the previous
+//! rule set serving and records the error.
+
+use super::read_dir;
+use crate::diagnostic::{render_all, Diagnostic, SourceFile};
+use crate::rules::{self, fixtures, RuleSet};
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// `loaded`, or `degraded` (serving the previous revision because the last reload failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// The files on disk are what is served.
+    Loaded,
+    /// The last reload failed; the previous revision is served.
+    Degraded,
+}
+
+/// Fixture results of the served rule set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FixtureSummary {
+    /// Whether fixtures run on reload.
+    pub checked: bool,
+    /// Passed.
+    pub passed: usize,
+    /// Failed.
+    pub failed: usize,
+}
+
+/// The last failed reload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReloadError {
+    /// When it failed.
+    pub at: String,
+    /// Every problem, with `file:line:col`.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// What `GET /api/v1/rules/status` reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// Loaded or degraded.
+    pub state: State,
+    /// Revision served.
+    pub revision: String,
+    /// When the served revision was loaded.
+    pub loaded_at: String,
+    /// Rules directory.
+    pub dir: String,
+    /// Files of the served revision.
+    pub files: Vec<String>,
+    /// Fixture results of the served revision.
+    pub fixtures: FixtureSummary,
+    /// Successful reloads since start (including no-op ones).
+    pub reloads_ok: u64,
+    /// Failed reloads since start.
+    pub reloads_failed: u64,
+    /// The last failed reload, cleared by a successful one.
+    pub last_error: Option<ReloadError>,
+}
+
+/// How a reload went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reload {
+    /// A new revision is served.
+    Swapped {
+        /// Previous revision.
+        from: String,
+        /// New revision.
+        to: String,
+        /// Time to read, build, test and swap.
+        millis: f64,
+    },
+    /// The files hash to the revision already served.
+    Unchanged(String),
+    /// The new files were refused; the previous revision keeps serving.
+    Failed(Vec<Diagnostic>, Vec<SourceFile>),
+}
+
+/// The rule set a server serves, with its status.
+pub struct LiveRules {
+    dir: PathBuf,
+    run_fixtures: bool,
+    current: ArcSwap<RuleSet>,
+    status: Mutex<Status>,
+    reloading: Mutex<()>,
+}
+
+impl std::fmt::Debug for LiveRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveRules")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fixture_diagnostics(rs: &RuleSet) -> (FixtureSummary, Vec<Diagnostic>) {
+    let results = fixtures::run(rs, None);
+    let mut diags = Vec::new();
+    for r in results.iter().filter(|r| !r.passed()) {
+        let mut parts = r.failures.clone();
+        if let Some(e) = &r.error {
+            parts.push(format!(
+                "{} at {}",
+                e.message,
+                e.location().unwrap_or_default()
+            ));
+        }
+        let (file, pos) = split_location(&r.at);
+        diags.push(
+            Diagnostic::error(format!("fixture `{}` failed: {}", r.name, parts.join("; ")))
+                .at(file, pos)
+                .with_help(
+                    "fix the rules or the fixture; `skill-fleet rules test` shows the details",
+                ),
+        );
+    }
+    let failed = diags.len();
+    (
+        FixtureSummary {
+            checked: true,
+            passed: results.len() - failed,
+            failed,
+        },
+        diags,
+    )
+}
+
+fn split_location(at: &str) -> (String, Option<crate::diagnostic::Pos>) {
+    let mut parts = at.rsplitn(3, ':');
+    let col = parts.next().and_then(|c| c.parse().ok());
+    let line = parts.next().and_then(|l| l.parse().ok());
+    match (parts.next(), line, col) {
+        (Some(file), Some(line), Some(col)) => (
+            file.to_string(),
+            Some(crate::diagnostic::Pos::new(line, col, 1)),
+        ),
+        _ => (at.to_string(), None),
+    }
+}
+
+/// Reads, builds and (optionally) tests a rule set; every problem is returned.
+pub fn build_dir(
+    dir: &Path,
+    run_fixtures: bool,
+) -> Result<(RuleSet, FixtureSummary), (Vec<Diagnostic>, Vec<SourceFile>)> {
+    let files = read_dir(dir).map_err(|d| (vec![d], Vec::new()))?;
+    let rs = rules::build(&files).map_err(|d| (d, files.clone()))?;
+    if !run_fixtures {
+        return Ok((rs, FixtureSummary::default()));
+    }
+    let (summary, diags) = fixture_diagnostics(&rs);
+    if diags.is_empty() {
+        Ok((rs, summary))
+    } else {
+        Err((diags, files))
+    }
+}
+
+impl LiveRules {
+    /// Loads the initial rule set; it must be valid (and pass its fixtures when asked).
+    pub fn load(
+        dir: &Path,
+        run_fixtures: bool,
+    ) -> Result<Self, (Vec<Diagnostic>, Vec<SourceFile>)> {
+        let (rs, fixtures) = build_dir(dir, run_fixtures)?;
+        let status = Status {
+            state: State::Loaded,
+            revision: rs.revision.to_string(),
+            loaded_at: crate::timefmt::now(),
+            dir: dir.display().to_string(),
+            files: rs.files.clone(),
+            fixtures,
+            reloads_ok: 0,
+            reloads_failed: 0,
+            last_error: None,
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            run_fixtures,
+            current: ArcSwap::from_pointee(rs),
+            status: Mutex::new(status),
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// The rule set to use for one request, from start to end.
+    pub fn snapshot(&self) -> Arc<RuleSet> {
+        self.current.load_full()
+    }
+
+    /// The rules directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A copy of the status.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The revision of the files on disk now, when they can be read.
+    pub fn disk_revision(&self) -> Option<String> {
+        read_dir(&self.dir)
+            .ok()
+            .map(|f| rules::compile::revision(&f))
+    }
+
+    /// Rebuilds from disk and swaps when valid. Reloads never run concurrently.
+    pub fn reload(&self) -> Reload {
+        let _guard = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
+        let result = build_dir(&self.dir, self.run_fixtures);
+        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok((rs, fixtures)) => {
+                st.reloads_ok += 1;
+                st.state = State::Loaded;
+                st.last_error = None;
+                let from = st.revision.clone();
+                if *rs.revision == *from {
+                    return Reload::Unchanged(from);
+                }
+                st.revision = rs.revision.to_string();
+                st.loaded_at = crate::timefmt::now();
+                st.files = rs.files.clone();
+                st.fixtures = fixtures;
+                let to = st.revision.clone();
+                self.current.store(Arc::new(rs));
+                Reload::Swapped {
+                    from,
+                    to,
+                    millis: started.elapsed().as_secs_f64() * 1000.0,
+                }
+            }
+            Err((diags, files)) => {
+                st.reloads_failed += 1;
+                st.state = State::Degraded;
+                st.last_error = Some(ReloadError {
+                    at: crate::timefmt::now(),
+                    diagnostics: diags.clone(),
+                });
+                Reload::Failed(diags, files)
+            }
+        }
+    }
+
+    /// Renders a failed reload for the log.
+    pub fn render_failure(diags: &[Diagnostic], files: &[SourceFile]) -> String {
+        render_all(diags, files)
+    }
+}
