@@ -2,25 +2,174 @@
 //!
 //! Migrations are append-only and tracked with `PRAGMA user_version`: a database written by an
 //! older version is upgraded on open; a newer one is refused.
+//!
+//! Writes go through one writer thread that batches concurrent requests into shared
+//! transactions (group commit, `synchronous=FULL` in WAL mode, so an acknowledged change
+//! survives a crash or power loss). Reads use a small pool of read connections behind a bounded,
+//! write-through cache of jobs.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+pub mod cache;
+pub mod job;
+mod sql;
+pub mod writer;
 
+use cache::Cache;
+use job::{Job, NewJob, Progress, Status};
 use rusqlite::{Connection, OpenFlags};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use writer::{Done, Op, Request};
 
 /// Schema migrations, applied in order; never edit a shipped one, only append.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "create meta",
-    "CREATE TABLE IF NOT EXISTS meta (
-         key   TEXT PRIMARY KEY,
-         value TEXT NOT NULL
-     );
-     INSERT OR IGNORE INTO meta (key, value) VALUES ('created_by', 'skill-fleet');",
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "create meta",
+        "CREATE TABLE IF NOT EXISTS meta (
+             key   TEXT PRIMARY KEY,
+             value TEXT NOT NULL
+         );
+         INSERT OR IGNORE INTO meta (key, value) VALUES ('created_by', 'skill-fleet');",
+    ),
+    (
+        "create jobs",
+        "CREATE TABLE jobs (
+             id               TEXT PRIMARY KEY,
+             job_type         TEXT NOT NULL,
+             status           TEXT NOT NULL CHECK (status IN
+                                ('pending', 'running', 'pending_hitl', 'completed', 'failed', 'cancelled')),
+             user_id          TEXT,
+             task             TEXT NOT NULL DEFAULT '',
+             payload          TEXT NOT NULL DEFAULT '{}',
+             result           TEXT,
+             error            TEXT,
+             progress_percent REAL NOT NULL DEFAULT 0,
+             progress_message TEXT,
+             progress_phase   TEXT,
+             attempt          INTEGER NOT NULL DEFAULT 0,
+             max_attempts     INTEGER NOT NULL DEFAULT 3,
+             lease_owner      TEXT,
+             lease_token      TEXT,
+             lease_expires_at INTEGER,
+             hitl_type        TEXT,
+             hitl_data        TEXT,
+             hitl_response    TEXT,
+             idempotency_key  TEXT UNIQUE,
+             not_before       INTEGER,
+             created_at       INTEGER NOT NULL,
+             updated_at       INTEGER NOT NULL,
+             started_at       INTEGER,
+             completed_at     INTEGER,
+             version          INTEGER NOT NULL DEFAULT 1
+         );
+         CREATE INDEX jobs_claim ON jobs (status, created_at) WHERE status = 'pending';
+         CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE status = 'running';
+         CREATE INDEX jobs_newest ON jobs (created_at DESC, id DESC);
+         CREATE INDEX jobs_retention ON jobs (completed_at) WHERE completed_at IS NOT NULL;",
+    ),
+];
+
+/// Milliseconds since the epoch, as the store's clock gives them.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock in milliseconds.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// Tuning of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Jobs kept in the read cache.
+    pub cache_capacity: usize,
+    /// Most requests committed in one transaction.
+    pub max_batch: usize,
+    /// First retry delay; doubles per attempt.
+    pub backoff_base_ms: i64,
+    /// Longest retry delay.
+    pub backoff_max_ms: i64,
+    /// Attempts when a job does not say.
+    pub default_max_attempts: i64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity: 10_000,
+            max_batch: 512,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 60_000,
+            default_max_attempts: 3,
+        }
+    }
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Page {
+    /// The jobs.
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` to get the next page; none on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters of a job listing.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this type.
+    pub job_type: Option<String>,
+    /// Only this user.
+    pub user_id: Option<String>,
+    /// Page size (1..=500).
+    pub limit: usize,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
 
 /// A store problem.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No job with this id.
+    #[error("no job `{0}`")]
+    NotFound(String),
+    /// The change is not allowed from the job's current status.
+    #[error("job `{id}` is {from}; it cannot become {to}")]
+    IllegalTransition {
+        /// Job.
+        id: String,
+        /// Current status.
+        from: Status,
+        /// Requested status.
+        to: Status,
+    },
+    /// The lease token is not the current one, or the lease expired.
+    #[error("stale lease for job `{id}`: the token is not the current one or the lease expired")]
+    StaleLease {
+        /// Job.
+        id: String,
+        /// Current status.
+        status: Status,
+    },
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// The writer stopped.
+    #[error("the store is closed")]
+    Closed,
+    /// The batch this change was part of could not be committed.
+    #[error("database write failed: {0}")]
+    Batch(String),
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
     /// The database file does not exist and was not to be created.
     #[error("database `{0}` does not exist")]
     Missing(PathBuf),
@@ -45,17 +194,94 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// A copy for every request of a failed batch (SQLite errors are not `Clone`).
+    pub fn clone_shallow(&self) -> StoreError {
+        StoreError::Batch(self.to_string())
+    }
+}
+
 /// The SQLite store.
-#[derive(Debug)]
 pub struct Store {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    tx: mpsc::Sender<Request>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+    cache: Arc<Mutex<Cache>>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `db status` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DbStatus {
+    /// File.
+    pub path: String,
+    /// Schema version in the file.
+    pub schema_version: i64,
+    /// Latest version this build knows.
+    pub latest_version: i64,
+    /// SQLite library version.
+    pub sqlite_version: String,
+    /// Jobs per status.
+    pub jobs: BTreeMap<String, i64>,
+    /// Size of the database file in bytes.
+    pub file_bytes: u64,
+    /// Size of the WAL file in bytes.
+    pub wal_bytes: u64,
+}
+
+fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let wrap = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(wrap)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(wrap)?;
+    Ok(conn)
+}
+
+/// Pending migrations of the file at `path`: (number, name), without applying them.
+pub fn pending_migrations(path: &Path) -> Result<Vec<(usize, &'static str)>, StoreError> {
+    if !path.exists() {
+        return Ok(MIGRATIONS
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (i + 1, *n))
+            .collect());
+    }
+    let conn = open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok(MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(version.max(0) as usize)
+        .map(|(i, (n, _))| (i + 1, *n))
+        .collect())
 }
 
 impl Store {
     /// Opens the database. With `init`, creates it when missing and applies pending
-    /// migrations; without, the file must exist.
+    /// migrations; without, the file must exist (and is still checked for its version).
     pub fn open(path: &Path, init: bool) -> Result<Self, StoreError> {
+        Self::open_with(path, init, StoreOptions::default(), system_clock())
+    }
+
+    /// Opens with options and a clock (tests use a manual clock).
+    pub fn open_with(
+        path: &Path,
+        init: bool,
+        opts: StoreOptions,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
         let wrap = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
             source,
@@ -68,12 +294,10 @@ impl Store {
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE
         };
-        let conn = Connection::open_with_flags(path, flags).map_err(wrap)?;
+        let conn = open_conn(path, flags)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(wrap)?;
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(wrap)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(wrap)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -86,7 +310,13 @@ impl Store {
                 supported,
             });
         }
-        if init {
+        if version < supported {
+            if !init {
+                return Err(StoreError::Invalid(format!(
+                    "database `{}` has schema version {version}; this build needs {supported}: run `skill-fleet db migrate`",
+                    path.display()
+                )));
+            }
             for (i, (_, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
                 let tx = conn.unchecked_transaction().map_err(wrap)?;
                 tx.execute_batch(sql).map_err(wrap)?;
@@ -95,9 +325,24 @@ impl Store {
                 tx.commit().map_err(wrap)?;
             }
         }
+        let cache = Arc::new(Mutex::new(Cache::new(opts.cache_capacity)));
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let cache = Arc::clone(&cache);
+            let clock = Arc::clone(&clock);
+            let path = path.to_path_buf();
+            std::thread::Builder::new()
+                .name("skill-fleet-writer".into())
+                .spawn(move || writer::run(conn, rx, cache, clock, opts, path))
+                .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?
+        };
         Ok(Self {
             path: path.to_path_buf(),
-            conn: Mutex::new(conn),
+            tx,
+            writer: Some(writer),
+            readers: Mutex::new(Vec::new()),
+            cache,
+            clock,
         })
     }
 
@@ -106,77 +351,302 @@ impl Store {
         &self.path
     }
 
+    /// The store's clock, in milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+
+    fn write(&self, op: Op) -> Result<Done, StoreError> {
+        let (reply, rx) = mpsc::channel();
+        self.tx
+            .send(Request { op, reply })
+            .map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn job_of(d: Done) -> Result<Job, StoreError> {
+        match d {
+            Done::Job(j) | Done::Created(j, _) => Ok(j),
+            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+        }
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = {
+            let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            pool.pop()
+        };
+        let conn = match conn {
+            Some(c) => c,
+            None => open_conn(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        out
+    }
+
     /// Checks that the database answers.
     pub fn ping(&self) -> Result<(), StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-            .map(|_| ())
-            .map_err(|source| StoreError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+            Ok(())
+        })
     }
 
     /// The schema version in the file.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|source| StoreError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })
+        self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
     }
 
-    /// Checkpoints the WAL and closes the connection cleanly.
-    pub fn close(self) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let conn = self.conn.into_inner().unwrap_or_else(|p| p.into_inner());
-        let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
-        conn.close()
-            .map_err(|(_, source)| StoreError::Sqlite { path, source })
+    /// Creates a job; with an idempotency key that exists, returns that job and `false`.
+    pub fn create(&self, new: NewJob) -> Result<(Job, bool), StoreError> {
+        match self.write(Op::Create(new))? {
+            Done::Created(j, created) => Ok((j, created)),
+            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+        }
+    }
+
+    /// One job, from the cache or the database.
+    pub fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        // The cache lock is held across the database read, and the writer updates the cache
+        // under the same lock after each commit: the cache never holds a state older than
+        // the database's.
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(j) = cache.get(id) {
+            return Ok(Some(j));
+        }
+        let job = self.read(|c| Ok(sql::get(c, id)?))?;
+        if let Some(j) = &job {
+            cache.put(j.clone());
+        }
+        Ok(job)
+    }
+
+    /// Jobs in the cache now (for tests and status).
+    pub fn cached(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Lists jobs, newest first, with filters and a cursor.
+    pub fn list(&self, f: &Filter) -> Result<Page, StoreError> {
+        let limit = f.limit.clamp(1, 500);
+        let mut sql = format!("SELECT {} FROM jobs WHERE 1 = 1", sql::COLUMNS);
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(s) = f.status {
+            values.push(s.as_str().to_string().into());
+            sql.push_str(&format!(" AND status = ?{}", values.len()));
+        }
+        if let Some(t) = &f.job_type {
+            values.push(t.clone().into());
+            sql.push_str(&format!(" AND job_type = ?{}", values.len()));
+        }
+        if let Some(u) = &f.user_id {
+            values.push(u.clone().into());
+            sql.push_str(&format!(" AND user_id = ?{}", values.len()));
+        }
+        if let Some(c) = &f.cursor {
+            let (ts, id) = c
+                .split_once('_')
+                .and_then(|(t, i)| t.parse::<i64>().ok().map(|t| (t, i.to_string())))
+                .ok_or_else(|| StoreError::Invalid(format!("invalid cursor `{c}`")))?;
+            values.push(ts.into());
+            values.push(id.into());
+            sql.push_str(&format!(
+                " AND (created_at, id) < (?{}, ?{})",
+                values.len() - 1,
+                values.len()
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT {}",
+            limit + 1
+        ));
+        let (mut jobs, raw): (Vec<Job>, Vec<i64>) = self.read(|c| {
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((sql::row_to_job(r)?, r.get::<_, i64>(20)?))
+            })?;
+            let all: Vec<(Job, i64)> = rows.collect::<Result<_, _>>()?;
+            Ok(all.into_iter().unzip())
+        })?;
+        let next_cursor = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| format!("{}_{}", raw[limit - 1], j.id))
+        } else {
+            None
+        };
+        Ok(Page { jobs, next_cursor })
+    }
+
+    /// Claims the oldest claimable job of the given types (any type when empty).
+    pub fn claim(
+        &self,
+        worker: &str,
+        types: &[String],
+        lease_ms: i64,
+    ) -> Result<Option<(Job, String)>, StoreError> {
+        if worker.trim().is_empty() {
+            return Err(StoreError::Invalid("`worker` must not be empty".into()));
+        }
+        if !(1_000..=86_400_000).contains(&lease_ms) {
+            return Err(StoreError::Invalid(format!(
+                "lease of {lease_ms} ms is outside 1000..=86400000"
+            )));
+        }
+        match self.write(Op::Claim {
+            worker: worker.to_string(),
+            types: types.to_vec(),
+            lease_ms,
+        })? {
+            Done::Claimed(c) => Ok(c),
+            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+        }
+    }
+
+    /// Extends a lease and records progress.
+    pub fn heartbeat(
+        &self,
+        id: &str,
+        token: &str,
+        lease_ms: i64,
+        progress: Option<Progress>,
+    ) -> Result<Job, StoreError> {
+        if !(1_000..=86_400_000).contains(&lease_ms) {
+            return Err(StoreError::Invalid(format!(
+                "lease of {lease_ms} ms is outside 1000..=86400000"
+            )));
+        }
+        Self::job_of(self.write(Op::Heartbeat {
+            id: id.to_string(),
+            token: token.to_string(),
+            lease_ms,
+            progress,
+        })?)
+    }
+
+    /// Completes a running job.
+    pub fn complete(
+        &self,
+        id: &str,
+        token: &str,
+        result: serde_json::Value,
+    ) -> Result<Job, StoreError> {
+        Self::job_of(self.write(Op::Complete {
+            id: id.to_string(),
+            token: token.to_string(),
+            result,
+        })?)
+    }
+
+    /// Fails a running job; with `retry`, it goes back to pending while attempts remain.
+    pub fn fail(&self, id: &str, token: &str, error: &str, retry: bool) -> Result<Job, StoreError> {
+        Self::job_of(self.write(Op::Fail {
+            id: id.to_string(),
+            token: token.to_string(),
+            error: error.to_string(),
+            retry,
+        })?)
+    }
+
+    /// Parks a running job in `pending_hitl` with a question.
+    pub fn request_hitl(
+        &self,
+        id: &str,
+        token: &str,
+        kind: &str,
+        data: serde_json::Value,
+    ) -> Result<Job, StoreError> {
+        Self::job_of(self.write(Op::RequestHitl {
+            id: id.to_string(),
+            token: token.to_string(),
+            kind: kind.to_string(),
+            data,
+        })?)
+    }
+
+    /// Records a human's answer; the job goes back to pending.
+    pub fn respond_hitl(&self, id: &str, response: serde_json::Value) -> Result<Job, StoreError> {
+        Self::job_of(self.write(Op::RespondHitl {
+            id: id.to_string(),
+            response,
+        })?)
+    }
+
+    /// Cancels a job that is not terminal.
+    pub fn cancel(&self, id: &str) -> Result<Job, StoreError> {
+        Self::job_of(self.write(Op::Cancel { id: id.to_string() })?)
+    }
+
+    /// Returns expired leases to pending (attempt + 1, with backoff) or fails them when
+    /// attempts are exhausted. `pending_hitl` and terminal jobs are never touched.
+    pub fn sweep(&self) -> Result<Vec<Job>, StoreError> {
+        match self.write(Op::Sweep)? {
+            Done::Swept(j) => Ok(j),
+            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+        }
+    }
+
+    /// Deletes terminal jobs that reached their status more than `age_ms` ago.
+    pub fn prune(&self, age_ms: i64) -> Result<usize, StoreError> {
+        let before_ms = self.now_ms() - age_ms;
+        match self.write(Op::Prune { before_ms })? {
+            Done::Pruned(ids) => Ok(ids.len()),
+            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+        }
+    }
+
+    /// Jobs per status, file sizes and versions.
+    pub fn status(&self) -> Result<DbStatus, StoreError> {
+        let (schema_version, sqlite_version, jobs) = self.read(|c| {
+            let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            let sv: String = c.query_row("SELECT sqlite_version()", [], |r| r.get(0))?;
+            let mut jobs: BTreeMap<String, i64> = Status::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), 0))
+                .collect();
+            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (s, n) = row?;
+                jobs.insert(s, n);
+            }
+            Ok((v, sv, jobs))
+        })?;
+        let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        Ok(DbStatus {
+            path: self.path.display().to_string(),
+            schema_version,
+            latest_version: MIGRATIONS.len() as i64,
+            sqlite_version,
+            jobs,
+            file_bytes: size(self.path.clone()),
+            wal_bytes: size(PathBuf::from(wal)),
+        })
+    }
+
+    /// Stops the writer after the requests already queued, checkpoints the WAL and closes.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        let (dummy, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.tx, dummy));
+        if let Some(w) = self.writer.take() {
+            w.join()
+                .map_err(|_| StoreError::Invalid("the writer thread panicked".into()))?;
+        }
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tmp(name: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!(
-            "skill-fleet-store-{name}-{}.db",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&p);
-        p
-    }
-
-    #[test]
-    fn init_is_idempotent_and_versioned() {
-        let p = tmp("init");
-        let s = Store::open(&p, true).unwrap();
-        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        s.ping().unwrap();
-        s.close().unwrap();
-        let s = Store::open(&p, true).unwrap();
-        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        s.close().unwrap();
-        let _ = std::fs::remove_file(&p);
-    }
-
-    #[test]
-    fn missing_without_init_and_newer_versions_are_refused() {
-        let p = tmp("missing");
-        assert!(matches!(
-            Store::open(&p, false),
-            Err(StoreError::Missing(_))
-        ));
-        let conn = Connection::open(&p).unwrap();
-        conn.pragma_update(None, "user_version", 99).unwrap();
-        drop(conn);
-        assert!(matches!(
-            Store::open(&p, true),
-            Err(StoreError::TooNew { found: 99, .. })
-        ));
-        let _ = std::fs::remove_file(&p);
-    }
-}
+mod tests;

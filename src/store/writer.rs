@@ -1,0 +1,506 @@
+//! The single writer: every change goes through one thread that owns the write connection and
+//! batches whatever requests are waiting into one transaction (group commit), so many clients
+//! share one fsync. Each request runs in its own savepoint: one refused change does not undo
+//! the others. Replies are sent only after the commit, so an acknowledged change is durable.
+
+use super::cache::Cache;
+use super::job::{Job, NewJob, Progress, Status};
+use super::sql::{self, head, Head};
+use super::{Clock, StoreError, StoreOptions};
+use rusqlite::{params, Connection, TransactionBehavior};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+/// A change to make.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Create (or return the job with the same idempotency key).
+    Create(NewJob),
+    /// Claim the oldest claimable job of the given types.
+    Claim {
+        /// Worker name.
+        worker: String,
+        /// Job types it takes (empty: any).
+        types: Vec<String>,
+        /// Lease length.
+        lease_ms: i64,
+    },
+    /// Extend the lease and report progress.
+    Heartbeat {
+        /// Job.
+        id: String,
+        /// Lease token.
+        token: String,
+        /// New lease length from now.
+        lease_ms: i64,
+        /// Progress.
+        progress: Option<Progress>,
+    },
+    /// Finish with a result.
+    Complete {
+        /// Job.
+        id: String,
+        /// Lease token.
+        token: String,
+        /// Result.
+        result: serde_json::Value,
+    },
+    /// Fail; with `retry`, back to pending while attempts remain.
+    Fail {
+        /// Job.
+        id: String,
+        /// Lease token.
+        token: String,
+        /// What went wrong.
+        error: String,
+        /// Retry when attempts remain.
+        retry: bool,
+    },
+    /// Park in `pending_hitl` with a question.
+    RequestHitl {
+        /// Job.
+        id: String,
+        /// Lease token.
+        token: String,
+        /// Kind of question.
+        kind: String,
+        /// Question data.
+        data: serde_json::Value,
+    },
+    /// A human answered: back to pending; the next claim sees the answer.
+    RespondHitl {
+        /// Job.
+        id: String,
+        /// The answer.
+        response: serde_json::Value,
+    },
+    /// Cancel a job that is not terminal.
+    Cancel {
+        /// Job.
+        id: String,
+    },
+    /// Return expired leases to pending (or fail them when attempts are exhausted).
+    Sweep,
+    /// Delete terminal jobs completed before the given time (ms).
+    Prune {
+        /// Cut-off.
+        before_ms: i64,
+    },
+}
+
+/// What a change produced.
+#[derive(Debug, Clone)]
+pub enum Done {
+    /// The job after the change.
+    Job(Job),
+    /// A created (true) or existing (false) job.
+    Created(Job, bool),
+    /// A claimed job with its lease token, or nothing to claim.
+    Claimed(Option<(Job, String)>),
+    /// Jobs the sweep changed.
+    Swept(Vec<Job>),
+    /// Ids of pruned jobs.
+    Pruned(Vec<String>),
+}
+
+/// A request to the writer.
+pub struct Request {
+    /// The change.
+    pub op: Op,
+    /// Where the outcome goes, after the commit.
+    pub reply: Sender<Result<Done, StoreError>>,
+}
+
+fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+struct Ctx<'a> {
+    conn: &'a Connection,
+    now: i64,
+    opts: &'a StoreOptions,
+}
+
+impl Ctx<'_> {
+    fn job(&self, id: &str) -> Result<Job, StoreError> {
+        sql::get(self.conn, id)?.ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    fn head(&self, id: &str) -> Result<Head, StoreError> {
+        head(self.conn, id)?.ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    fn transition(&self, id: &str, h: &Head, to: Status) -> Result<(), StoreError> {
+        if h.status.can_become(to) {
+            Ok(())
+        } else {
+            Err(StoreError::IllegalTransition {
+                id: id.to_string(),
+                from: h.status,
+                to,
+            })
+        }
+    }
+
+    /// The job must be running under this token with an unexpired lease.
+    fn leased(&self, id: &str, token: &str, to: Status) -> Result<Head, StoreError> {
+        let h = self.head(id)?;
+        if h.status != Status::Running {
+            return Err(StoreError::IllegalTransition {
+                id: id.to_string(),
+                from: h.status,
+                to,
+            });
+        }
+        let valid =
+            h.token.as_deref() == Some(token) && h.lease_expires_at.is_some_and(|e| e > self.now);
+        if !valid {
+            return Err(StoreError::StaleLease {
+                id: id.to_string(),
+                status: h.status,
+            });
+        }
+        Ok(h)
+    }
+
+    fn backoff(&self, attempt: i64) -> i64 {
+        let exp = attempt.clamp(1, 30) - 1;
+        self.opts
+            .backoff_base_ms
+            .saturating_mul(1i64 << exp)
+            .min(self.opts.backoff_max_ms)
+    }
+
+    fn apply(&self, op: &Op) -> Result<Done, StoreError> {
+        let now = self.now;
+        let c = self.conn;
+        match op {
+            Op::Create(new) => self.create(new),
+            Op::Claim {
+                worker,
+                types,
+                lease_ms,
+            } => {
+                let mut sql = String::from(
+                    "SELECT id FROM jobs WHERE status = 'pending' AND (not_before IS NULL OR not_before <= ?1)",
+                );
+                if !types.is_empty() {
+                    let marks: Vec<String> =
+                        (0..types.len()).map(|i| format!("?{}", i + 2)).collect();
+                    sql.push_str(&format!(" AND job_type IN ({})", marks.join(", ")));
+                }
+                sql.push_str(" ORDER BY created_at, id LIMIT 1");
+                let mut values: Vec<rusqlite::types::Value> = vec![now.into()];
+                values.extend(
+                    types
+                        .iter()
+                        .map(|t| rusqlite::types::Value::from(t.clone())),
+                );
+                let id: Option<String> = {
+                    let mut stmt = c.prepare_cached(&sql)?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+                    match rows.next()? {
+                        Some(r) => Some(r.get(0)?),
+                        None => None,
+                    }
+                };
+                let Some(id) = id else {
+                    return Ok(Done::Claimed(None));
+                };
+                let token = uuid();
+                c.prepare_cached(
+                    "UPDATE jobs SET status = 'running', lease_owner = ?2, lease_token = ?3, \
+                     lease_expires_at = ?4, started_at = COALESCE(started_at, ?5), not_before = NULL, \
+                     updated_at = ?5, version = version + 1 WHERE id = ?1",
+                )?
+                .execute(params![id, worker, token, now + lease_ms, now])?;
+                Ok(Done::Claimed(Some((self.job(&id)?, token))))
+            }
+            Op::Heartbeat {
+                id,
+                token,
+                lease_ms,
+                progress,
+            } => {
+                self.leased(id, token, Status::Running)?;
+                match progress {
+                    Some(p) => c
+                        .prepare_cached(
+                            "UPDATE jobs SET lease_expires_at = ?2, progress_percent = ?3, progress_message = ?4, \
+                             progress_phase = ?5, updated_at = ?6, version = version + 1 WHERE id = ?1",
+                        )?
+                        .execute(params![id, now + lease_ms, p.percent.clamp(0.0, 100.0), p.message, p.phase, now])?,
+                    None => c
+                        .prepare_cached(
+                            "UPDATE jobs SET lease_expires_at = ?2, updated_at = ?3, version = version + 1 WHERE id = ?1",
+                        )?
+                        .execute(params![id, now + lease_ms, now])?,
+                };
+                Ok(Done::Job(self.job(id)?))
+            }
+            Op::Complete { id, token, result } => {
+                self.leased(id, token, Status::Completed)?;
+                c.prepare_cached(
+                    "UPDATE jobs SET status = 'completed', result = ?2, progress_percent = 100, \
+                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, completed_at = ?3, \
+                     updated_at = ?3, version = version + 1 WHERE id = ?1",
+                )?
+                .execute(params![id, result.to_string(), now])?;
+                Ok(Done::Job(self.job(id)?))
+            }
+            Op::Fail {
+                id,
+                token,
+                error,
+                retry,
+            } => {
+                let h = self.leased(id, token, Status::Failed)?;
+                let attempt = h.attempt + 1;
+                if *retry && attempt < h.max_attempts {
+                    c.prepare_cached(
+                        "UPDATE jobs SET status = 'pending', error = ?2, attempt = ?3, not_before = ?4, \
+                         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?5, \
+                         version = version + 1 WHERE id = ?1",
+                    )?
+                    .execute(params![id, error, attempt, now + self.backoff(attempt), now])?;
+                } else {
+                    c.prepare_cached(
+                        "UPDATE jobs SET status = 'failed', error = ?2, attempt = ?3, lease_owner = NULL, \
+                         lease_token = NULL, lease_expires_at = NULL, completed_at = ?4, updated_at = ?4, \
+                         version = version + 1 WHERE id = ?1",
+                    )?
+                    .execute(params![id, error, attempt, now])?;
+                }
+                Ok(Done::Job(self.job(id)?))
+            }
+            Op::RequestHitl {
+                id,
+                token,
+                kind,
+                data,
+            } => {
+                self.leased(id, token, Status::PendingHitl)?;
+                c.prepare_cached(
+                    "UPDATE jobs SET status = 'pending_hitl', hitl_type = ?2, hitl_data = ?3, hitl_response = NULL, \
+                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?4, \
+                     version = version + 1 WHERE id = ?1",
+                )?
+                .execute(params![id, kind, data.to_string(), now])?;
+                Ok(Done::Job(self.job(id)?))
+            }
+            Op::RespondHitl { id, response } => {
+                let h = self.head(id)?;
+                self.transition(id, &h, Status::Pending)?;
+                if h.status != Status::PendingHitl {
+                    return Err(StoreError::IllegalTransition {
+                        id: id.clone(),
+                        from: h.status,
+                        to: Status::Pending,
+                    });
+                }
+                c.prepare_cached(
+                    "UPDATE jobs SET status = 'pending', hitl_response = ?2, updated_at = ?3, \
+                     version = version + 1 WHERE id = ?1",
+                )?
+                .execute(params![id, response.to_string(), now])?;
+                Ok(Done::Job(self.job(id)?))
+            }
+            Op::Cancel { id } => {
+                let h = self.head(id)?;
+                self.transition(id, &h, Status::Cancelled)?;
+                c.prepare_cached(
+                    "UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_token = NULL, \
+                     lease_expires_at = NULL, completed_at = ?2, updated_at = ?2, version = version + 1 WHERE id = ?1",
+                )?
+                .execute(params![id, now])?;
+                Ok(Done::Job(self.job(id)?))
+            }
+            Op::Sweep => {
+                let expired: Vec<(String, i64, i64, Option<String>)> = {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT id, attempt, max_attempts, lease_owner FROM jobs \
+                         WHERE status = 'running' AND lease_expires_at <= ?1",
+                    )?;
+                    let rows = stmt
+                        .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                    rows.collect::<Result<_, _>>()?
+                };
+                let mut changed = Vec::with_capacity(expired.len());
+                for (id, attempt, max, owner) in expired {
+                    let attempt = attempt + 1;
+                    let owner = owner.unwrap_or_else(|| "?".into());
+                    if attempt >= max {
+                        c.prepare_cached(
+                            "UPDATE jobs SET status = 'failed', attempt = ?2, error = ?3, lease_owner = NULL, \
+                             lease_token = NULL, lease_expires_at = NULL, completed_at = ?4, updated_at = ?4, \
+                             version = version + 1 WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            id,
+                            attempt,
+                            format!("lease of worker `{owner}` expired; {attempt} of {max} attempts used"),
+                            now
+                        ])?;
+                    } else {
+                        c.prepare_cached(
+                            "UPDATE jobs SET status = 'pending', attempt = ?2, error = ?3, not_before = ?4, \
+                             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?5, \
+                             version = version + 1 WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            id,
+                            attempt,
+                            format!("lease of worker `{owner}` expired; retrying ({attempt} of {max} attempts used)"),
+                            now + self.backoff(attempt),
+                            now
+                        ])?;
+                    }
+                    changed.push(self.job(&id)?);
+                }
+                Ok(Done::Swept(changed))
+            }
+            Op::Prune { before_ms } => {
+                let mut stmt = c.prepare_cached(
+                    "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') \
+                     AND completed_at IS NOT NULL AND completed_at < ?1 RETURNING id",
+                )?;
+                let ids = stmt
+                    .query_map([before_ms], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()?;
+                Ok(Done::Pruned(ids))
+            }
+        }
+    }
+
+    fn create(&self, new: &NewJob) -> Result<Done, StoreError> {
+        let c = self.conn;
+        let job_type = new.job_type.trim();
+        if job_type.is_empty() || job_type.len() > 100 {
+            return Err(StoreError::Invalid(
+                "`job_type` must be 1 to 100 characters".into(),
+            ));
+        }
+        let max_attempts = new.max_attempts.unwrap_or(self.opts.default_max_attempts);
+        if !(1..=100).contains(&max_attempts) {
+            return Err(StoreError::Invalid(format!(
+                "`max_attempts` is {max_attempts}; it must be between 1 and 100"
+            )));
+        }
+        if let Some(key) = &new.idempotency_key {
+            if key.is_empty() || key.len() > 200 {
+                return Err(StoreError::Invalid(
+                    "`idempotency_key` must be 1 to 200 characters".into(),
+                ));
+            }
+            let existing: Option<String> = c
+                .prepare_cached("SELECT id FROM jobs WHERE idempotency_key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .ok();
+            if let Some(id) = existing {
+                return Ok(Done::Created(self.job(&id)?, false));
+            }
+        }
+        let id = uuid();
+        let payload = new.payload.clone().unwrap_or(serde_json::json!({}));
+        c.prepare_cached(
+            "INSERT INTO jobs (id, job_type, status, user_id, task, payload, attempt, max_attempts, \
+             idempotency_key, created_at, updated_at, version) \
+             VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 0, ?6, ?7, ?8, ?8, 1)",
+        )?
+        .execute(params![
+            id,
+            job_type,
+            new.user_id,
+            new.task,
+            payload.to_string(),
+            max_attempts,
+            new.idempotency_key,
+            self.now
+        ])?;
+        Ok(Done::Created(self.job(&id)?, true))
+    }
+}
+
+/// Runs the writer until every sender is gone; then checkpoints and closes.
+pub fn run(
+    mut conn: Connection,
+    rx: Receiver<Request>,
+    cache: Arc<Mutex<Cache>>,
+    clock: Clock,
+    opts: StoreOptions,
+    path: PathBuf,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < opts.max_batch {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let results = run_batch(&mut conn, &batch, &clock, &opts, &path);
+        match results {
+            Ok(results) => {
+                // Committed: now the cache may learn the new states, then the clients.
+                {
+                    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+                    for r in results.iter().flatten() {
+                        match r {
+                            Done::Job(j) | Done::Created(j, _) => c.put(j.clone()),
+                            Done::Claimed(Some((j, _))) => c.put(j.clone()),
+                            Done::Claimed(None) => {}
+                            Done::Swept(js) => js.iter().for_each(|j| c.put(j.clone())),
+                            Done::Pruned(ids) => ids.iter().for_each(|id| c.remove(id)),
+                        }
+                    }
+                }
+                for (req, r) in batch.into_iter().zip(results) {
+                    let _ = req.reply.send(r);
+                }
+            }
+            Err(e) => {
+                for req in batch {
+                    let _ = req.reply.send(Err(e.clone_shallow()));
+                }
+            }
+        }
+    }
+    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+    let _ = conn.close();
+}
+
+fn run_batch(
+    conn: &mut Connection,
+    batch: &[Request],
+    clock: &Clock,
+    opts: &StoreOptions,
+    path: &std::path::Path,
+) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+    let wrap = |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(wrap)?;
+    let ctx = Ctx {
+        conn: &tx,
+        now: clock(),
+        opts,
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for req in batch {
+        tx.execute_batch("SAVEPOINT op").map_err(wrap)?;
+        let r = ctx.apply(&req.op);
+        if r.is_ok() {
+            tx.execute_batch("RELEASE op").map_err(wrap)?;
+        } else {
+            tx.execute_batch("ROLLBACK TO op; RELEASE op")
+                .map_err(wrap)?;
+        }
+        results.push(r);
+    }
+    tx.commit().map_err(wrap)?;
+    Ok(results)
+}
