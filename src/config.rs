@@ -25,6 +25,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// SQLite database.
     pub database: DatabaseConfig,
+    /// Job queue: leases, lease sweeping, retention.
+    pub jobs: JobsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -70,6 +72,24 @@ pub struct RulesConfig {
 pub struct DatabaseConfig {
     /// Path of the SQLite file (created when missing).
     pub path: PathBuf,
+    /// Jobs kept in the in-memory read cache (0: no cache).
+    pub cache_capacity: usize,
+}
+
+/// Job queue settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// How often expired leases are returned to pending (or failed when their attempts are
+    /// used up) and old terminal jobs pruned. Also done once at start-up.
+    #[schemars(range(min = 1))]
+    pub sweep_interval_ms: u64,
+    /// Lease a claim or heartbeat gets when it does not send `lease_seconds`.
+    #[schemars(range(min = 1, max = 86400))]
+    pub default_lease_seconds: u64,
+    /// Completed, failed and cancelled jobs are deleted this many days after they finished
+    /// (0: keep them forever).
+    pub retention_days: u64,
 }
 
 /// Logging settings.
@@ -108,6 +128,17 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("skill-fleet.db"),
+            cache_capacity: 10_000,
+        }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            sweep_interval_ms: 5_000,
+            default_lease_seconds: 60,
+            retention_days: 30,
         }
     }
 }
@@ -368,6 +399,8 @@ fn check(c: &Config, source: &BTreeMap<String, String>) -> Result<(), ConfigErro
             c.server.header_read_timeout_ms,
         ),
         ("rules.debounce_ms", c.rules.debounce_ms),
+        ("jobs.sweep_interval_ms", c.jobs.sweep_interval_ms),
+        ("jobs.default_lease_seconds", c.jobs.default_lease_seconds),
     ] {
         if v == 0 {
             return Err(ConfigError::new(
@@ -375,6 +408,16 @@ fn check(c: &Config, source: &BTreeMap<String, String>) -> Result<(), ConfigErro
                 None,
             ));
         }
+    }
+    if c.jobs.default_lease_seconds > 86_400 {
+        return Err(ConfigError::new(
+            format!(
+                "`jobs.default_lease_seconds` = {} (from {}) is above 86400 (one day)",
+                c.jobs.default_lease_seconds,
+                from("jobs.default_lease_seconds")
+            ),
+            Some("workers that need longer leases extend them with heartbeats".into()),
+        ));
     }
     if c.log.level.trim().is_empty() {
         return Err(ConfigError::new(
@@ -482,6 +525,55 @@ mod tests {
             e.message
         );
         assert_eq!(e.help.as_deref(), Some("did you mean `server.addr`?"));
+    }
+
+    #[test]
+    fn jobs_and_cache_settings_layer_and_are_checked() {
+        let c = resolve(&Layers::default()).unwrap();
+        assert_eq!(c.jobs.sweep_interval_ms, 5_000);
+        assert_eq!(c.jobs.default_lease_seconds, 60);
+        assert_eq!(c.jobs.retention_days, 30);
+        assert_eq!(c.database.cache_capacity, 10_000);
+
+        let file = SourceFile::new(
+            "c.yaml",
+            "jobs:\n  retention_days: 0\n  sweep_interval_ms: 250\ndatabase:\n  cache_capacity: 5\n",
+        );
+        let c = resolve(&Layers {
+            file: Some(&file),
+            env: vec![("SKILL_FLEET_JOBS_SWEEP_INTERVAL_MS".into(), "1000".into())],
+            ..Layers::default()
+        })
+        .unwrap();
+        assert_eq!(c.jobs.retention_days, 0);
+        assert_eq!(c.jobs.sweep_interval_ms, 1_000);
+        assert_eq!(c.database.cache_capacity, 5);
+
+        let e = resolve(&Layers {
+            env: vec![("SKILL_FLEET_JOBS_SWEEP_INTERVAL_MS".into(), "0".into())],
+            ..Layers::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.message.contains("`jobs.sweep_interval_ms`")
+                && e.message.contains("SKILL_FLEET_JOBS_SWEEP_INTERVAL_MS"),
+            "{}",
+            e.message
+        );
+        let e = resolve(&Layers {
+            flags: vec![(
+                "jobs.default_lease_seconds".into(),
+                Value::from(100_000),
+                "--x".into(),
+            )],
+            ..Layers::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.message.contains("`jobs.default_lease_seconds` = 100000"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -3,7 +3,10 @@
 
 mod support;
 
+mod cli_jobs;
 mod cli_rules;
 mod diagnostics;
 mod examples;
+mod jobs_api;
 mod properties;
+mod server;

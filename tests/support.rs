@@ -124,3 +124,271 @@ pub fn rules_copy(tag: &str) -> TempDir {
     copy_dir(&shipped_rules(), &t.path().join("rules"));
     t
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTP test helpers: a real server on port 0, and a tiny blocking HTTP/1.1 client.
+// ---------------------------------------------------------------------------------------------
+
+use skill_fleet::config::Config;
+use skill_fleet::http::{serve, AppState};
+use skill_fleet::loader::live::LiveRules;
+use skill_fleet::loader::watch::{self, WatchConfig};
+use skill_fleet::store::Store;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest any single wait in the HTTP tests may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A config for tests: rules from `rules_dir`, no watching, no poll.
+pub fn test_config(rules_dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.addr = "127.0.0.1:0".into();
+    c.rules.dir = rules_dir.to_path_buf();
+    c.rules.watch = false;
+    c.rules.poll_interval_ms = 0;
+    c
+}
+
+/// A server running on its own tokio runtime; shut down on drop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub live: Arc<LiveRules>,
+    rt: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    watch_stop: Option<tokio::sync::watch::Sender<bool>>,
+}
+
+impl TestServer {
+    /// Starts a server for `config`: rules from `config.rules.dir` (fixtures per
+    /// `rules.run_fixtures_on_reload`), the watcher when `rules.watch` (debounce and poll from
+    /// the config), and a database at `db` when given (created).
+    pub fn start(config: Config, db: Option<&Path>) -> TestServer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let live = Arc::new(
+            LiveRules::load(&config.rules.dir, config.rules.run_fixtures_on_reload)
+                .unwrap_or_else(|(d, f)| panic!("rules: {}", LiveRules::render_failure(&d, &f))),
+        );
+        let store = db.map(|p| Arc::new(Store::open(p, true).expect("open db")));
+        let watching = config.rules.watch.then(|| WatchConfig {
+            debounce: Duration::from_millis(config.rules.debounce_ms),
+            poll: (config.rules.poll_interval_ms > 0)
+                .then(|| Duration::from_millis(config.rules.poll_interval_ms)),
+        });
+        let state = Arc::new(AppState::new(config, Arc::clone(&live), store));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = rt.spawn(serve(listener, Arc::clone(&state), async {
+            let _ = stop_rx.await;
+        }));
+        let watch_stop = watching.map(|cfg| {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            rt.spawn(watch::run(Arc::clone(&live), cfg, rx));
+            tx
+        });
+        TestServer {
+            addr,
+            state,
+            live,
+            rt: Some(rt),
+            stop: Some(stop),
+            server: Some(server),
+            watch_stop,
+        }
+    }
+
+    /// Triggers the graceful shutdown (returns at once).
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(w) = self.watch_stop.take() {
+            let _ = w.send(true);
+        }
+    }
+
+    /// Waits (up to `limit`) for `serve` to return; `None` when it has not returned yet.
+    pub fn wait_stopped(&mut self, limit: Duration) -> Option<std::io::Result<()>> {
+        let rt = self.rt.as_ref()?;
+        let server = self.server.as_mut()?;
+        let joined = rt.block_on(async { tokio::time::timeout(limit, server).await });
+        let joined = joined.ok()?;
+        self.server = None;
+        Some(joined.expect("serve task panicked"))
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        request(self.addr, "GET", path, &[], None)
+    }
+
+    pub fn post_json(&self, path: &str, body: &str) -> Resp {
+        request(
+            self.addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            Some(body.as_bytes()),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.trigger_shutdown();
+        let _ = self.wait_stopped(Duration::from_secs(10));
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+/// A response as read off the wire.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Connects with read and write timeouts, so no test blocks forever.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+    s.set_write_timeout(Some(DEADLINE)).expect("write timeout");
+    s
+}
+
+/// The request head: request line, `Host`, `Connection: close`, the given headers and
+/// `Content-Length` when there is a body.
+pub fn request_head(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body_len: Option<usize>,
+) -> String {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(n) = body_len {
+        head.push_str(&format!("Content-Length: {n}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// Sends one request on a new connection and reads the response.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Resp {
+    let mut s = connect(addr);
+    let mut raw = request_head(method, path, headers, body.map(<[u8]>::len)).into_bytes();
+    raw.extend_from_slice(body.unwrap_or_default());
+    s.write_all(&raw).expect("send request");
+    read_response(&mut s)
+}
+
+/// Reads one response: the head byte by byte up to the blank line, then `Content-Length`
+/// bytes of body (none for 1xx, everything up to EOF when no length is given).
+pub fn read_response(s: &mut TcpStream) -> Resp {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(0) => panic!(
+                "connection closed before a complete response head: {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+            Ok(_) => head.push(byte[0]),
+            Err(e) => panic!(
+                "reading the response head: {e} after {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut resp = Resp {
+        status,
+        headers,
+        body: String::new(),
+    };
+    if (100..200).contains(&status) {
+        return resp;
+    }
+    let mut body = Vec::new();
+    match resp.header("content-length").map(|v| v.parse::<usize>()) {
+        Some(Ok(n)) => {
+            body.resize(n, 0);
+            s.read_exact(&mut body).expect("read response body");
+        }
+        _ => {
+            let _ = s.read_to_end(&mut body);
+        }
+    }
+    resp.body = String::from_utf8_lossy(&body).into_owned();
+    resp
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}

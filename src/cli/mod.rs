@@ -1,6 +1,9 @@
 //! The `skill-fleet` command line: argument types (clap) and dispatch. One file per command
 //! group; output goes to the writers handed in, so tests can capture it.
 
+pub mod db;
+pub mod jobs;
+pub mod optimize;
 pub mod render;
 pub mod rules;
 pub mod serve;
@@ -60,18 +63,34 @@ pub enum Command {
     Rules(rules::RulesCommand),
     /// Serve the HTTP API with hot-reloaded rules.
     Serve(serve::ServeArgs),
+    /// Create, inspect, migrate or reset the SQLite database.
+    #[command(subcommand)]
+    Db(db::DbCommand),
+    /// List, show, cancel jobs; answer a job waiting for a human.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Recommend an optimizer for a trainset and create an optimization job.
+    Optimize(optimize::OptimizeArgs),
 }
 
-/// Runs a parsed command line, writing to `out` and `err`.
-pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+/// Runs a parsed command line, reading answers from `input`, writing to `out` and `err`.
+pub fn run(
+    cli: Cli,
+    input: &mut dyn std::io::BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
+    let rules_dir = || {
+        cli.rules
+            .clone()
+            .or_else(|| std::env::var_os("SKILL_FLEET_RULES").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("rules"))
+    };
     match cli.command {
-        Command::Rules(cmd) => {
-            let dir = cli
-                .rules
-                .or_else(|| std::env::var_os("SKILL_FLEET_RULES").map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from("rules"));
-            rules::run(&dir, cmd, out, err)
-        }
+        Command::Rules(cmd) => rules::run(&rules_dir(), cmd, out, err),
         Command::Serve(args) => serve::run(args, cli.rules.as_ref(), err),
+        Command::Db(cmd) => db::run(cmd, input, out, err),
+        Command::Jobs(cmd) => jobs::run(cmd, out, err),
+        Command::Optimize(args) => optimize::run(args, &rules_dir(), input, out, err),
     }
 }

@@ -1,4 +1,5 @@
-//! `skill-fleet serve`: configuration, rules, database, watcher, HTTP server, shutdown.
+//! `skill-fleet serve`: configuration, rules, database, lease sweeper, watcher, HTTP server,
+//! shutdown.
 
 use super::Exit;
 use crate::config::{self, Config};
@@ -6,13 +7,79 @@ use crate::diagnostic::render_all;
 use crate::http::{serve, AppState};
 use crate::loader::live::LiveRules;
 use crate::loader::watch::{self, WatchConfig};
-use crate::store::Store;
+use crate::store::job::Status;
+use crate::store::{self, Store, StoreError, StoreOptions};
 use clap::Args;
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What one sweep of the job store did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Running jobs whose lease expired, returned to pending.
+    pub returned: usize,
+    /// Running jobs whose lease expired with their attempts used up, now failed.
+    pub failed: usize,
+    /// Terminal jobs deleted for being older than the retention.
+    pub pruned: usize,
+}
+
+/// One sweep: expired leases go back to pending (or fail when their attempts are used up);
+/// with `retention_days` above 0, terminal jobs that finished longer ago are deleted.
+pub fn sweep_once(store: &Store, retention_days: u64) -> Result<SweepReport, StoreError> {
+    let swept = store.sweep()?;
+    let failed = swept.iter().filter(|j| j.status == Status::Failed).count();
+    let pruned = if retention_days > 0 {
+        let age_ms = i64::try_from(retention_days)
+            .ok()
+            .and_then(|d| d.checked_mul(86_400_000))
+            .unwrap_or(i64::MAX);
+        store.prune(age_ms)?
+    } else {
+        0
+    };
+    Ok(SweepReport {
+        returned: swept.len() - failed,
+        failed,
+        pruned,
+    })
+}
+
+/// Sweeps every `every` until `stop` changes (or its sender is dropped). The first sweep
+/// happens one interval after the start: `serve` sweeps once itself before listening.
+pub async fn run_sweeper(
+    store: Arc<Store>,
+    every: Duration,
+    retention_days: u64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {}
+        }
+        let s = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || sweep_once(&s, retention_days)).await {
+            Ok(Ok(r)) => {
+                if r != SweepReport::default() {
+                    tracing::info!(
+                        "job sweep: {} expired leases returned to pending, {} jobs failed (attempts used up), {} old jobs pruned",
+                        r.returned,
+                        r.failed,
+                        r.pruned
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("job sweep failed: {e}"),
+            Err(e) => tracing::warn!("job sweep task failed: {e}"),
+        }
+    }
+}
 
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
@@ -136,7 +203,16 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
             return Exit::InvalidRules;
         }
     };
-    let store = match Store::open(&config.database.path, !args.skip_db_init) {
+    let opts = StoreOptions {
+        cache_capacity: config.database.cache_capacity,
+        ..StoreOptions::default()
+    };
+    let store = match Store::open_with(
+        &config.database.path,
+        !args.skip_db_init,
+        opts,
+        store::system_clock(),
+    ) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             let _ = writeln!(err, "error: cannot open the database: {e}");
@@ -147,6 +223,16 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
             return Exit::Io;
         }
     };
+    // Jobs whose worker died while the server was down: return or fail them before serving.
+    match sweep_once(&store, config.jobs.retention_days) {
+        Ok(r) => tracing::info!(
+            "start-up job sweep: {} expired leases returned to pending, {} jobs failed (attempts used up), {} old jobs pruned",
+            r.returned,
+            r.failed,
+            r.pruned
+        ),
+        Err(e) => tracing::warn!("start-up job sweep failed: {e}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -163,6 +249,8 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
             .then(|| Duration::from_millis(config.rules.poll_interval_ms)),
     };
     let watching = config.rules.watch;
+    let sweep_every = Duration::from_millis(config.jobs.sweep_interval_ms);
+    let retention_days = config.jobs.retention_days;
     let addr = config.server.addr.clone();
     let state = Arc::new(AppState::new(
         config,
@@ -170,6 +258,7 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
         Some(Arc::clone(&store)),
     ));
     let db_path = store.path().display().to_string();
+    let store_for_sweeper = Arc::clone(&store);
     let result = runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(&addr).await {
             Ok(l) => l,
@@ -186,12 +275,19 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
             db_path
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let sweeper = tokio::spawn(run_sweeper(
+            store_for_sweeper,
+            sweep_every,
+            retention_days,
+            stop_rx.clone(),
+        ));
         let watcher = watching.then(|| tokio::spawn(watch::run(Arc::clone(&live), watch_cfg, stop_rx)));
         let served = serve(listener, state, shutdown_signal()).await;
         let _ = stop_tx.send(true);
         if let Some(w) = watcher {
             let _ = w.await;
         }
+        let _ = sweeper.await;
         served.map_err(|e| format!("server error: {e}"))
     });
     runtime.shutdown_timeout(Duration::from_secs(1));

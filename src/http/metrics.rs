@@ -24,13 +24,31 @@ pub enum Route {
     RulesReload,
     /// `POST /api/v1/rules/evaluate`
     RulesEvaluate,
+    /// `GET|POST /api/v1/jobs` (list, create)
+    Jobs,
+    /// `POST /api/v1/jobs/claim`
+    JobsClaim,
+    /// `GET /api/v1/jobs/{id}`
+    Job,
+    /// `POST /api/v1/jobs/{id}/heartbeat`
+    JobHeartbeat,
+    /// `POST /api/v1/jobs/{id}/complete`
+    JobComplete,
+    /// `POST /api/v1/jobs/{id}/fail`
+    JobFail,
+    /// `GET|POST /api/v1/jobs/{id}/hitl` (read, ask)
+    JobHitl,
+    /// `POST /api/v1/jobs/{id}/hitl/response`
+    JobHitlResponse,
+    /// `POST /api/v1/jobs/{id}/cancel`
+    JobCancel,
     /// Anything else.
     Unmatched,
 }
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 17] = [
         Route::Health,
         Route::Ready,
         Route::Metrics,
@@ -38,6 +56,15 @@ impl Route {
         Route::RulesStatus,
         Route::RulesReload,
         Route::RulesEvaluate,
+        Route::Jobs,
+        Route::JobsClaim,
+        Route::Job,
+        Route::JobHeartbeat,
+        Route::JobComplete,
+        Route::JobFail,
+        Route::JobHitl,
+        Route::JobHitlResponse,
+        Route::JobCancel,
         Route::Unmatched,
     ];
 
@@ -51,6 +78,15 @@ impl Route {
             Route::RulesStatus => "/api/v1/rules/status",
             Route::RulesReload => "/api/v1/rules/reload",
             Route::RulesEvaluate => "/api/v1/rules/evaluate",
+            Route::Jobs => "/api/v1/jobs",
+            Route::JobsClaim => "/api/v1/jobs/claim",
+            Route::Job => "/api/v1/jobs/{id}",
+            Route::JobHeartbeat => "/api/v1/jobs/{id}/heartbeat",
+            Route::JobComplete => "/api/v1/jobs/{id}/complete",
+            Route::JobFail => "/api/v1/jobs/{id}/fail",
+            Route::JobHitl => "/api/v1/jobs/{id}/hitl",
+            Route::JobHitlResponse => "/api/v1/jobs/{id}/hitl/response",
+            Route::JobCancel => "/api/v1/jobs/{id}/cancel",
             Route::Unmatched => "unmatched",
         }
     }
@@ -243,6 +279,13 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_route_is_listed_at_its_index() {
+        for (i, r) in Route::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
+    }
 
     #[test]
     fn renders_counts_histograms_and_gauges() {

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod jobs;
 pub mod metrics;
 pub mod reply;
 mod routes;

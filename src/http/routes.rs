@@ -67,22 +67,19 @@ async fn dispatch(
 ) -> (Route, Result<Response<Body>, ApiError>) {
     let path = req.uri().path().trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
+    if let Some((route, id)) = super::jobs::match_path(path) {
+        let methods = super::jobs::methods(route);
+        if !methods.contains(req.method()) {
+            return (route, Err(method_not_allowed(req.method(), path, methods)));
+        }
+        return (route, super::jobs::handle(state, req, route, id).await);
+    }
     let Some((_, route, methods)) = ROUTES.iter().find(|(p, _, _)| *p == path) else {
         let e = ApiError::new(StatusCode::NOT_FOUND, format!("no route for `{path}`"));
         return (Route::Unmatched, Err(e));
     };
     if !methods.contains(req.method()) {
-        let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
-        let e = ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!(
-                "method {} is not allowed on `{path}`; use {}",
-                req.method(),
-                allow.join(", ")
-            ),
-        )
-        .header("allow", allow.join(", "));
-        return (*route, Err(e));
+        return (*route, Err(method_not_allowed(req.method(), path, methods)));
     }
     let result = match route {
         Route::Health => Ok(reply::json(
@@ -98,13 +95,26 @@ async fn dispatch(
             Ok(()) => reload(state).await,
             Err(e) => Err(e),
         },
-        Route::Unmatched => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),
     };
     (*route, result)
 }
 
+/// 405 with the `Allow` header.
+fn method_not_allowed(method: &Method, path: &str, methods: &[Method]) -> ApiError {
+    let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {method} is not allowed on `{path}`; use {}",
+            allow.join(", ")
+        ),
+    )
+    .header("allow", allow.join(", "))
+}
+
 /// Mutating endpoints require `Authorization: Bearer <token>` when a token is configured.
-fn authorize(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &AppState, req: &Request<Incoming>) -> Result<(), ApiError> {
     let Some(token) = &state.config.server.api_token else {
         return Ok(());
     };

@@ -1,0 +1,302 @@
+//! `skill-fleet db init|status|migrate|reset`, and the `--db` resolution shared with `jobs` and
+//! `optimize`.
+
+use super::Exit;
+use crate::config;
+use crate::store::{self, Store, StoreError};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// `--db` and `--format`, shared by the commands that touch the database.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// SQLite file [default: database.path from the config file, or SKILL_FLEET_DB, or skill-fleet.db]
+    #[arg(long, value_name = "PATH", global = true)]
+    pub db: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human, global = true)]
+    pub format: Format,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// For people.
+    Human,
+    /// For machines.
+    Json,
+}
+
+/// `db` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create the database and its tables (idempotent).
+    Init(DbArgs),
+    /// Path, schema version, SQLite version, jobs per status, file and WAL size.
+    Status(DbArgs),
+    /// Apply pending migrations and list them.
+    Migrate(DbArgs),
+    /// Delete every job: remove the file and create it afresh (asks for confirmation).
+    Reset(ResetArgs),
+}
+
+/// Arguments of `db reset`.
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Database.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Do not ask (for scripts). Required when standard input is not a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// The database path: flag > SKILL_FLEET_DB > config file > default.
+pub fn resolve_path(flag: Option<&Path>, err: &mut dyn Write) -> Result<PathBuf, Exit> {
+    let flags = flag
+        .map(|p| {
+            vec![(
+                "database.path".to_string(),
+                Value::from(p.display().to_string()),
+                "--db".to_string(),
+            )]
+        })
+        .unwrap_or_default();
+    match config::load(None, flags) {
+        Ok(c) => Ok(c.database.path),
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            if let Some(h) = &e.help {
+                let _ = writeln!(err, "  = help: {h}");
+            }
+            Err(Exit::InvalidConfig)
+        }
+    }
+}
+
+/// Opens an existing database (`init` false) or creates it; errors are printed.
+pub fn open(path: &Path, init: bool, err: &mut dyn Write) -> Result<Store, Exit> {
+    Store::open(path, init).map_err(|e| {
+        let _ = writeln!(err, "error: {e}");
+        if matches!(e, StoreError::Missing(_)) {
+            let _ = writeln!(
+                err,
+                "  = help: run `skill-fleet db init --db {}` first",
+                path.display()
+            );
+        }
+        Exit::Io
+    })
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn remove_db_files(path: &Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(PathBuf::from(p)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `db` subcommand.
+pub fn run(
+    cmd: DbCommand,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
+    match cmd {
+        DbCommand::Init(a) => {
+            let Ok(path) = resolve_path(a.db.as_deref(), err) else {
+                return Exit::InvalidConfig;
+            };
+            let existed = path.exists();
+            let store = match open(&path, true, err) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let version = store.schema_version().unwrap_or(0);
+            let _ = store.close();
+            if a.format == Format::Json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"path": path.display().to_string(), "created": !existed, "schema_version": version})
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{} database `{}` (schema version {version})",
+                    if existed { "checked" } else { "created" },
+                    path.display()
+                );
+            }
+            Exit::Ok
+        }
+        DbCommand::Status(a) => {
+            let Ok(path) = resolve_path(a.db.as_deref(), err) else {
+                return Exit::InvalidConfig;
+            };
+            let pending = store::pending_migrations(&path).unwrap_or_default();
+            if !pending.is_empty() && path.exists() {
+                let _ = writeln!(
+                    err,
+                    "warning: {} pending migration(s); run `skill-fleet db migrate`",
+                    pending.len()
+                );
+            }
+            let store = match Store::open(&path, false) {
+                Ok(s) => s,
+                Err(StoreError::Invalid(msg)) => {
+                    let _ = writeln!(err, "error: {msg}");
+                    return Exit::Io;
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "error: {e}");
+                    if !path.exists() {
+                        let _ = writeln!(
+                            err,
+                            "  = help: run `skill-fleet db init --db {}`",
+                            path.display()
+                        );
+                    }
+                    return Exit::Io;
+                }
+            };
+            let st = match store.status() {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = writeln!(err, "error: {e}");
+                    return Exit::Io;
+                }
+            };
+            let _ = store.close();
+            if a.format == Format::Json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&st).unwrap_or_default()
+                );
+            } else {
+                let _ = writeln!(out, "path            {}", st.path);
+                let _ = writeln!(
+                    out,
+                    "schema version  {} (latest {})",
+                    st.schema_version, st.latest_version
+                );
+                let _ = writeln!(out, "sqlite          {}", st.sqlite_version);
+                let _ = writeln!(out, "file            {}", human_bytes(st.file_bytes));
+                let _ = writeln!(out, "wal             {}", human_bytes(st.wal_bytes));
+                let _ = writeln!(out, "jobs            {}", st.jobs.values().sum::<i64>());
+                for s in crate::store::job::Status::ALL {
+                    let _ = writeln!(
+                        out,
+                        "  {:<14}{}",
+                        s.as_str(),
+                        st.jobs.get(s.as_str()).copied().unwrap_or(0)
+                    );
+                }
+            }
+            Exit::Ok
+        }
+        DbCommand::Migrate(a) => {
+            let Ok(path) = resolve_path(a.db.as_deref(), err) else {
+                return Exit::InvalidConfig;
+            };
+            let pending = match store::pending_migrations(&path) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = writeln!(err, "error: {e}");
+                    return Exit::Io;
+                }
+            };
+            let store = match open(&path, true, err) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let version = store.schema_version().unwrap_or(0);
+            let _ = store.close();
+            if a.format == Format::Json {
+                let applied: Vec<Value> = pending
+                    .iter()
+                    .map(|(n, name)| serde_json::json!({"version": n, "name": name}))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"applied": applied, "schema_version": version})
+                );
+            } else if pending.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "database `{}` is up to date (schema version {version})",
+                    path.display()
+                );
+            } else {
+                for (n, name) in &pending {
+                    let _ = writeln!(out, "applied migration {n}: {name}");
+                }
+                let _ = writeln!(
+                    out,
+                    "database `{}` is at schema version {version}",
+                    path.display()
+                );
+            }
+            Exit::Ok
+        }
+        DbCommand::Reset(a) => {
+            let Ok(path) = resolve_path(a.db.db.as_deref(), err) else {
+                return Exit::InvalidConfig;
+            };
+            if !a.yes {
+                if !std::io::stdin().is_terminal() {
+                    let _ = writeln!(
+                        err,
+                        "error: refusing to reset `{}` without --yes: standard input is not a terminal",
+                        path.display()
+                    );
+                    return Exit::Usage;
+                }
+                let _ = write!(
+                    err,
+                    "This deletes every job in `{}`. Type `yes` to continue: ",
+                    path.display()
+                );
+                let _ = err.flush();
+                let mut answer = String::new();
+                let _ = input.read_line(&mut answer);
+                if answer.trim() != "yes" {
+                    let _ = writeln!(err, "reset cancelled");
+                    return Exit::Failed;
+                }
+            }
+            if let Err(e) = remove_db_files(&path) {
+                let _ = writeln!(err, "error: cannot remove `{}`: {e}", path.display());
+                return Exit::Io;
+            }
+            match open(&path, true, err) {
+                Ok(s) => {
+                    let _ = s.close();
+                    let _ = writeln!(out, "reset database `{}`", path.display());
+                    Exit::Ok
+                }
+                Err(code) => code,
+            }
+        }
+    }
+}

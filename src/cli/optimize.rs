@@ -1,0 +1,289 @@
+//! `skill-fleet optimize`: recommend (or take) an optimizer for a trainset, confirm, and create a
+//! pending `optimization` job carrying the optimizer and its config.
+
+use super::db::{open, resolve_path, DbArgs, Format};
+use super::{render, Exit};
+use crate::diagnostic::{did_you_mean, render_all};
+use crate::engine::{self, Options};
+use crate::store::job::NewJob;
+use clap::Args;
+use serde_json::{json, Value};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// Arguments of `optimize`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  skill-fleet optimize --auto-select --trainset data/train.jsonl --budget 10 --dry-run\n  \
+skill-fleet optimize --auto-select --trainset data/train.json --budget 50 --quality-target 0.9 --yes\n  \
+skill-fleet optimize --optimizer gepa --trainset data/train.jsonl --yes"
+)]
+pub struct OptimizeArgs {
+    /// Let the rules choose the optimizer.
+    #[arg(long, conflicts_with = "optimizer")]
+    pub auto_select: bool,
+    /// Use this optimizer (from the rules' catalog) instead of auto-selecting.
+    #[arg(long, value_name = "NAME", required_unless_present = "auto_select")]
+    pub optimizer: Option<String>,
+    /// Training examples: a JSON array, an object with `examples`, or JSON Lines.
+    #[arg(long, value_name = "FILE")]
+    pub trainset: PathBuf,
+    /// Budget in USD.
+    #[arg(long, value_name = "USD")]
+    pub budget: Option<f64>,
+    /// Quality target, 0..1.
+    #[arg(long, value_name = "Q")]
+    pub quality_target: Option<f64>,
+    /// Time limit in minutes.
+    #[arg(long, value_name = "MINUTES")]
+    pub time_limit: Option<f64>,
+    /// Model the optimizer will call (a row of the rules' price table).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Task domain.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Who asks.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Create the job without asking.
+    #[arg(long, short = 'y', conflicts_with = "dry_run")]
+    pub yes: bool,
+    /// Show the recommendation only; create nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Database and format.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Counts the examples of a trainset file.
+pub fn count_examples(path: &Path) -> Result<usize, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read trainset `{}`: {e}", path.display()))?;
+    if let Ok(v) = serde_json::from_str::<Value>(&text) {
+        return match v {
+            Value::Array(a) => Ok(a.len()),
+            Value::Object(m) => match m.get("examples") {
+                Some(Value::Array(a)) => Ok(a.len()),
+                _ => Ok(1),
+            },
+            _ => Err(format!("trainset `{}` holds no examples", path.display())),
+        };
+    }
+    let mut n = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        serde_json::from_str::<Value>(line).map_err(|e| {
+            format!(
+                "trainset `{}`: line {} is not JSON: {e}",
+                path.display(),
+                i + 1
+            )
+        })?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Runs `optimize`.
+pub fn run(
+    a: OptimizeArgs,
+    rules_dir: &Path,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
+    let size = match count_examples(&a.trainset) {
+        Ok(0) => {
+            let _ = writeln!(
+                err,
+                "error: trainset `{}` has no examples",
+                a.trainset.display()
+            );
+            return Exit::InvalidInput;
+        }
+        Ok(n) => n,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Exit::InvalidInput;
+        }
+    };
+    let files = match crate::loader::read_dir(rules_dir) {
+        Ok(f) => f,
+        Err(d) => {
+            let _ = write!(err, "{}", d.render(&[]));
+            return Exit::InvalidRules;
+        }
+    };
+    let rs = match crate::rules::build(&files) {
+        Ok(rs) => rs,
+        Err(d) => {
+            let _ = write!(err, "{}", render_all(&d, &files));
+            return Exit::InvalidRules;
+        }
+    };
+    let (optimizer, config, decision) = if a.auto_select {
+        let mut m = serde_json::Map::new();
+        m.insert("trainset_size".into(), size.into());
+        if let Some(b) = a.budget {
+            m.insert("budget_usd".into(), b.into());
+        }
+        if let Some(q) = a.quality_target {
+            m.insert("quality_target".into(), q.into());
+        }
+        if let Some(l) = a.time_limit {
+            m.insert("time_constraint_minutes".into(), l.into());
+        }
+        if let Some(model) = &a.model {
+            m.insert("model".into(), model.clone().into());
+        }
+        if let Some(d) = &a.domain {
+            m.insert("domain".into(), d.clone().into());
+        }
+        let ctx = match rs.check_input(&m) {
+            Ok(c) => c,
+            Err(errors) => {
+                let _ = write!(err, "{}", render::input_errors(&errors, None));
+                return Exit::InvalidInput;
+            }
+        };
+        let d = match engine::recommend(&rs, &ctx, &[], Options::default()) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = write!(err, "{}", e.to_diagnostic().render(&files));
+                return Exit::InvalidRules;
+            }
+        };
+        if a.db.format == Format::Human {
+            let _ = writeln!(
+                out,
+                "trainset      {} ({size} examples)",
+                a.trainset.display()
+            );
+            let _ = write!(out, "{}", render::decision(&d));
+        }
+        let v = serde_json::to_value(&d).unwrap_or(Value::Null);
+        (
+            d.recommended.to_string(),
+            serde_json::to_value(&*d.config).unwrap_or(Value::Null),
+            Some(v),
+        )
+    } else {
+        let name = a.optimizer.clone().unwrap_or_default();
+        if !rs.catalog.contains_key(&name) {
+            let _ = writeln!(err, "error: unknown optimizer `{name}`");
+            let _ = writeln!(
+                err,
+                "  = help: {}",
+                did_you_mean(&name, rs.catalog.keys().map(String::as_str)).unwrap_or_else(
+                    || format!(
+                        "optimizers: {}",
+                        rs.catalog.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                )
+            );
+            return Exit::InvalidInput;
+        }
+        if a.db.format == Format::Human {
+            let _ = writeln!(
+                out,
+                "trainset      {} ({size} examples)",
+                a.trainset.display()
+            );
+            let _ = writeln!(out, "optimizer     {name} (chosen by hand)");
+        }
+        (
+            name,
+            serde_json::to_value(&*rs.default_config).unwrap_or(Value::Null),
+            None,
+        )
+    };
+    let payload = json!({
+        "optimizer": optimizer,
+        "config": config,
+        "trainset": a.trainset.display().to_string(),
+        "trainset_size": size,
+        "auto_selected": a.auto_select,
+        "rules_revision": &*rs.revision,
+        "decision": decision,
+    });
+    if a.dry_run {
+        if a.db.format == Format::Json {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&json!({"dry_run": true, "payload": payload}))
+                    .unwrap_or_default()
+            );
+        } else {
+            let _ = writeln!(out, "dry run: no job created");
+        }
+        return Exit::Ok;
+    }
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            let _ = writeln!(
+                err,
+                "error: refusing to create the job without --yes: standard input is not a terminal"
+            );
+            let _ = writeln!(
+                err,
+                "  = help: pass --yes to create it, or --dry-run to stop after the recommendation"
+            );
+            return Exit::Usage;
+        }
+        let _ = write!(err, "Create the optimization job with {optimizer}? [y/N] ");
+        let _ = err.flush();
+        let mut answer = String::new();
+        let _ = input.read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            let _ = writeln!(err, "no job created");
+            return Exit::Ok;
+        }
+    }
+    let path = match resolve_path(a.db.db.as_deref(), err) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let store = match open(&path, true, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let created = store.create(NewJob {
+        job_type: "optimization".into(),
+        user_id: a.user.clone(),
+        task: format!(
+            "optimize with {optimizer} on {} ({size} examples)",
+            a.trainset.display()
+        ),
+        payload: Some(payload),
+        ..NewJob::default()
+    });
+    let _ = store.close();
+    match created {
+        Ok((job, _)) => {
+            if a.db.format == Format::Json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&job).unwrap_or_default()
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "created job {} (pending) in `{}`",
+                    job.id,
+                    path.display()
+                );
+            }
+            Exit::Ok
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            Exit::Io
+        }
+    }
+}

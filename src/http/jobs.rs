@@ -1,0 +1,714 @@
+//! The job API under `/api/v1/jobs`: create, get, list, claim with a lease, heartbeat,
+//! complete, fail, human-in-the-loop question and answer, cancel.
+//!
+//! Store calls block (SQLite and the writer's group commit), so they run on tokio's blocking
+//! pool. Every `POST` requires the API token when one is configured. Store errors map to HTTP:
+//! unknown job → 404, stale lease or illegal transition → 409 (with the current status),
+//! invalid input → 422 naming the field, anything else → 500 (logged).
+
+use super::metrics::Route;
+use super::reply::{self, ApiError, Body};
+use super::routes::authorize;
+use super::AppState;
+use crate::diagnostic::did_you_mean;
+use crate::store::job::{Job, NewJob, Progress, Status};
+use crate::store::{Filter, Store, StoreError};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, LOCATION, TRANSFER_ENCODING};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+const PREFIX: &str = "/api/v1/jobs";
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+const MAX_LEASE_SECONDS: u64 = 86_400;
+const QUERY_PARAMETERS: [&str; 5] = ["status", "type", "user_id", "limit", "cursor"];
+
+const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+const GET_POST: &[Method] = &[Method::GET, Method::POST];
+
+/// Matches `/api/v1/jobs`, `/api/v1/jobs/claim`, `/api/v1/jobs/{id}` and
+/// `/api/v1/jobs/{id}/<action>` (trailing slash already trimmed). Returns the route and the id.
+pub(super) fn match_path(path: &str) -> Option<(Route, Option<String>)> {
+    let rest = path.strip_prefix(PREFIX)?;
+    if rest.is_empty() {
+        return Some((Route::Jobs, None));
+    }
+    let mut parts = rest.strip_prefix('/')?.split('/');
+    let id = parts.next().filter(|id| !id.is_empty())?;
+    let route = match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) if id == "claim" => return Some((Route::JobsClaim, None)),
+        (None, _, _) => Route::Job,
+        (Some("heartbeat"), None, _) => Route::JobHeartbeat,
+        (Some("complete"), None, _) => Route::JobComplete,
+        (Some("fail"), None, _) => Route::JobFail,
+        (Some("cancel"), None, _) => Route::JobCancel,
+        (Some("hitl"), None, _) => Route::JobHitl,
+        (Some("hitl"), Some("response"), None) => Route::JobHitlResponse,
+        _ => return None,
+    };
+    Some((route, Some(id.to_string())))
+}
+
+/// The methods a job route accepts.
+pub(super) fn methods(route: Route) -> &'static [Method] {
+    match route {
+        Route::Jobs | Route::JobHitl => GET_POST,
+        Route::Job => GET,
+        _ => POST,
+    }
+}
+
+/// Runs a matched job route (the method is already checked).
+pub(super) async fn handle(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    route: Route,
+    id: Option<String>,
+) -> Result<Response<Body>, ApiError> {
+    let post = req.method() == Method::POST;
+    if post {
+        authorize(state, &req)?;
+    }
+    let Some(store) = state.store.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the job store is not available: no database is open",
+        ));
+    };
+    let id = id.unwrap_or_default();
+    match route {
+        Route::Jobs if post => create(state, store, req).await,
+        Route::Jobs => list(store, &req).await,
+        Route::JobsClaim => claim(state, store, req).await,
+        Route::Job => {
+            let job = blocking(store, {
+                let id = id.clone();
+                move |s| s.get(&id)
+            })
+            .await?;
+            match job {
+                Some(j) => Ok(reply::json(StatusCode::OK, &j)),
+                None => Err(not_found(&id)),
+            }
+        }
+        Route::JobHeartbeat => heartbeat(state, store, req, id).await,
+        Route::JobComplete => {
+            let b: CompleteBody = body(state, req).await?;
+            let job = blocking(store, move |s| s.complete(&id, &b.lease_token, b.result)).await?;
+            Ok(reply::json(StatusCode::OK, &job))
+        }
+        Route::JobFail => {
+            let b: FailBody = body(state, req).await?;
+            let job = blocking(store, move |s| {
+                s.fail(&id, &b.lease_token, &b.error, b.retry)
+            })
+            .await?;
+            Ok(reply::json(StatusCode::OK, &job))
+        }
+        Route::JobHitl if post => {
+            let b: HitlBody = body(state, req).await?;
+            let kind = b.kind.trim().to_string();
+            if kind.is_empty() || kind.len() > 100 {
+                return Err(invalid(
+                    "type",
+                    "`type` must be 1 to 100 characters".into(),
+                    None,
+                ));
+            }
+            let job = blocking(store, move |s| {
+                s.request_hitl(&id, &b.lease_token, &kind, b.data)
+            })
+            .await?;
+            Ok(reply::json(StatusCode::OK, &job))
+        }
+        Route::JobHitl => hitl(store, id).await,
+        Route::JobHitlResponse => {
+            let b: ResponseBody = body(state, req).await?;
+            if b.response.is_null() {
+                return Err(invalid(
+                    "response",
+                    "`response` must not be null".into(),
+                    Some(
+                        "send the human's answer, e.g. {\"response\": {\"approved\": true}}".into(),
+                    ),
+                ));
+            }
+            let job = blocking(store, move |s| s.respond_hitl(&id, b.response)).await?;
+            Ok(reply::json(StatusCode::OK, &job))
+        }
+        Route::JobCancel => {
+            empty_body(state, req).await?;
+            let job = blocking(store, move |s| s.cancel(&id)).await?;
+            Ok(reply::json(StatusCode::OK, &job))
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    worker: String,
+    #[serde(default)]
+    types: Option<Vec<String>>,
+    #[serde(default)]
+    lease_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatBody {
+    lease_token: String,
+    #[serde(default)]
+    lease_seconds: Option<u64>,
+    /// Checked separately as [`ProgressBody`], so its errors name `progress.<field>`.
+    #[serde(default)]
+    progress: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProgressBody {
+    percent: f64,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    phase: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteBody {
+    lease_token: String,
+    #[serde(default)]
+    result: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailBody {
+    lease_token: String,
+    error: String,
+    #[serde(default)]
+    retry: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HitlBody {
+    lease_token: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseBody {
+    response: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyBody {}
+
+/// The answer to a successful claim.
+#[derive(Serialize)]
+struct Claimed<'a> {
+    job: &'a Job,
+    lease_token: &'a str,
+}
+
+/// `GET /api/v1/jobs/{id}/hitl`.
+#[derive(Serialize)]
+struct HitlView<'a> {
+    status: Status,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a Value,
+    response: Option<&'a Value>,
+}
+
+/// Reads a JSON object body and deserializes it; field problems are 422 naming the field.
+async fn body<T: DeserializeOwned>(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let map = reply::json_object(req, state.config.server.body_limit_bytes).await?;
+    parse(&map, "")
+}
+
+/// A body that may be absent (no length, or length 0); when present it must be `{}`.
+async fn empty_body(state: &AppState, req: Request<Incoming>) -> Result<(), ApiError> {
+    let h = req.headers();
+    let len = h
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if len == Some(0) || (len.is_none() && !h.contains_key(TRANSFER_ENCODING)) {
+        return Ok(());
+    }
+    let _: EmptyBody = body(state, req).await?;
+    Ok(())
+}
+
+/// Deserializes `map` into `T`, naming the offending field (with `prefix`, e.g. `progress.`)
+/// when it does not fit: unknown and missing fields come from serde's message; for a value of
+/// the wrong type or range, each field is tried alone to find the one serde refuses.
+fn parse<T: DeserializeOwned>(map: &Map<String, Value>, prefix: &str) -> Result<T, ApiError> {
+    let whole = Value::Object(map.clone());
+    let err = match T::deserialize(&whole) {
+        Ok(v) => return Ok(v),
+        Err(e) => e.to_string(),
+    };
+    let quoted = |after: &str| {
+        err.strip_prefix(after)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_string)
+    };
+    if let Some(name) = quoted("unknown field `") {
+        let expected: Vec<&str> = err
+            .split_once("expected")
+            .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        let help = did_you_mean(&name, expected.iter().copied()).or_else(|| {
+            (!expected.is_empty()).then(|| {
+                let known: Vec<String> =
+                    expected.iter().map(|f| format!("`{prefix}{f}`")).collect();
+                format!("known fields: {}", known.join(", "))
+            })
+        });
+        let field = format!("{prefix}{name}");
+        return Err(invalid(&field, format!("unknown field `{field}`"), help));
+    }
+    if let Some(name) = quoted("missing field `") {
+        let field = format!("{prefix}{name}");
+        return Err(invalid(&field, format!("missing field `{field}`"), None));
+    }
+    for (k, v) in map {
+        let alone = Value::Object(Map::from_iter([(k.clone(), v.clone())]));
+        if let Err(e) = T::deserialize(&alone) {
+            let e = e.to_string();
+            if !e.starts_with("missing field") {
+                let field = format!("{prefix}{k}");
+                return Err(invalid(&field, format!("invalid `{field}`: {e}"), None));
+            }
+        }
+    }
+    let field = prefix.trim_end_matches('.');
+    Err(invalid(field, format!("invalid request body: {err}"), None))
+}
+
+/// 422 naming a field.
+fn invalid(field: &str, message: String, help: Option<String>) -> ApiError {
+    let mut detail = json!({"field": field, "message": message});
+    if let Some(h) = help {
+        detail["help"] = Value::String(h);
+    }
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message).details(vec![detail])
+}
+
+/// The lease in milliseconds: `lease_seconds` when given, else the configured default.
+fn lease_ms(given: Option<u64>, default: u64) -> Result<i64, ApiError> {
+    let secs = given.unwrap_or(default);
+    if !(1..=MAX_LEASE_SECONDS).contains(&secs) {
+        return Err(invalid(
+            "lease_seconds",
+            format!("`lease_seconds` is {secs}; it must be between 1 and {MAX_LEASE_SECONDS}"),
+            Some("extend a long lease with heartbeats instead".into()),
+        ));
+    }
+    Ok((secs * 1000) as i64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Store calls and their errors
+// ---------------------------------------------------------------------------------------------
+
+/// Runs a store call on the blocking pool.
+async fn blocking<T, F>(store: Arc<Store>, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(r) => r.map_err(store_error),
+        Err(e) => {
+            tracing::error!("job store task failed: {e}");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the job store task failed; the server log has the details",
+            ))
+        }
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no job `{id}`"))
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match &e {
+        StoreError::NotFound(id) => not_found(id),
+        StoreError::StaleLease { status, .. } => ApiError::new(StatusCode::CONFLICT, e.to_string())
+            .details(vec![json!({"current_status": status})]),
+        StoreError::IllegalTransition { from, .. } => {
+            ApiError::new(StatusCode::CONFLICT, e.to_string())
+                .details(vec![json!({"current_status": from})])
+        }
+        StoreError::Invalid(msg) => {
+            // Store messages quote the field first: "`job_type` must be 1 to 100 characters".
+            let field = msg.split('`').nth(1).unwrap_or("");
+            invalid(field, msg.clone(), None)
+        }
+        _ => {
+            tracing::error!("job store error: {e}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the job store failed; the server log has the details",
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------------------------
+
+async fn create(
+    state: &AppState,
+    store: Arc<Store>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let new: NewJob = body(state, req).await?;
+    let (job, created) = blocking(store, move |s| s.create(new)).await?;
+    if !created {
+        return Ok(reply::json(StatusCode::OK, &job));
+    }
+    let mut r = reply::json(StatusCode::CREATED, &job);
+    if let Ok(v) = HeaderValue::from_str(&format!("{PREFIX}/{}", job.id)) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    Ok(r)
+}
+
+async fn list(store: Arc<Store>, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let filter = list_filter(req.uri().query())?;
+    let page = blocking(store, move |s| s.list(&filter)).await?;
+    Ok(reply::json(StatusCode::OK, &page))
+}
+
+fn bad_parameter(name: &str, message: String, help: Option<String>) -> ApiError {
+    let mut detail = json!({"parameter": name, "message": message});
+    if let Some(h) = help {
+        detail["help"] = Value::String(h);
+    }
+    ApiError::new(StatusCode::BAD_REQUEST, message).details(vec![detail])
+}
+
+/// Percent-decodes a query component (`+` is a space).
+fn decode(raw: &str) -> Result<String, ApiError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = raw
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("malformed percent-encoding in query `{raw}`"),
+                        )
+                    })?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("query `{raw}` is not UTF-8 once decoded"),
+        )
+    })
+}
+
+/// `?status=&type=&user_id=&limit=&cursor=`; an empty value is the same as none.
+fn list_filter(query: Option<&str>) -> Result<Filter, ApiError> {
+    let mut f = Filter {
+        limit: DEFAULT_LIMIT,
+        ..Filter::default()
+    };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (decode(k)?, decode(v)?);
+        let known = QUERY_PARAMETERS.contains(&k.as_str()) || k == "job_type";
+        if !known {
+            return Err(bad_parameter(
+                &k,
+                format!("unknown query parameter `{k}`"),
+                did_you_mean(&k, QUERY_PARAMETERS).or_else(|| {
+                    Some(format!(
+                        "the parameters are {}",
+                        QUERY_PARAMETERS.join(", ")
+                    ))
+                }),
+            ));
+        }
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_str() {
+            "status" => {
+                let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+                f.status = Some(Status::parse(&v).ok_or_else(|| {
+                    bad_parameter(
+                        "status",
+                        format!(
+                            "query parameter `status` must be one of {}, found `{v}`",
+                            names.join(", ")
+                        ),
+                        did_you_mean(&v, names.iter().copied()),
+                    )
+                })?);
+            }
+            "type" | "job_type" => f.job_type = Some(v),
+            "user_id" => f.user_id = Some(v),
+            "limit" => {
+                f.limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        bad_parameter(
+                            "limit",
+                            format!(
+                                "query parameter `limit` must be an integer between 1 and {MAX_LIMIT}, found `{v}`"
+                            ),
+                            None,
+                        )
+                    })?;
+            }
+            _ => {
+                // The store's cursor is `<created_at ms>_<id>`, as returned in `next_cursor`.
+                let ok = v
+                    .split_once('_')
+                    .is_some_and(|(t, id)| t.parse::<i64>().is_ok() && !id.is_empty());
+                if !ok {
+                    return Err(bad_parameter(
+                        "cursor",
+                        format!("query parameter `cursor` is not a cursor: `{v}`"),
+                        Some("pass the `next_cursor` of the previous page unchanged".into()),
+                    ));
+                }
+                f.cursor = Some(v);
+            }
+        }
+    }
+    Ok(f)
+}
+
+async fn claim(
+    state: &AppState,
+    store: Arc<Store>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let b: ClaimBody = body(state, req).await?;
+    let lease = lease_ms(b.lease_seconds, state.config.jobs.default_lease_seconds)?;
+    let types = b.types.unwrap_or_default();
+    let claimed = blocking(store, move |s| s.claim(&b.worker, &types, lease)).await?;
+    Ok(match claimed {
+        Some((job, lease_token)) => reply::json(
+            StatusCode::OK,
+            &Claimed {
+                job: &job,
+                lease_token: &lease_token,
+            },
+        ),
+        None => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+    })
+}
+
+async fn heartbeat(
+    state: &AppState,
+    store: Arc<Store>,
+    req: Request<Incoming>,
+    id: String,
+) -> Result<Response<Body>, ApiError> {
+    let b: HeartbeatBody = body(state, req).await?;
+    let lease = lease_ms(b.lease_seconds, state.config.jobs.default_lease_seconds)?;
+    let progress = match b.progress {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => {
+            let p: ProgressBody = parse(&m, "progress.")?;
+            if !(0.0..=100.0).contains(&p.percent) {
+                return Err(invalid(
+                    "progress.percent",
+                    format!(
+                        "`progress.percent` is {}; it must be between 0 and 100",
+                        p.percent
+                    ),
+                    None,
+                ));
+            }
+            Some(Progress {
+                percent: p.percent,
+                message: p.message,
+                phase: p.phase,
+            })
+        }
+        Some(_) => {
+            return Err(invalid(
+                "progress",
+                "`progress` must be an object: {\"percent\", \"message\", \"phase\"}".into(),
+                None,
+            ))
+        }
+    };
+    let job = blocking(store, move |s| {
+        s.heartbeat(&id, &b.lease_token, lease, progress)
+    })
+    .await?;
+    Ok(reply::json(StatusCode::OK, &job))
+}
+
+async fn hitl(store: Arc<Store>, id: String) -> Result<Response<Body>, ApiError> {
+    let job = blocking(store, {
+        let id = id.clone();
+        move |s| s.get(&id)
+    })
+    .await?
+    .ok_or_else(|| not_found(&id))?;
+    let Some(h) = job.hitl else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("job `{id}` has not asked for human input"),
+        ));
+    };
+    Ok(reply::json(
+        StatusCode::OK,
+        &HitlView {
+            status: job.status,
+            kind: &h.kind,
+            data: &h.data,
+            response: h.response.as_ref(),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_their_routes() {
+        let id = |r: Route, id: &str| Some((r, Some(id.to_string())));
+        assert_eq!(match_path("/api/v1/jobs"), Some((Route::Jobs, None)));
+        assert_eq!(
+            match_path("/api/v1/jobs/claim"),
+            Some((Route::JobsClaim, None))
+        );
+        assert_eq!(match_path("/api/v1/jobs/a1"), id(Route::Job, "a1"));
+        assert_eq!(
+            match_path("/api/v1/jobs/a1/heartbeat"),
+            id(Route::JobHeartbeat, "a1")
+        );
+        assert_eq!(
+            match_path("/api/v1/jobs/a1/complete"),
+            id(Route::JobComplete, "a1")
+        );
+        assert_eq!(match_path("/api/v1/jobs/a1/fail"), id(Route::JobFail, "a1"));
+        assert_eq!(
+            match_path("/api/v1/jobs/a1/cancel"),
+            id(Route::JobCancel, "a1")
+        );
+        assert_eq!(match_path("/api/v1/jobs/a1/hitl"), id(Route::JobHitl, "a1"));
+        assert_eq!(
+            match_path("/api/v1/jobs/a1/hitl/response"),
+            id(Route::JobHitlResponse, "a1")
+        );
+        for other in [
+            "/api/v1/jobsx",
+            "/api/v1/jobs//complete",
+            "/api/v1/jobs/a1/finish",
+            "/api/v1/jobs/a1/complete/now",
+            "/api/v1/jobs/a1/hitl/response/x",
+            "/api/v1/job",
+        ] {
+            assert_eq!(match_path(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn body_errors_name_the_field() {
+        let map = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let e =
+            parse::<ClaimBody>(&map(json!({"worker": "w", "lease_second": 5})), "").unwrap_err();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.error, "unknown field `lease_second`");
+        assert_eq!(e.details[0]["field"], "lease_second");
+        assert_eq!(e.details[0]["help"], "did you mean `lease_seconds`?");
+        let e = parse::<ClaimBody>(&map(json!({"types": ["x"]})), "").unwrap_err();
+        assert_eq!(e.error, "missing field `worker`");
+        let e = parse::<ClaimBody>(&map(json!({"worker": "w", "lease_seconds": "60"})), "")
+            .unwrap_err();
+        assert_eq!(e.details[0]["field"], "lease_seconds");
+        assert!(
+            e.error.starts_with("invalid `lease_seconds`: invalid type"),
+            "{}",
+            e.error
+        );
+        let e = parse::<ProgressBody>(&map(json!({"percent": 5, "phse": "x"})), "progress.")
+            .unwrap_err();
+        assert_eq!(e.details[0]["field"], "progress.phse");
+        assert_eq!(e.details[0]["help"], "did you mean `phase`?");
+    }
+
+    #[test]
+    fn list_query_is_checked() {
+        let f = list_filter(Some(
+            "status=pending&type=opt%20imization&user_id=a+b&limit=3",
+        ))
+        .unwrap();
+        assert_eq!(f.status, Some(Status::Pending));
+        assert_eq!(f.job_type.as_deref(), Some("opt imization"));
+        assert_eq!(f.user_id.as_deref(), Some("a b"));
+        assert_eq!(f.limit, 3);
+        assert_eq!(list_filter(None).unwrap().limit, DEFAULT_LIMIT);
+        for (q, param) in [
+            ("status=done", "status"),
+            ("limit=0", "limit"),
+            ("limit=501", "limit"),
+            ("limit=x", "limit"),
+            ("cursor=abc", "cursor"),
+            ("stauts=pending", "stauts"),
+        ] {
+            let e = list_filter(Some(q)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{q}");
+            assert_eq!(e.details[0]["parameter"], param, "{q}");
+            assert!(e.error.contains(&format!("`{param}`")), "{q}: {}", e.error);
+        }
+    }
+}
