@@ -1094,32 +1094,37 @@ fn serve_skip_db_init_needs_an_existing_database() {
 fn serve_binary_answers_and_stops_cleanly_on_sigterm() {
     let t = TempDir::new("srv-bin-sigterm");
     let rules = shipped_rules().display().to_string();
-    let port = free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = serve_cmd(
-        t.path(),
-        &[
-            "--rules",
-            &rules,
-            "--db",
-            "sf.db",
-            "--addr",
-            &addr.to_string(),
-        ],
-        &[],
-    )
-    .spawn()
-    .expect("spawn");
-    let err = collect_stderr(&mut child);
-    let pid = child.id();
-    let health = wait_for(DEADLINE, "the binary to answer /health", || {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("skill-fleet exited early ({st}):\n{}", err.lock().unwrap());
-        }
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-            .ok()
-            .map(|_| request(addr, "GET", "/health", &[], None))
-    });
+    // A port picked free may be taken again before the binary binds it: then try another.
+    let (mut proc, addr) = (0..3)
+        .find_map(|_| {
+            let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let a = addr.to_string();
+            let args = [
+                "--rules",
+                rules.as_str(),
+                "--db",
+                "sf.db",
+                "--addr",
+                a.as_str(),
+            ];
+            let mut proc = ServeProc::spawn(t.path(), &args, &[]);
+            let up = wait_for(DEADLINE, "the binary to answer /health", || {
+                if let Ok(Some(_)) = proc.child.try_wait() {
+                    return Some(false);
+                }
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                    .ok()
+                    .map(|_| true)
+            });
+            if !up {
+                let (code, log) = proc.wait(DEADLINE);
+                assert!(log.contains("cannot listen"), "exit {code}:\n{log}");
+                return None;
+            }
+            Some((proc, addr))
+        })
+        .expect("no free port after 3 tries");
+    let health = request(addr, "GET", "/health", &[], None);
     assert_eq!(health.status, 200, "{health:?}");
     let ready = request(addr, "GET", "/ready", &[], None);
     assert_eq!(ready.status, 200, "{ready:?}");
@@ -1132,13 +1137,14 @@ fn serve_binary_answers_and_stops_cleanly_on_sigterm() {
         Some(INPUT.as_bytes()),
     );
     assert_eq!(r.json()["recommended"], "miprov2", "{r:?}");
+    proc.assert_running();
 
     let kill = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args(["-TERM", &proc.child.id().to_string()])
         .status()
         .expect("run kill");
     assert!(kill.success());
-    let (code, log) = wait_child(child, &err, DEADLINE);
+    let (code, log) = proc.wait(DEADLINE);
     assert_eq!(code, 0, "{log}");
     assert!(
         log.contains(&format!("listening on http://{addr}")),

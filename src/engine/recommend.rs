@@ -24,10 +24,10 @@ fn select<'a>(
     ctx: &Context,
     trace: Option<&mut Trace>,
 ) -> Result<&'a Rule, EvalError> {
-    let script_err = |rule: &Rule| {
-        let id = rule.id.to_string();
+    // Builds the error only when a script fails: the happy path allocates nothing here.
+    let script_err = |rule: &'a Rule| {
         move |error| EvalError::Script {
-            rule: format!("rule `{id}`"),
+            rule: format!("rule `{}`", rule.id),
             error,
         }
     };

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::Duration;
 
 /// The routes, as metric labels.
@@ -115,7 +115,7 @@ struct RouteStats {
 #[derive(Default)]
 pub struct Metrics {
     routes: [RouteStats; Route::ALL.len()],
-    decisions: Mutex<BTreeMap<String, u64>>,
+    decisions: RwLock<BTreeMap<String, AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -167,13 +167,19 @@ impl Metrics {
 
     /// Counts a decision for an optimizer.
     pub fn decision(&self, optimizer: &str) {
-        let mut d = self.decisions.lock().unwrap_or_else(|p| p.into_inner());
-        match d.get_mut(optimizer) {
-            Some(n) => *n += 1,
-            None => {
-                d.insert(optimizer.to_string(), 1);
+        // Hot path: a shared read lock and an atomic add; the write lock is taken once per
+        // optimizer name.
+        {
+            let d = self.decisions.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = d.get(optimizer) {
+                n.fetch_add(1, Ordering::Relaxed);
+                return;
             }
         }
+        let mut d = self.decisions.write().unwrap_or_else(|p| p.into_inner());
+        d.entry(optimizer.to_string())
+            .or_insert_with(|| AtomicU64::new(0))
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Renders everything in the Prometheus text format (version 0.0.4).
@@ -237,14 +243,15 @@ impl Metrics {
         o.push_str("# TYPE skill_fleet_decisions_total counter\n");
         for (opt, n) in self
             .decisions
-            .lock()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
             let _ = writeln!(
                 o,
-                "skill_fleet_decisions_total{{optimizer=\"{}\"}} {n}",
-                escape(opt)
+                "skill_fleet_decisions_total{{optimizer=\"{}\"}} {}",
+                escape(opt),
+                n.load(Ordering::Relaxed)
             );
         }
         o.push_str("# HELP skill_fleet_rules_reloads_total Rule reloads by result.\n");

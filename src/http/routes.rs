@@ -30,6 +30,8 @@ const ROUTES: [(&str, Route, &[Method]); 7] = [
     ),
 ];
 
+const X_REQUEST_ID: hyper::header::HeaderName = hyper::header::HeaderName::from_static("x-request-id");
+
 fn valid_request_id(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 64
@@ -45,7 +47,7 @@ pub(super) async fn handle(
     let start = Instant::now();
     let rid = req
         .headers()
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| valid_request_id(v))
         .map(str::to_string)
@@ -53,7 +55,7 @@ pub(super) async fn handle(
     let (route, result) = dispatch(&state, req).await;
     let mut resp = result.unwrap_or_else(|e| e.into_response(&rid));
     if let Ok(v) = HeaderValue::from_str(&rid) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     state
         .metrics
@@ -122,7 +124,11 @@ pub(super) fn authorize(state: &AppState, req: &Request<Incoming>) -> Result<(),
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // The scheme name is case-insensitive (RFC 9110 §11.1).
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+        })
         .unwrap_or("");
     // Constant-time comparison.
     let same = given.len() == token.len()
