@@ -10,3 +10,4 @@ mod examples;
 mod jobs_api;
 mod properties;
 mod server;
+mod worker;

@@ -30,7 +30,8 @@ const ROUTES: [(&str, Route, &[Method]); 7] = [
     ),
 ];
 
-const X_REQUEST_ID: hyper::header::HeaderName = hyper::header::HeaderName::from_static("x-request-id");
+const X_REQUEST_ID: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-request-id");
 
 fn valid_request_id(v: &str) -> bool {
     !v.is_empty()

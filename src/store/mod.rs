@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use writer::{Done, Op, Request};
+use writer::{Done, Op, Request, WriterStats};
 
 /// Schema migrations, applied in order; never edit a shipped one, only append.
 pub const MIGRATIONS: &[(&str, &str)] = &[
@@ -209,6 +209,7 @@ pub struct Store {
     readers: Mutex<Vec<Connection>>,
     cache: Arc<Mutex<Cache>>,
     clock: Clock,
+    stats: Arc<WriterStats>,
 }
 
 impl std::fmt::Debug for Store {
@@ -326,14 +327,16 @@ impl Store {
             }
         }
         let cache = Arc::new(Mutex::new(Cache::new(opts.cache_capacity)));
+        let stats = Arc::new(WriterStats::default());
         let (tx, rx) = mpsc::channel();
         let writer = {
             let cache = Arc::clone(&cache);
             let clock = Arc::clone(&clock);
             let path = path.to_path_buf();
+            let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("skill-fleet-writer".into())
-                .spawn(move || writer::run(conn, rx, cache, clock, opts, path))
+                .spawn(move || writer::run(conn, rx, cache, clock, opts, path, stats))
                 .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Self {
@@ -343,6 +346,7 @@ impl Store {
             readers: Mutex::new(Vec::new()),
             cache,
             clock,
+            stats,
         })
     }
 
@@ -426,6 +430,16 @@ impl Store {
             cache.put(j.clone());
         }
         Ok(job)
+    }
+
+    /// Commits and changes so far: `ops / commits` is how many changes share one fsync.
+    pub fn write_stats(&self) -> (u64, u64) {
+        (
+            self.stats
+                .commits
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.stats.ops.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Jobs in the cache now (for tests and status).

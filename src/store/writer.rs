@@ -1,7 +1,12 @@
 //! The single writer: every change goes through one thread that owns the write connection and
 //! batches whatever requests are waiting into one transaction (group commit), so many clients
-//! share one fsync. Each request runs in its own savepoint: one refused change does not undo
-//! the others. Replies are sent only after the commit, so an acknowledged change is durable.
+//! share one fsync. Replies are sent only after the commit, so an acknowledged change is
+//! durable.
+//!
+//! Every operation checks everything it can refuse (unknown job, illegal transition, stale
+//! lease, bad input) *before* it writes, so a refused request leaves no trace and needs no
+//! savepoint; the others in the batch go on. A database error in the middle of an operation
+//! aborts the whole batch: every request in it gets the error, and none was acknowledged.
 
 use super::cache::Cache;
 use super::job::{Job, NewJob, Progress, Status};
@@ -9,6 +14,7 @@ use super::sql::{self, head, Head};
 use super::{Clock, StoreError, StoreOptions};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
@@ -102,6 +108,15 @@ pub enum Done {
     Swept(Vec<Job>),
     /// Ids of pruned jobs.
     Pruned(Vec<String>),
+}
+
+/// Counters of the writer: how many changes shared how many commits.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Changes committed (acknowledged or refused) in them.
+    pub ops: AtomicU64,
 }
 
 /// A request to the writer.
@@ -418,7 +433,32 @@ impl Ctx<'_> {
             new.idempotency_key,
             self.now
         ])?;
-        Ok(Done::Created(self.job(&id)?, true))
+        let now = sql::ms_to_rfc3339(self.now);
+        Ok(Done::Created(
+            Job {
+                id,
+                job_type: job_type.to_string(),
+                status: Status::Pending,
+                user_id: new.user_id.clone(),
+                task: new.task.clone(),
+                payload,
+                result: None,
+                error: None,
+                progress: Progress::default(),
+                attempt: 0,
+                max_attempts,
+                lease: None,
+                hitl: None,
+                idempotency_key: new.idempotency_key.clone(),
+                not_before: None,
+                created_at: now.clone(),
+                updated_at: now,
+                started_at: None,
+                completed_at: None,
+                version: 1,
+            },
+            true,
+        ))
     }
 }
 
@@ -430,6 +470,7 @@ pub fn run(
     clock: Clock,
     opts: StoreOptions,
     path: PathBuf,
+    stats: Arc<WriterStats>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -439,7 +480,7 @@ pub fn run(
                 Err(_) => break,
             }
         }
-        let results = run_batch(&mut conn, &batch, &clock, &opts, &path);
+        let results = run_batch(&mut conn, &batch, &clock, &opts, &path, &stats);
         match results {
             Ok(results) => {
                 // Committed: now the cache may learn the new states, then the clients.
@@ -476,6 +517,7 @@ fn run_batch(
     clock: &Clock,
     opts: &StoreOptions,
     path: &std::path::Path,
+    stats: &WriterStats,
 ) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
     let wrap = |source| StoreError::Sqlite {
         path: path.to_path_buf(),
@@ -491,16 +533,14 @@ fn run_batch(
     };
     let mut results = Vec::with_capacity(batch.len());
     for req in batch {
-        tx.execute_batch("SAVEPOINT op").map_err(wrap)?;
-        let r = ctx.apply(&req.op);
-        if r.is_ok() {
-            tx.execute_batch("RELEASE op").map_err(wrap)?;
-        } else {
-            tx.execute_batch("ROLLBACK TO op; RELEASE op")
-                .map_err(wrap)?;
+        match ctx.apply(&req.op) {
+            // A database error may have left a half-done change: drop the whole batch.
+            Err(StoreError::Db(e)) => return Err(wrap(e)),
+            r => results.push(r),
         }
-        results.push(r);
     }
     tx.commit().map_err(wrap)?;
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
     Ok(results)
 }

@@ -1,0 +1,91 @@
+//! The Python worker of `examples/worker.py` against a real server: claim, ask a human, resume
+//! after the answer, heartbeat, complete.
+
+use super::support::{root, shipped_rules, test_config, TempDir, TestServer};
+use std::process::Command;
+
+fn python() -> Option<&'static str> {
+    ["python3", "python"].into_iter().find(|p| {
+        Command::new(p)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+fn worker(py: &str, url: &str) -> std::process::Output {
+    Command::new(py)
+        .current_dir(root())
+        .args([
+            "examples/worker.py",
+            "--url",
+            url,
+            "--once",
+            "--max-jobs",
+            "1",
+            "--steps",
+            "2",
+            "--step-seconds",
+            "0.05",
+        ])
+        .output()
+        .expect("run the worker")
+}
+
+#[test]
+fn python_worker_runs_the_whole_loop() {
+    let Some(py) = python() else {
+        eprintln!("skipped: no python3 on this machine");
+        return;
+    };
+    let dir = TempDir::new("worker");
+    let db = dir.path().join("w.db");
+    let server = TestServer::start(test_config(&shipped_rules()), Some(&db));
+    let url = format!("http://{}", server.addr);
+    let created = server.post_json(
+        "/api/v1/jobs",
+        r#"{"job_type": "optimization", "task": "tune", "payload": {"optimizer": "gepa", "config": {"num_candidates": 5}, "trainset_size": 50, "decision": {"estimated_cost": 0.25, "estimated_time_minutes": 2}}}"#,
+    );
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.json()["id"].as_str().expect("id").to_string();
+
+    // First pass: the worker claims the job and parks it with a question.
+    let out = worker(py, &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("waiting for a human"), "{stdout}");
+    let job = server.get(&format!("/api/v1/jobs/{id}")).json();
+    assert_eq!(job["status"], "pending_hitl");
+    assert_eq!(job["hitl"]["type"], "approve_config");
+    let hitl = server.get(&format!("/api/v1/jobs/{id}/hitl")).json();
+    assert_eq!(hitl["data"]["optimizer"], "gepa");
+
+    // A human answers; the job is claimable again and the worker sees the answer.
+    let answered = server.post_json(
+        &format!("/api/v1/jobs/{id}/hitl/response"),
+        r#"{"response": {"approved": true}}"#,
+    );
+    assert_eq!(answered.status, 200, "{:?}", answered.body);
+    let out = worker(py, &url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("completed with"), "{stdout}");
+    let job = server.get(&format!("/api/v1/jobs/{id}")).json();
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["result"]["optimizer_used"], "gepa");
+    assert_eq!(job["result"]["actual_cost"], 0.25);
+    assert_eq!(job["progress"]["percent"], 100.0);
+
+    // Nothing left: the worker says so and exits 0.
+    let out = worker(py, &url);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to claim"));
+}
