@@ -229,6 +229,12 @@ fn startup(jobs: u64, dir: &Path) {
         let s = Store::open(&db, true).expect("create schema");
         s.close().expect("close");
     }
+    // Recent times, so the start-up sweep has nothing to prune: the figure is about opening.
+    let base: i64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+        - jobs as i64;
     let t = Instant::now();
     {
         let conn = rusqlite::Connection::open(&db).expect("open");
@@ -249,12 +255,12 @@ fn startup(jobs: u64, dir: &Path) {
                     2 => "failed",
                     _ => "completed",
                 };
-                let done = (status != "pending" && status != "pending_hitl")
-                    .then_some(1_700_000_000_000 + i as i64);
+                let done =
+                    (status != "pending" && status != "pending_hitl").then_some(base + i as i64);
                 stmt.execute(rusqlite::params![
                     uuid::Uuid::new_v4().to_string(),
                     status,
-                    1_700_000_000_000 + i as i64,
+                    base + i as i64,
                     done
                 ])
                 .expect("insert");

@@ -5,6 +5,7 @@ mod support;
 
 mod cli_jobs;
 mod cli_rules;
+mod crash;
 mod diagnostics;
 mod examples;
 mod jobs_api;

@@ -224,7 +224,8 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
         }
     };
     // Jobs whose worker died while the server was down: return or fail them before serving.
-    match sweep_once(&store, config.jobs.retention_days) {
+    // Pruning waits for the periodic sweep, so a large backlog never delays start-up.
+    match sweep_once(&store, 0) {
         Ok(r) => tracing::info!(
             "start-up job sweep: {} expired leases returned to pending, {} jobs failed (attempts used up), {} old jobs pruned",
             r.returned,

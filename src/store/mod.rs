@@ -606,12 +606,21 @@ impl Store {
         }
     }
 
-    /// Deletes terminal jobs that reached their status more than `age_ms` ago.
+    /// Deletes terminal jobs that reached their status more than `age_ms` ago, in chunks of
+    /// [`writer::PRUNE_CHUNK`] so other writes go on in between.
     pub fn prune(&self, age_ms: i64) -> Result<usize, StoreError> {
         let before_ms = self.now_ms() - age_ms;
-        match self.write(Op::Prune { before_ms })? {
-            Done::Pruned(ids) => Ok(ids.len()),
-            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+        let mut total = 0;
+        loop {
+            match self.write(Op::Prune { before_ms })? {
+                Done::Pruned(ids) => {
+                    total += ids.len();
+                    if (ids.len() as i64) < writer::PRUNE_CHUNK {
+                        return Ok(total);
+                    }
+                }
+                _ => return Err(StoreError::Invalid("unexpected writer answer".into())),
+            }
         }
     }
 

@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
+/// Most jobs one prune request deletes; `Store::prune` repeats until done.
+pub const PRUNE_CHUNK: i64 = 5_000;
+
 /// A change to make.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -376,12 +379,14 @@ impl Ctx<'_> {
                 Ok(Done::Swept(changed))
             }
             Op::Prune { before_ms } => {
+                // In chunks, so one prune never holds the writer for long.
                 let mut stmt = c.prepare_cached(
-                    "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') \
-                     AND completed_at IS NOT NULL AND completed_at < ?1 RETURNING id",
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+                     WHERE completed_at IS NOT NULL AND completed_at < ?1 \
+                     AND status IN ('completed', 'failed', 'cancelled') LIMIT ?2) RETURNING id",
                 )?;
                 let ids = stmt
-                    .query_map([before_ms], |r| r.get(0))?
+                    .query_map(params![before_ms, PRUNE_CHUNK], |r| r.get(0))?
                     .collect::<Result<Vec<String>, _>>()?;
                 Ok(Done::Pruned(ids))
             }
