@@ -25,6 +25,24 @@ impl Db {
         run_in(&root(), &all, None)
     }
 
+    /// Creates a pending `optimization` job for gepa through `optimize`; returns its id.
+    fn gepa_job(&self) -> String {
+        let ts = self.trainset(10);
+        let made = self.run(&[
+            "optimize",
+            "--optimizer",
+            "gepa",
+            "--trainset",
+            &ts,
+            "--yes",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(made.code, 0, "{made:?}");
+        let job: Value = serde_json::from_str(&made.stdout).expect("json");
+        job["id"].as_str().expect("id").to_string()
+    }
+
     fn trainset(&self, n: usize) -> String {
         let p = self.dir.path().join("train.jsonl");
         let lines: Vec<String> = (0..n)
@@ -271,19 +289,8 @@ fn optimize_with_a_named_optimizer_and_errors() {
 #[test]
 fn jobs_respond_answers_only_waiting_jobs() {
     let db = Db::new("respond");
-    let ts = db.trainset(10);
-    let made = db.run(&[
-        "optimize",
-        "--optimizer",
-        "gepa",
-        "--trainset",
-        &ts,
-        "--yes",
-        "--format",
-        "json",
-    ]);
-    let job: Value = serde_json::from_str(&made.stdout).expect("json");
-    let id = job["id"].as_str().expect("id");
+    let id = db.gepa_job();
+    let id = id.as_str();
     let r = db.run(&["jobs", "respond", id, "--data", "{\"approved\": true}"]);
     assert_eq!(r.code, 1);
     assert!(
@@ -306,19 +313,7 @@ fn jobs_respond_answers_only_waiting_jobs() {
 #[test]
 fn jobs_respond_resumes_a_job_waiting_for_a_human() {
     let db = Db::new("hitl");
-    let ts = db.trainset(10);
-    let made = db.run(&[
-        "optimize",
-        "--optimizer",
-        "gepa",
-        "--trainset",
-        &ts,
-        "--yes",
-        "--format",
-        "json",
-    ]);
-    let job: Value = serde_json::from_str(&made.stdout).expect("json");
-    let id = job["id"].as_str().expect("id").to_string();
+    let id = db.gepa_job();
     {
         let store =
             skill_fleet::store::Store::open(std::path::Path::new(&db.path()), false).expect("open");

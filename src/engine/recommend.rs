@@ -120,42 +120,31 @@ pub fn recommend(
                     cheapest = Some((step, e));
                 }
             }
-            let outcome = match found {
+            let (template, outcome) = match found {
                 Some((step, e)) => {
                     choice = step;
                     est = e;
-                    reasoning.push(' ');
-                    rs.guard.reasoning.render_into(
-                        &mut reasoning,
-                        values,
-                        &[
-                            Extra::Text(&original.label),
-                            Extra::Num(original_cost),
-                            Extra::Text(&choice.label),
-                            Extra::Num(e.cost),
-                        ],
-                    );
-                    "downgraded"
+                    (&rs.guard.reasoning, "downgraded")
                 }
                 None => {
                     if let Some((step, e)) = cheapest {
                         choice = step;
                         est = e;
                     }
-                    reasoning.push(' ');
-                    rs.guard.no_fit_reasoning.render_into(
-                        &mut reasoning,
-                        values,
-                        &[
-                            Extra::Text(&original.label),
-                            Extra::Num(original_cost),
-                            Extra::Text(&choice.label),
-                            Extra::Num(est.cost),
-                        ],
-                    );
-                    "no_fit"
+                    (&rs.guard.no_fit_reasoning, "no_fit")
                 }
             };
+            reasoning.push(' ');
+            template.render_into(
+                &mut reasoning,
+                values,
+                &[
+                    Extra::Text(&original.label),
+                    Extra::Num(original_cost),
+                    Extra::Text(&choice.label),
+                    Extra::Num(est.cost),
+                ],
+            );
             if let Some(t) = trace.as_mut() {
                 t.guard = Some(GuardTrace {
                     budget_usd: budget,
