@@ -11,4 +11,5 @@ mod examples;
 mod jobs_api;
 mod properties;
 mod server;
+mod training;
 mod worker;

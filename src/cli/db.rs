@@ -38,7 +38,8 @@ pub enum DbCommand {
     Status(DbArgs),
     /// Apply pending migrations and list them.
     Migrate(DbArgs),
-    /// Delete every job: remove the file and create it afresh (asks for confirmation).
+    /// Delete every job and training example: remove the file and create it afresh (asks for
+    /// confirmation).
     Reset(ResetArgs),
 }
 
@@ -131,12 +132,20 @@ pub fn run(
                 Err(code) => return code,
             };
             let version = store.schema_version().unwrap_or(0);
+            let imported = super::training::import_shipped_if_empty(&store);
             let _ = store.close();
+            let imported = match imported {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writeln!(err, "error: {e}");
+                    return Exit::Io;
+                }
+            };
             if a.format == Format::Json {
                 let _ = writeln!(
                     out,
                     "{}",
-                    serde_json::json!({"path": path.display().to_string(), "created": !existed, "schema_version": version})
+                    serde_json::json!({"path": path.display().to_string(), "created": !existed, "schema_version": version, "training_examples_imported": imported})
                 );
             } else {
                 let _ = writeln!(
@@ -145,6 +154,9 @@ pub fn run(
                     if existed { "checked" } else { "created" },
                     path.display()
                 );
+                if imported > 0 {
+                    let _ = writeln!(out, "imported {imported} shipped training example(s)");
+                }
             }
             Exit::Ok
         }
@@ -274,7 +286,7 @@ pub fn run(
                 }
                 let _ = write!(
                     err,
-                    "This deletes every job in `{}`. Type `yes` to continue: ",
+                    "This deletes every job and training example in `{}`. Type `yes` to continue: ",
                     path.display()
                 );
                 let _ = err.flush();

@@ -7,6 +7,7 @@ pub mod optimize;
 pub mod render;
 pub mod rules;
 pub mod serve;
+pub mod training;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -71,6 +72,9 @@ pub enum Command {
     Jobs(jobs::JobsCommand),
     /// Recommend an optimizer for a trainset and create an optimization job.
     Optimize(optimize::OptimizeArgs),
+    /// Import, export, select, update and analyse training-example metadata.
+    #[command(subcommand)]
+    Training(training::TrainingCommand),
 }
 
 /// Runs a parsed command line, reading answers from `input`, writing to `out` and `err`.
@@ -92,5 +96,6 @@ pub fn run(
         Command::Db(cmd) => db::run(cmd, input, out, err),
         Command::Jobs(cmd) => jobs::run(cmd, out, err),
         Command::Optimize(args) => optimize::run(args, &rules_dir(), input, out, err),
+        Command::Training(cmd) => training::run(cmd, &rules_dir(), out, err),
     }
 }

@@ -11,6 +11,7 @@ pub mod history;
 pub mod recommend;
 pub mod reference;
 pub mod round;
+pub mod training;
 
 use crate::diagnostic::Diagnostic;
 use crate::rules::script::ScriptError;

@@ -242,7 +242,7 @@ struct HitlView<'a> {
 }
 
 /// Reads a JSON object body and deserializes it; field problems are 422 naming the field.
-async fn body<T: DeserializeOwned>(
+pub(super) async fn body<T: DeserializeOwned>(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<T, ApiError> {
@@ -312,7 +312,7 @@ fn parse<T: DeserializeOwned>(map: &Map<String, Value>, prefix: &str) -> Result<
 }
 
 /// 422 naming a field.
-fn invalid(field: &str, message: String, help: Option<String>) -> ApiError {
+pub(super) fn invalid(field: &str, message: String, help: Option<String>) -> ApiError {
     let mut detail = json!({"field": field, "message": message});
     if let Some(h) = help {
         detail["help"] = Value::String(h);
@@ -338,7 +338,7 @@ fn lease_ms(given: Option<u64>, default: u64) -> Result<i64, ApiError> {
 // ---------------------------------------------------------------------------------------------
 
 /// Runs a store call on the blocking pool.
-async fn blocking<T, F>(store: Arc<Store>, f: F) -> Result<T, ApiError>
+pub(super) async fn blocking<T, F>(store: Arc<Store>, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,

@@ -42,13 +42,19 @@ pub enum Route {
     JobHitlResponse,
     /// `POST /api/v1/jobs/{id}/cancel`
     JobCancel,
+    /// `GET /api/v2/training/analytics`
+    TrainingAnalytics,
+    /// `POST /api/v2/training/select`
+    TrainingSelect,
+    /// `POST /api/v2/training/results`
+    TrainingResults,
     /// Anything else.
     Unmatched,
 }
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 17] = [
+    pub const ALL: [Route; 20] = [
         Route::Health,
         Route::Ready,
         Route::Metrics,
@@ -65,6 +71,9 @@ impl Route {
         Route::JobHitl,
         Route::JobHitlResponse,
         Route::JobCancel,
+        Route::TrainingAnalytics,
+        Route::TrainingSelect,
+        Route::TrainingResults,
         Route::Unmatched,
     ];
 
@@ -87,6 +96,9 @@ impl Route {
             Route::JobHitl => "/api/v1/jobs/{id}/hitl",
             Route::JobHitlResponse => "/api/v1/jobs/{id}/hitl/response",
             Route::JobCancel => "/api/v1/jobs/{id}/cancel",
+            Route::TrainingAnalytics => "/api/v2/training/analytics",
+            Route::TrainingSelect => "/api/v2/training/select",
+            Route::TrainingResults => "/api/v2/training/results",
             Route::Unmatched => "unmatched",
         }
     }

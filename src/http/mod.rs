@@ -19,6 +19,7 @@ mod jobs;
 pub mod metrics;
 pub mod reply;
 mod routes;
+mod training;
 
 use crate::config::Config;
 use crate::loader::live::LiveRules;

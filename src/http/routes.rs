@@ -77,6 +77,12 @@ async fn dispatch(
         }
         return (route, super::jobs::handle(state, req, route, id).await);
     }
+    if let Some((route, methods)) = super::training::match_path(path) {
+        if !methods.contains(req.method()) {
+            return (route, Err(method_not_allowed(req.method(), path, methods)));
+        }
+        return (route, super::training::handle(state, req, route).await);
+    }
     let Some((_, route, methods)) = ROUTES.iter().find(|(p, _, _)| *p == path) else {
         let e = ApiError::new(StatusCode::NOT_FOUND, format!("no route for `{path}`"));
         return (Route::Unmatched, Err(e));

@@ -87,6 +87,10 @@ pub fn all() -> Vec<SchemaDoc> {
             file: "history-record.schema.json",
             text: pretty(&generate::<HistoryRecord>()),
         },
+        SchemaDoc {
+            file: "training-examples.schema.json",
+            text: pretty(&generate::<Vec<crate::engine::training::Example>>()),
+        },
     ]
 }
 

@@ -9,6 +9,7 @@
 //! write-through cache of jobs.
 
 pub mod cache;
+pub mod examples;
 pub mod job;
 mod sql;
 pub mod writer;
@@ -67,6 +68,21 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
          CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE status = 'running';
          CREATE INDEX jobs_newest ON jobs (created_at DESC, id DESC);
          CREATE INDEX jobs_retention ON jobs (completed_at) WHERE completed_at IS NOT NULL;",
+    ),
+    (
+        "create examples",
+        "CREATE TABLE examples (
+             example_id    TEXT PRIMARY KEY,
+             category      TEXT NOT NULL,
+             style         TEXT NOT NULL,
+             quality_score REAL NOT NULL,
+             success_rate  REAL,
+             usage_count   INTEGER NOT NULL DEFAULT 0,
+             last_used     TEXT,
+             record        TEXT NOT NULL,
+             updated_at    INTEGER NOT NULL
+         );
+         CREATE INDEX examples_category ON examples (category);",
     ),
 ];
 
@@ -622,6 +638,43 @@ impl Store {
                 _ => return Err(StoreError::Invalid("unexpected writer answer".into())),
             }
         }
+    }
+
+    /// Imports training-example records in one transaction, merging by `example_id`.
+    pub fn import_examples(
+        &self,
+        records: Vec<crate::engine::training::Example>,
+    ) -> Result<examples::ImportCount, StoreError> {
+        match self.write(Op::ImportExamples(records))? {
+            Done::Imported(c) => Ok(c),
+            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+        }
+    }
+
+    /// Applies optimization results to the training examples in one transaction (read, update
+    /// with the rules' moving averages, write), with the store's clock as `last_used`.
+    pub fn apply_example_results(
+        &self,
+        spec: &crate::rules::spec::TrainingSpec,
+        results: Vec<crate::engine::training::RunResult>,
+    ) -> Result<crate::engine::training::UpdateOutcome, StoreError> {
+        match self.write(Op::UpdateExamples {
+            spec: Box::new(spec.clone()),
+            results,
+        })? {
+            Done::ExamplesUpdated(o) => Ok(o),
+            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+        }
+    }
+
+    /// Every training example, by id.
+    pub fn examples(&self) -> Result<Vec<crate::engine::training::Example>, StoreError> {
+        self.read(examples::all)
+    }
+
+    /// Number of training examples.
+    pub fn example_count(&self) -> Result<u64, StoreError> {
+        self.read(examples::count)
     }
 
     /// Jobs per status, file sizes and versions.

@@ -528,7 +528,10 @@ fn an_older_database_is_upgraded_and_a_newer_one_refused() {
         conn.execute_batch(MIGRATIONS[0].1).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
     }
-    assert_eq!(pending_migrations(&path).unwrap(), vec![(2, "create jobs")]);
+    assert_eq!(
+        pending_migrations(&path).unwrap(),
+        vec![(2, "create jobs"), (3, "create examples")]
+    );
     // without init the old schema is refused with advice
     let err = Store::open(&path, false).unwrap_err().to_string();
     assert!(err.contains("skill-fleet db migrate"), "{err}");
@@ -574,4 +577,51 @@ fn invalid_input_is_refused() {
         t.store.claim("w", &[], 10),
         Err(StoreError::Invalid(_))
     ));
+}
+
+#[test]
+fn training_examples_are_merged_listed_and_updated_with_the_store_clock() {
+    use crate::engine::training::{parse_records, RunResult, SHIPPED_EXAMPLES};
+    let t = setup("examples");
+    assert_eq!(t.store.example_count().unwrap(), 0);
+    let mut records = parse_records(SHIPPED_EXAMPLES).unwrap();
+    let c = t.store.import_examples(records.clone()).unwrap();
+    assert_eq!((c.inserted, c.updated), (50, 0));
+    records[0].quality_score = 0.1;
+    let c = t.store.import_examples(records[..2].to_vec()).unwrap();
+    assert_eq!((c.inserted, c.updated), (0, 2));
+    let all = t.store.examples().unwrap();
+    assert_eq!(all.len(), 50);
+    let first = all
+        .iter()
+        .find(|e| e.example_id == records[0].example_id)
+        .unwrap();
+    assert_eq!(first.quality_score, 0.1);
+    let rules = include_str!("../../rules/training.yaml");
+    let v: serde_yaml::Value = serde_yaml::from_str(rules).unwrap();
+    let spec: crate::rules::spec::TrainingSpec =
+        serde_yaml::from_value(v["training"].clone()).unwrap();
+    let out = t
+        .store
+        .apply_example_results(
+            &spec,
+            vec![RunResult {
+                example_id: records[0].example_id.clone(),
+                score: 1.0,
+                passed: true,
+            }],
+        )
+        .unwrap();
+    assert_eq!(out.updated.len(), 1);
+    assert_eq!(
+        out.updated[0].last_used.as_deref(),
+        Some(sql::ms_to_rfc3339(1_800_000_000_000).as_str())
+    );
+    let again = t.store.examples().unwrap();
+    let first = again
+        .iter()
+        .find(|e| e.example_id == records[0].example_id)
+        .unwrap();
+    assert_eq!(first.usage_count, records[0].usage_count + 1);
+    assert!((first.quality_score - (0.8 * 0.1 + 0.2)).abs() < 1e-9);
 }

@@ -96,6 +96,15 @@ pub enum Op {
         /// Cut-off.
         before_ms: i64,
     },
+    /// Insert or replace training examples by id.
+    ImportExamples(Vec<crate::engine::training::Example>),
+    /// Apply optimization results to the training examples.
+    UpdateExamples {
+        /// The training rules (update factors, neutral success rate).
+        spec: Box<crate::rules::spec::TrainingSpec>,
+        /// The results.
+        results: Vec<crate::engine::training::RunResult>,
+    },
 }
 
 /// What a change produced.
@@ -111,6 +120,10 @@ pub enum Done {
     Swept(Vec<Job>),
     /// Ids of pruned jobs.
     Pruned(Vec<String>),
+    /// Training examples added and replaced.
+    Imported(super::examples::ImportCount),
+    /// What a training update changed.
+    ExamplesUpdated(crate::engine::training::UpdateOutcome),
 }
 
 /// Counters of the writer: how many changes shared how many commits.
@@ -390,6 +403,12 @@ impl Ctx<'_> {
                     .collect::<Result<Vec<String>, _>>()?;
                 Ok(Done::Pruned(ids))
             }
+            Op::ImportExamples(records) => {
+                Ok(Done::Imported(super::examples::put(c, records, now)?))
+            }
+            Op::UpdateExamples { spec, results } => Ok(Done::ExamplesUpdated(
+                super::examples::update(c, spec, results, now)?,
+            )),
         }
     }
 
@@ -498,6 +517,7 @@ pub fn run(
                             Done::Claimed(None) => {}
                             Done::Swept(js) => js.iter().for_each(|j| c.put(j.clone())),
                             Done::Pruned(ids) => ids.iter().for_each(|id| c.remove(id)),
+                            Done::Imported(_) | Done::ExamplesUpdated(_) => {}
                         }
                     }
                 }

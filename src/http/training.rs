@@ -1,0 +1,148 @@
+//! The training API under `/api/v2/training`: analytics, trainset selection and optimization
+//! results. Scoring uses the training rules of the live rule set; store calls run on tokio's
+//! blocking pool; `POST /results` requires the API token when one is configured.
+
+use super::jobs::{blocking, body, invalid};
+use super::metrics::Route;
+use super::reply::{self, ApiError, Body};
+use super::routes::authorize;
+use super::AppState;
+use crate::engine::training::{self, RunResult, SelectRequest, Style};
+use crate::store::Store;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use std::sync::Arc;
+
+const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+
+/// Matches the training routes; returns the route and its methods.
+pub(super) fn match_path(path: &str) -> Option<(Route, &'static [Method])> {
+    match path {
+        "/api/v2/training/analytics" => Some((Route::TrainingAnalytics, GET)),
+        "/api/v2/training/select" => Some((Route::TrainingSelect, POST)),
+        "/api/v2/training/results" => Some((Route::TrainingResults, POST)),
+        _ => None,
+    }
+}
+
+/// Body of `POST /api/v2/training/select`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectBody {
+    /// Preferred style.
+    style: Option<String>,
+    /// At most this many.
+    max: Option<u64>,
+    /// Minimum score.
+    #[serde(alias = "min_quality")]
+    min_score: Option<f64>,
+    /// Only these categories.
+    #[serde(default)]
+    categories: Vec<String>,
+    /// Diversity bonus.
+    #[serde(default)]
+    diverse: bool,
+    /// Keep the excluded examples in the answer.
+    #[serde(default)]
+    explain: bool,
+}
+
+/// Body of `POST /api/v2/training/results`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultsBody {
+    /// The outcomes.
+    results: Vec<RunResult>,
+}
+
+fn store_of(state: &AppState) -> Result<Arc<Store>, ApiError> {
+    state.store.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the training store is not available: no database is open",
+        )
+    })
+}
+
+/// Runs a matched training route (the method is already checked).
+pub(super) async fn handle(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    route: Route,
+) -> Result<Response<Body>, ApiError> {
+    match route {
+        Route::TrainingAnalytics => {
+            let store = store_of(state)?;
+            let spec = state.rules.snapshot().training.clone();
+            let all = blocking(store, |s| s.examples()).await?;
+            Ok(reply::json(
+                StatusCode::OK,
+                &training::analytics(&spec, &all),
+            ))
+        }
+        Route::TrainingSelect => {
+            let store = store_of(state)?;
+            let b: SelectBody = body(state, req).await?;
+            let style = match &b.style {
+                None => None,
+                Some(s) => Some(Style::parse(s).ok_or_else(|| {
+                    invalid(
+                        "style",
+                        format!("unknown style `{s}`"),
+                        Some(format!(
+                            "styles: {}",
+                            Style::ALL.map(|x| x.as_str()).join(", ")
+                        )),
+                    )
+                })?),
+            };
+            if let Some(q) = b.min_score {
+                if !(0.0..=1.0).contains(&q) {
+                    return Err(invalid(
+                        "min_score",
+                        format!("`min_score` is {q}; it must be within 0..1"),
+                        None,
+                    ));
+                }
+            }
+            if b.max == Some(0) {
+                return Err(invalid("max", "`max` must be at least 1".into(), None));
+            }
+            let spec = state.rules.snapshot().training.clone();
+            let all = blocking(store, |s| s.examples()).await?;
+            let req = SelectRequest {
+                style,
+                max: b.max.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+                min_score: b.min_score,
+                categories: b.categories,
+                diversity: b.diverse,
+                explain: b.explain,
+            };
+            let sel = training::select(&spec, &all, &req);
+            Ok(reply::json(StatusCode::OK, &sel))
+        }
+        Route::TrainingResults => {
+            authorize(state, &req)?;
+            let store = store_of(state)?;
+            let b: ResultsBody = body(state, req).await?;
+            training::check_results(&b.results).map_err(|e| {
+                let field = format!(
+                    "results[{}]{}",
+                    e.index,
+                    e.field
+                        .as_ref()
+                        .map(|f| format!(".{f}"))
+                        .unwrap_or_default()
+                );
+                invalid(&field, e.to_string(), None)
+            })?;
+            let spec = state.rules.snapshot().training.clone();
+            let outcome =
+                blocking(store, move |s| s.apply_example_results(&spec, b.results)).await?;
+            Ok(reply::json(StatusCode::OK, &outcome))
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),
+    }
+}
