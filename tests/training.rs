@@ -347,3 +347,143 @@ fn http_analytics_select_and_results() {
     let wrong = srv.get("/api/v2/training/select");
     assert_eq!(wrong.status, 405, "{wrong:?}");
 }
+
+#[test]
+fn completing_an_optimization_job_with_example_results_updates_the_examples() {
+    let dir = TempDir::new("train-complete");
+    let srv = seeded_server(&dir);
+    let example = |id: &str| -> Value {
+        let all = srv.post_json(
+            "/api/v2/training/select",
+            r#"{"min_score": 0.0, "max": 100, "explain": true}"#,
+        );
+        let all = all.json();
+        all["selected"]
+            .as_array()
+            .expect("selected")
+            .iter()
+            .find(|e| e["example_id"] == id)
+            .cloned()
+            .expect("example selected")
+    };
+    let before = example("python-007");
+    assert_eq!(before["parts"]["quality"], 0.95);
+    assert_eq!(before["parts"]["success_rate"], 0.92);
+
+    // Another job type carries results too: they are not applied.
+    for (job_type, expect_quality) in [("skill_creation", 0.95), ("optimization", 0.96)] {
+        let created = srv.post_json("/api/v1/jobs", &json!({"job_type": job_type}).to_string());
+        assert_eq!(created.status, 201, "{created:?}");
+        let claim = srv.post_json(
+            "/api/v1/jobs/claim",
+            &json!({"worker": "w", "types": [job_type]}).to_string(),
+        );
+        assert_eq!(claim.status, 200, "{claim:?}");
+        let claim = claim.json();
+        let id = claim["job"]["id"].as_str().expect("id").to_string();
+        let token = claim["lease_token"].as_str().expect("token").to_string();
+        let bad = srv.post_json(
+            &format!("/api/v1/jobs/{id}/complete"),
+            &json!({"lease_token": token, "result": {"example_results": [{"example_id": "python-007", "score": 3}]}}).to_string(),
+        );
+        assert_eq!(bad.status, 422, "{bad:?}");
+        assert_eq!(bad.json()["details"][0]["field"], "result.example_results");
+        let done = srv.post_json(
+            &format!("/api/v1/jobs/{id}/complete"),
+            &json!({"lease_token": token, "result": {"quality": 0.9, "example_results": [
+                {"example_id": "python-007", "score": 1.0, "passed": true}
+            ]}})
+            .to_string(),
+        );
+        assert_eq!(done.status, 200, "{done:?}");
+        let after = example("python-007");
+        let q = after["parts"]["quality"].as_f64().expect("quality");
+        assert!((q - expect_quality).abs() < 1e-9, "{job_type}: quality {q}");
+    }
+    // 0.9 × 0.92 + 0.1 × 1 = 0.928
+    let s = example("python-007")["parts"]["success_rate"]
+        .as_f64()
+        .expect("success");
+    assert!((s - 0.928).abs() < 1e-9, "{s}");
+}
+
+#[test]
+fn optimize_recommends_from_the_filtered_trainset_and_carries_the_selected_ids() {
+    use skill_fleet::engine::training::{parse_records, select, SelectRequest, SHIPPED_EXAMPLES};
+    let dir = TempDir::new("train-optimize");
+    let db = dir.path().join("o.db");
+    let db_s = db.display().to_string();
+    let init = run_in(&root(), &["db", "init", "--db", &db_s], None);
+    assert_eq!(init.code, 0, "{init:?}");
+    // The trainset: every shipped example by id, plus two the store does not know.
+    let shipped = parse_records(SHIPPED_EXAMPLES).expect("shipped");
+    let mut lines: Vec<String> = shipped
+        .iter()
+        .map(|e| json!({"example_id": e.example_id, "input": "x"}).to_string())
+        .collect();
+    lines.push(json!({"example_id": "unknown-1"}).to_string());
+    lines.push(json!({"example_id": "unknown-2"}).to_string());
+    let ts = dir.path().join("train.jsonl");
+    std::fs::write(&ts, lines.join("\n")).expect("write");
+    let ts_s = ts.display().to_string();
+
+    let rules = skill_fleet::rules::build(
+        &skill_fleet::loader::read_dir(&super::support::shipped_rules()).expect("rules"),
+    )
+    .expect("valid");
+    let expected: Vec<String> = select(&rules.training, &shipped, &SelectRequest::default())
+        .selected
+        .into_iter()
+        .map(|s| s.example_id)
+        .collect();
+    assert!(!expected.is_empty() && expected.len() < shipped.len());
+
+    let made = run_in(
+        &root(),
+        &[
+            "optimize",
+            "--auto-select",
+            "--trainset",
+            &ts_s,
+            "--budget",
+            "4",
+            "--yes",
+            "--format",
+            "json",
+            "--db",
+            &db_s,
+        ],
+        None,
+    );
+    assert_eq!(made.code, 0, "{made:?}");
+    let job: Value = serde_json::from_str(&made.stdout).expect("json");
+    assert_eq!(job["payload"]["trainset_records"], 52);
+    assert_eq!(job["payload"]["trainset_size"], expected.len());
+    assert_eq!(job["payload"]["decision"]["trace"], Value::Null);
+    let ids: Vec<String> =
+        serde_json::from_value(job["payload"]["selected_example_ids"].clone()).expect("ids");
+    assert_eq!(ids, expected);
+
+    let raw = run_in(
+        &root(),
+        &[
+            "optimize",
+            "--auto-select",
+            "--trainset",
+            &ts_s,
+            "--budget",
+            "4",
+            "--no-filter",
+            "--dry-run",
+            "--format",
+            "json",
+            "--db",
+            &db_s,
+        ],
+        None,
+    );
+    assert_eq!(raw.code, 0, "{raw:?}");
+    let v: Value = serde_json::from_str(&raw.stdout).expect("json");
+    assert_eq!(v["payload"]["trainset_size"], 52);
+    assert_eq!(v["payload"]["selected_example_ids"], Value::Null);
+}

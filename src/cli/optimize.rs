@@ -46,6 +46,9 @@ pub struct OptimizeArgs {
     /// Who asks.
     #[arg(long)]
     pub user: Option<String>,
+    /// Use every record of the trainset, not only those the training rules select.
+    #[arg(long)]
+    pub no_filter: bool,
     /// Create the job without asking.
     #[arg(long, short = 'y', conflicts_with = "dry_run")]
     pub yes: bool,
@@ -57,35 +60,101 @@ pub struct OptimizeArgs {
     pub db: DbArgs,
 }
 
-/// Counts the examples of a trainset file.
-pub fn count_examples(path: &Path) -> Result<usize, String> {
+/// Reads the records of a trainset file: a JSON array, an object with `examples`, or JSON Lines.
+pub fn read_trainset(path: &Path) -> Result<Vec<Value>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read trainset `{}`: {e}", path.display()))?;
     if let Ok(v) = serde_json::from_str::<Value>(&text) {
         return match v {
-            Value::Array(a) => Ok(a.len()),
-            Value::Object(m) => match m.get("examples") {
-                Some(Value::Array(a)) => Ok(a.len()),
-                _ => Ok(1),
+            Value::Array(a) => Ok(a),
+            Value::Object(mut m) => match m.remove("examples") {
+                Some(Value::Array(a)) => Ok(a),
+                _ => Ok(vec![Value::Object(m)]),
             },
             _ => Err(format!("trainset `{}` holds no examples", path.display())),
         };
     }
-    let mut n = 0;
+    let mut records = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        serde_json::from_str::<Value>(line).map_err(|e| {
+        records.push(serde_json::from_str::<Value>(line).map_err(|e| {
             format!(
                 "trainset `{}`: line {} is not JSON: {e}",
                 path.display(),
                 i + 1
             )
-        })?;
-        n += 1;
+        })?);
     }
-    Ok(n)
+    Ok(records)
+}
+
+/// Counts the examples of a trainset file.
+pub fn count_examples(path: &Path) -> Result<usize, String> {
+    read_trainset(path).map(|r| r.len())
+}
+
+/// The trainset after the quality filter of the training rules: the ids of the file's records
+/// that the store knows and that `training select` keeps. `None` when there is nothing to
+/// filter with (no database, or no record id the store knows); a note says why.
+fn filtered(
+    records: &[Value],
+    db: Option<&Path>,
+    spec: &crate::rules::spec::TrainingSpec,
+    err: &mut dyn Write,
+) -> Option<Vec<String>> {
+    let ids: std::collections::HashSet<&str> = records
+        .iter()
+        .filter_map(|r| {
+            r.get("example_id")
+                .or_else(|| r.get("id"))
+                .and_then(Value::as_str)
+        })
+        .collect();
+    let note = |err: &mut dyn Write, why: &str| {
+        let _ = writeln!(
+            err,
+            "note: not filtering the trainset: {why}; using all {} examples",
+            records.len()
+        );
+    };
+    if ids.is_empty() {
+        note(err, "its records carry no `example_id`");
+        return None;
+    }
+    let Some(path) = db.filter(|p| p.exists()) else {
+        note(
+            err,
+            "there is no training database (run `skill-fleet db init`)",
+        );
+        return None;
+    };
+    let known = match crate::store::Store::open(path, false).and_then(|s| {
+        let all = s.examples();
+        let _ = s.close();
+        all
+    }) {
+        Ok(all) => all,
+        Err(e) => {
+            note(err, &format!("the database cannot be read ({e})"));
+            return None;
+        }
+    };
+    let subset: Vec<crate::engine::training::Example> = known
+        .into_iter()
+        .filter(|e| ids.contains(e.example_id.as_str()))
+        .collect();
+    if subset.is_empty() {
+        note(err, "none of its example ids is in the training database");
+        return None;
+    }
+    let sel = crate::engine::training::select(
+        spec,
+        &subset,
+        &crate::engine::training::SelectRequest::default(),
+    );
+    Some(sel.selected.into_iter().map(|s| s.example_id).collect())
 }
 
 /// Runs `optimize`.
@@ -96,8 +165,8 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
-    let size = match count_examples(&a.trainset) {
-        Ok(0) => {
+    let records = match read_trainset(&a.trainset) {
+        Ok(r) if r.is_empty() => {
             let _ = writeln!(
                 err,
                 "error: trainset `{}` has no examples",
@@ -105,7 +174,7 @@ pub fn run(
             );
             return Exit::InvalidInput;
         }
-        Ok(n) => n,
+        Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             return Exit::InvalidInput;
@@ -124,6 +193,32 @@ pub fn run(
             let _ = write!(err, "{}", render_all(&d, &files));
             return Exit::InvalidRules;
         }
+    };
+    let selected_ids = if a.no_filter {
+        None
+    } else {
+        let db = match resolve_path(a.db.db.as_deref(), err) {
+            Ok(p) => Some(p),
+            Err(code) => return code,
+        };
+        filtered(&records, db.as_deref(), &rs.training, err)
+    };
+    let size = match &selected_ids {
+        Some(ids) if ids.is_empty() => {
+            let _ = writeln!(
+                err,
+                "error: no example of `{}` passes the training filter (minimum score {})",
+                a.trainset.display(),
+                rs.training.filter.min_score
+            );
+            let _ = writeln!(
+                err,
+                "  = help: improve the examples, or pass --no-filter to use them all"
+            );
+            return Exit::InvalidInput;
+        }
+        Some(ids) => ids.len(),
+        None => records.len(),
     };
     let (optimizer, config, decision) = if a.auto_select {
         let mut m = serde_json::Map::new();
@@ -160,8 +255,13 @@ pub fn run(
         if a.db.format == Format::Human {
             let _ = writeln!(
                 out,
-                "trainset      {} ({size} examples)",
-                a.trainset.display()
+                "trainset      {} ({size} examples{})",
+                a.trainset.display(),
+                if selected_ids.is_some() {
+                    format!(" selected of {}", records.len())
+                } else {
+                    String::new()
+                }
             );
             let _ = write!(out, "{}", render::decision(&d));
         }
@@ -190,8 +290,13 @@ pub fn run(
         if a.db.format == Format::Human {
             let _ = writeln!(
                 out,
-                "trainset      {} ({size} examples)",
-                a.trainset.display()
+                "trainset      {} ({size} examples{})",
+                a.trainset.display(),
+                if selected_ids.is_some() {
+                    format!(" selected of {}", records.len())
+                } else {
+                    String::new()
+                }
             );
             let _ = writeln!(out, "optimizer     {name} (chosen by hand)");
         }
@@ -206,6 +311,8 @@ pub fn run(
         "config": config,
         "trainset": a.trainset.display().to_string(),
         "trainset_size": size,
+        "trainset_records": records.len(),
+        "selected_example_ids": selected_ids,
         "auto_selected": a.auto_select,
         "rules_revision": &*rs.revision,
         "decision": decision,

@@ -101,7 +101,12 @@ pub(super) async fn handle(
         Route::JobHeartbeat => heartbeat(state, store, req, id).await,
         Route::JobComplete => {
             let b: CompleteBody = body(state, req).await?;
-            let job = blocking(store, move |s| s.complete(&id, &b.lease_token, b.result)).await?;
+            let results = example_results(&b.result)?;
+            let spec = state.rules.snapshot().training.clone();
+            let job = blocking(store, move |s| {
+                s.complete_with(&id, &b.lease_token, b.result, results.map(|r| (&spec, r)))
+            })
+            .await?;
             Ok(reply::json(StatusCode::OK, &job))
         }
         Route::JobFail => {
@@ -312,6 +317,37 @@ fn parse<T: DeserializeOwned>(map: &Map<String, Value>, prefix: &str) -> Result<
 }
 
 /// 422 naming a field.
+/// The per-example results of an optimization run, when its result carries
+/// `example_results: [{example_id, score, passed}]`; they update the training examples.
+fn example_results(
+    result: &Value,
+) -> Result<Option<Vec<crate::engine::training::RunResult>>, ApiError> {
+    let Some(raw) = result.get("example_results") else {
+        return Ok(None);
+    };
+    let results: Vec<crate::engine::training::RunResult> = serde_json::from_value(raw.clone())
+        .map_err(|e| {
+            invalid(
+                "result.example_results",
+                format!(
+                    "`result.example_results` must be a list of {{example_id, score, passed}}: {e}"
+                ),
+                None,
+            )
+        })?;
+    if let Some(bad) = results.iter().find(|r| !(0.0..=1.0).contains(&r.score)) {
+        return Err(invalid(
+            "result.example_results",
+            format!(
+                "score {} of `{}` is outside 0..1",
+                bad.score, bad.example_id
+            ),
+            None,
+        ));
+    }
+    Ok(Some(results))
+}
+
 pub(super) fn invalid(field: &str, message: String, help: Option<String>) -> ApiError {
     let mut detail = json!({"field": field, "message": message});
     if let Some(h) = help {

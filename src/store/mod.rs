@@ -567,10 +567,26 @@ impl Store {
         token: &str,
         result: serde_json::Value,
     ) -> Result<Job, StoreError> {
+        self.complete_with(id, token, result, None)
+    }
+
+    /// Completes a running job; for an `optimization` job, `training` (the rules and the
+    /// per-example results of the run) updates the training examples in the same transaction.
+    pub fn complete_with(
+        &self,
+        id: &str,
+        token: &str,
+        result: serde_json::Value,
+        training: Option<(
+            &crate::rules::spec::TrainingSpec,
+            Vec<crate::engine::training::RunResult>,
+        )>,
+    ) -> Result<Job, StoreError> {
         Self::job_of(self.write(Op::Complete {
             id: id.to_string(),
             token: token.to_string(),
             result,
+            training: training.map(|(spec, r)| (Box::new(spec.clone()), r)),
         })?)
     }
 

@@ -54,6 +54,12 @@ pub enum Op {
         token: String,
         /// Result.
         result: serde_json::Value,
+        /// Per-example results to apply to the training examples in the same transaction
+        /// (only for `optimization` jobs), with the training rules.
+        training: Option<(
+            Box<crate::rules::spec::TrainingSpec>,
+            Vec<crate::engine::training::RunResult>,
+        )>,
     },
     /// Fail; with `retry`, back to pending while attempts remain.
     Fail {
@@ -270,8 +276,21 @@ impl Ctx<'_> {
                 };
                 Ok(Done::Job(self.job(id)?))
             }
-            Op::Complete { id, token, result } => {
+            Op::Complete {
+                id,
+                token,
+                result,
+                training,
+            } => {
                 self.leased(id, token, Status::Completed)?;
+                if let Some((spec, results)) = training {
+                    let job_type: String = c
+                        .prepare_cached("SELECT job_type FROM jobs WHERE id = ?1")?
+                        .query_row([id], |r| r.get(0))?;
+                    if job_type == "optimization" {
+                        super::examples::update(c, spec, results, now)?;
+                    }
+                }
                 c.prepare_cached(
                     "UPDATE jobs SET status = 'completed', result = ?2, progress_percent = 100, \
                      lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, completed_at = ?3, \
