@@ -191,6 +191,17 @@ proptest! {
     }
 
     #[test]
+    fn direct_json_equals_serde(i in input(), explain in any::<bool>()) {
+        let rs = shipped();
+        let ctx = rs.check_input(&i.json()).expect("accepted");
+        let outcome = skill_fleet::engine::evaluate(rs, &ctx, &i.history, Options { explain, guard: None }).expect("ok");
+        let mut direct = Vec::new();
+        outcome.write_json(&mut direct);
+        let serde = serde_json::to_vec(&outcome.into_decision()).expect("serialize");
+        prop_assert_eq!(String::from_utf8_lossy(&direct), String::from_utf8_lossy(&serde));
+    }
+
+    #[test]
     fn explain_does_not_change_the_decision(i in input()) {
         let rs = shipped();
         let ctx = rs.check_input(&i.json()).expect("accepted");

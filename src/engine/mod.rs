@@ -16,7 +16,7 @@ pub mod training;
 use crate::diagnostic::Diagnostic;
 use crate::rules::script::ScriptError;
 
-pub use recommend::{recommend, Options};
+pub use recommend::{evaluate, recommend, Options, Outcome};
 
 /// An evaluation failed (only scripts can fail; structured rules cannot).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

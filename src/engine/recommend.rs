@@ -7,7 +7,7 @@ use crate::decision::{Alternative, Decision, GuardStep, GuardTrace, RuleTrace, T
 use crate::rules::context::Context;
 use crate::rules::spec::HistoryRecord;
 use crate::rules::template::Extra;
-use crate::rules::{Resolved, Rule, RuleSet};
+use crate::rules::{AltModel, Resolved, Rule, RuleSet};
 use std::sync::Arc;
 
 /// Evaluation options.
@@ -68,6 +68,102 @@ fn select<'a>(
     Ok(&rs.fallback)
 }
 
+/// A decision that still borrows from its rule set: what [`evaluate`] computes before it is
+/// turned into an owned [`Decision`], or written as JSON straight away by the server (no
+/// reference counts touched on the hot path).
+pub struct Outcome<'a> {
+    /// The recommended optimizer and its config.
+    pub choice: &'a Resolved,
+    /// The rule that fired.
+    pub rule: &'a Rule,
+    /// The rule set's revision.
+    pub revision: &'a Arc<str>,
+    /// Cost and time of the choice.
+    pub estimate: super::estimate::Estimate,
+    /// Confidence.
+    pub confidence: f64,
+    /// Why.
+    pub reasoning: String,
+    /// Alternatives with their estimates.
+    pub alternatives: Vec<(&'a AltModel, super::estimate::Estimate)>,
+    /// The trace, when asked for.
+    pub trace: Option<Box<Trace>>,
+}
+
+impl Outcome<'_> {
+    /// The owned decision.
+    pub fn into_decision(self) -> Decision {
+        Decision {
+            recommended: self.choice.optimizer.clone(),
+            config: self.choice.config.clone(),
+            estimated_cost: self.estimate.cost,
+            estimated_time_minutes: self.estimate.minutes,
+            confidence: self.confidence,
+            reasoning: self.reasoning,
+            alternatives: self
+                .alternatives
+                .iter()
+                .map(|(alt, e)| Alternative {
+                    optimizer: alt.choice.optimizer.clone(),
+                    estimated_cost: e.cost,
+                    estimated_time_minutes: e.minutes,
+                    quality_risk: alt.quality_risk,
+                    note: alt.note.clone(),
+                })
+                .collect(),
+            rule: self.rule.id.clone(),
+            rules_revision: self.revision.clone(),
+            trace: self.trace,
+        }
+    }
+
+    /// Writes the decision as JSON, byte for byte what `serde_json::to_vec(&decision)` gives,
+    /// using fragments the rule set escaped once at build time.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        fn num<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
+        out.extend_from_slice(b"{\"recommended\":");
+        out.extend_from_slice(self.choice.json_optimizer.as_bytes());
+        out.extend_from_slice(b",\"config\":");
+        out.extend_from_slice(self.choice.json_config.as_bytes());
+        out.extend_from_slice(b",\"estimated_cost\":");
+        num(out, &self.estimate.cost);
+        out.extend_from_slice(b",\"estimated_time_minutes\":");
+        num(out, &self.estimate.minutes);
+        out.extend_from_slice(b",\"confidence\":");
+        num(out, &self.confidence);
+        out.extend_from_slice(b",\"reasoning\":");
+        num(out, self.reasoning.as_str());
+        out.extend_from_slice(b",\"alternatives\":[");
+        for (i, (alt, e)) in self.alternatives.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"optimizer\":");
+            out.extend_from_slice(alt.choice.json_optimizer.as_bytes());
+            out.extend_from_slice(b",\"estimated_cost\":");
+            num(out, &e.cost);
+            out.extend_from_slice(b",\"estimated_time_minutes\":");
+            num(out, &e.minutes);
+            out.extend_from_slice(b",\"quality_risk\":");
+            num(out, &alt.quality_risk);
+            out.extend_from_slice(b",\"note\":");
+            num(out, &*alt.note);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],\"rule\":");
+        num(out, &*self.rule.id);
+        out.extend_from_slice(b",\"rules_revision\":");
+        num(out, &**self.revision);
+        if let Some(t) = &self.trace {
+            out.extend_from_slice(b",\"trace\":");
+            num(out, t);
+        }
+        out.push(b'}');
+    }
+}
+
 /// Recommends an optimizer for a checked request.
 pub fn recommend(
     rs: &RuleSet,
@@ -75,6 +171,16 @@ pub fn recommend(
     history: &[HistoryRecord],
     opts: Options,
 ) -> Result<Decision, EvalError> {
+    evaluate(rs, ctx, history, opts).map(Outcome::into_decision)
+}
+
+/// Evaluates a checked request into an [`Outcome`] that borrows from `rs`.
+pub fn evaluate<'a>(
+    rs: &'a RuleSet,
+    ctx: &Context,
+    history: &[HistoryRecord],
+    opts: Options,
+) -> Result<Outcome<'a>, EvalError> {
     let known = rs.context.known;
     let values = ctx.values();
     let mut trace = opts.explain.then(|| Box::new(Trace::default()));
@@ -175,14 +281,7 @@ pub fn recommend(
         if alt.choice.optimizer == choice.optimizer {
             continue;
         }
-        let e = estimate(rs, &alt.choice, ctx, model)?;
-        alternatives.push(Alternative {
-            optimizer: alt.choice.optimizer.clone(),
-            estimated_cost: e.cost,
-            estimated_time_minutes: e.minutes,
-            quality_risk: alt.quality_risk,
-            note: alt.note.clone(),
-        });
+        alternatives.push((alt, estimate(rs, &alt.choice, ctx, model)?));
     }
 
     if let Some(t) = trace.as_mut() {
@@ -197,16 +296,14 @@ pub fn recommend(
         t.confidence = conf.clone();
     }
 
-    Ok(Decision {
-        recommended: choice.optimizer.clone(),
-        config: choice.config.clone(),
-        estimated_cost: est.cost,
-        estimated_time_minutes: est.minutes,
+    Ok(Outcome {
+        choice,
+        rule: fired,
+        revision: &rs.revision,
+        estimate: est,
         confidence: conf.value,
         reasoning,
         alternatives,
-        rule: fired.id.clone(),
-        rules_revision: rs.revision.clone(),
         trace,
     })
 }

@@ -191,7 +191,7 @@ async fn decide(
                 .collect(),
         )
     })?;
-    let d = engine::recommend(
+    let d = engine::evaluate(
         &rs,
         &ctx,
         &[],
@@ -207,9 +207,12 @@ async fn decide(
             .details(vec![serde_json::to_value(&diag).unwrap_or_default()])
     })?;
     if count {
-        state.metrics.decision(&d.recommended);
+        state.metrics.decision(&d.choice.optimizer);
     }
-    Ok(reply::json(StatusCode::OK, &d))
+    // Written straight from the rule set's pre-escaped fragments (same bytes as serde).
+    let mut bytes = Vec::with_capacity(1024);
+    d.write_json(&mut bytes);
+    Ok(reply::bytes(StatusCode::OK, "application/json", bytes))
 }
 
 async fn reload(state: &Arc<AppState>) -> Result<Response<Body>, ApiError> {

@@ -513,7 +513,13 @@ impl Resolver<'_> {
             Some(v) => format!("{} ({v})", c.optimizer),
             None => c.optimizer.clone(),
         };
+        let json_optimizer = serde_json::to_string(&c.optimizer)
+            .unwrap_or_default()
+            .into();
+        let json_config = serde_json::to_string(&config).unwrap_or_default().into();
         Some(Arc::new(Resolved {
+            json_optimizer,
+            json_config,
             optimizer: c.optimizer.as_str().into(),
             label: label.as_str().into(),
             variant: variant.map(|v| v.as_str().into()),

@@ -80,6 +80,10 @@ pub struct Resolved {
     pub minutes_per_100: f64,
     /// The variant multiplier applied.
     pub variant_multiplier: f64,
+    /// `optimizer` as a JSON string literal, escaped once.
+    pub json_optimizer: Box<str>,
+    /// `config` as JSON, serialized once.
+    pub json_config: Box<str>,
 }
 
 /// A compiled selection rule (or the fallback, which has no condition).
