@@ -191,6 +191,16 @@ proptest! {
     }
 
     #[test]
+    fn one_pass_json_check_equals_the_map_check(i in input()) {
+        let rs = shipped();
+        let map = i.json();
+        let bytes = serde_json::to_vec(&map).expect("json");
+        let via_map = rs.check_input(&map).expect("accepted");
+        let via_json = rs.check_input_json(&bytes).expect("accepted");
+        prop_assert_eq!(via_map, via_json);
+    }
+
+    #[test]
     fn direct_json_equals_serde(i in input(), explain in any::<bool>()) {
         let rs = shipped();
         let ctx = rs.check_input(&i.json()).expect("accepted");
@@ -237,6 +247,11 @@ fn out_of_bounds_inputs_are_rejected_with_the_field() {
         m.insert(field.into(), value);
         let errs = rs.check_input(&m).expect_err("rejected");
         assert_eq!(errs.len(), 1, "{errs:?}");
+        let bytes = serde_json::to_vec(&m).expect("json");
+        match rs.check_input_json(&bytes) {
+            Err(skill_fleet::rules::context::JsonCheckError::Input(e)) => assert_eq!(e, errs),
+            other => panic!("expected the same input errors, got {other:?}"),
+        }
         assert_eq!(errs[0].field, field);
         assert!(errs[0].message.contains(needle), "{}", errs[0].message);
     }

@@ -96,12 +96,8 @@ pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Res
     r
 }
 
-/// Reads a JSON object body: checks the content type (415), the size (413), the syntax
-/// (400 with line and column) and that it is an object (400).
-pub async fn json_object(
-    req: Request<Incoming>,
-    limit: u64,
-) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+/// Reads a JSON request body: checks the content type (415) and the size (413).
+pub async fn json_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
     let ct = req
         .headers()
         .get(CONTENT_TYPE)
@@ -152,35 +148,50 @@ pub async fn json_object(
             ));
         }
     };
+    Ok(bytes)
+}
+
+/// A malformed body: 400 with the line and column.
+pub fn malformed(e: &serde_json::Error) -> ApiError {
+    let msg = e.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "malformed json at line {} column {}: {msg}",
+            e.line(),
+            e.column()
+        ),
+    )
+    .details(vec![
+        serde_json::json!({"line": e.line(), "column": e.column()}),
+    ])
+}
+
+/// A body that is JSON but not an object: 400.
+pub fn not_an_object(kind: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!("request body must be a JSON object, found {kind}"),
+    )
+}
+
+/// Reads a JSON object body: [`json_body`], then the syntax (400 with line and column) and
+/// that it is an object (400).
+pub async fn json_object(
+    req: Request<Incoming>,
+    limit: u64,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let bytes = json_body(req, limit).await?;
     match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(serde_json::Value::Object(m)) => Ok(m),
-        Ok(other) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "request body must be a JSON object, found {}",
-                match other {
-                    serde_json::Value::Array(_) => "an array",
-                    serde_json::Value::String(_) => "a string",
-                    serde_json::Value::Number(_) => "a number",
-                    serde_json::Value::Bool(_) => "a boolean",
-                    _ => "null",
-                }
-            ),
-        )),
-        Err(e) => {
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "malformed json at line {} column {}: {msg}",
-                    e.line(),
-                    e.column()
-                ),
-            )
-            .details(vec![
-                serde_json::json!({"line": e.line(), "column": e.column()}),
-            ]))
-        }
+        Ok(other) => Err(not_an_object(match other {
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Bool(_) => "a boolean",
+            _ => "null",
+        })),
+        Err(e) => Err(malformed(&e)),
     }
 }

@@ -5,6 +5,7 @@ use super::reply::{self, ApiError, Body};
 use super::AppState;
 use crate::engine::{self, Options};
 use crate::loader::live::Reload;
+use crate::rules::context::JsonCheckError;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION};
 use hyper::{Method, Request, Response, StatusCode};
@@ -181,15 +182,20 @@ async fn decide(
     count: bool,
 ) -> Result<Response<Body>, ApiError> {
     let explain = query_flag(&req, "explain")?;
-    let body = reply::json_object(req, state.config.server.body_limit_bytes).await?;
+    let body = reply::json_body(req, state.config.server.body_limit_bytes).await?;
     let rs = state.rules.snapshot();
-    let ctx = rs.check_input(&body).map_err(|errors| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid input").details(
-            errors
-                .iter()
-                .map(|e| serde_json::to_value(e).unwrap_or_default())
-                .collect(),
-        )
+    // Parsed and checked in one pass: no intermediate map.
+    let ctx = rs.check_input_json(&body).map_err(|e| match e {
+        JsonCheckError::Syntax(e) => reply::malformed(&e),
+        JsonCheckError::NotObject(kind) => reply::not_an_object(kind),
+        JsonCheckError::Input(errors) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid input").details(
+                errors
+                    .iter()
+                    .map(|e| serde_json::to_value(e).unwrap_or_default())
+                    .collect(),
+            )
+        }
     })?;
     let d = engine::evaluate(
         &rs,

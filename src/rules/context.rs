@@ -197,49 +197,121 @@ impl ContextModel {
         &self,
         input: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Context, Vec<InputError>> {
-        let mut values: Vec<Option<Value>> = vec![None; self.fields.len()];
-        let mut rejected = vec![false; self.fields.len()];
-        let mut errors = Vec::new();
+        let mut c = Collected::new(self.fields.len());
         for (key, raw) in input {
-            let Some(&i) = self.lookup.get(key.as_str()) else {
-                errors.push(InputError {
-                    field: key.clone(),
-                    message: format!("unknown field `{key}`"),
-                    help: did_you_mean(key, self.lookup.keys().map(String::as_str)).or_else(|| {
-                        Some(format!(
-                            "known fields: {}",
-                            self.fields
-                                .iter()
-                                .map(|f| f.name.as_ref())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ))
-                    }),
-                });
-                continue;
-            };
-            let field = &self.fields[i];
-            if raw.is_null() {
-                continue;
+            c.accept(self, key, raw);
+        }
+        c.finish(self)
+    }
+
+    /// Parses and checks a JSON request body in one pass, without building a map first.
+    pub fn check_json(&self, body: &[u8]) -> Result<Context, JsonCheckError> {
+        use serde::de::Deserializer as _;
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let collected = de
+            .deserialize_map(CollectVisitor { model: self })
+            .and_then(|c| de.end().map(|()| c));
+        match collected {
+            Ok(c) => c.finish(self).map_err(JsonCheckError::Input),
+            Err(e) if e.classify() == serde_json::error::Category::Data => {
+                Err(JsonCheckError::NotObject(json_kind_of_text(body)))
             }
-            if values[i].is_some() {
-                errors.push(InputError {
-                    field: key.clone(),
-                    message: format!("field `{}` is given twice (as `{key}`)", field.name),
-                    help: Some("send the field under one name only".into()),
-                });
-                continue;
-            }
-            match convert(field, key, raw) {
-                Ok(v) => values[i] = Some(v),
-                Err(e) => {
-                    rejected[i] = true;
-                    errors.push(e);
-                }
+            Err(e) => Err(JsonCheckError::Syntax(e)),
+        }
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// Why a JSON body was not accepted.
+#[derive(Debug)]
+pub enum JsonCheckError {
+    /// Not JSON (line and column inside).
+    Syntax(serde_json::Error),
+    /// JSON, but not an object: what it is.
+    NotObject(&'static str),
+    /// An object with bad fields.
+    Input(Vec<InputError>),
+}
+
+fn json_kind_of_text(body: &[u8]) -> &'static str {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// Field values gathered from a request, before defaults and required checks.
+struct Collected {
+    values: Vec<Option<Value>>,
+    rejected: Vec<bool>,
+    errors: Vec<InputError>,
+}
+
+impl Collected {
+    fn new(n: usize) -> Self {
+        Self {
+            values: vec![None; n],
+            rejected: vec![false; n],
+            errors: Vec::new(),
+        }
+    }
+
+    fn accept(&mut self, m: &ContextModel, key: &str, raw: &serde_json::Value) {
+        let Some(&i) = m.lookup.get(key) else {
+            self.errors.push(InputError {
+                field: key.to_string(),
+                message: format!("unknown field `{key}`"),
+                help: did_you_mean(key, m.lookup.keys().map(String::as_str)).or_else(|| {
+                    Some(format!(
+                        "known fields: {}",
+                        m.fields
+                            .iter()
+                            .map(|f| f.name.as_ref())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                }),
+            });
+            return;
+        };
+        let field = &m.fields[i];
+        if raw.is_null() {
+            return;
+        }
+        if self.values[i].is_some() {
+            self.errors.push(InputError {
+                field: key.to_string(),
+                message: format!("field `{}` is given twice (as `{key}`)", field.name),
+                help: Some("send the field under one name only".into()),
+            });
+            return;
+        }
+        match convert(field, key, raw) {
+            Ok(v) => self.values[i] = Some(v),
+            Err(e) => {
+                self.rejected[i] = true;
+                self.errors.push(e);
             }
         }
-        let mut out = Vec::with_capacity(self.fields.len());
-        for ((f, v), bad) in self.fields.iter().zip(values).zip(rejected) {
+    }
+
+    fn finish(self, m: &ContextModel) -> Result<Context, Vec<InputError>> {
+        let mut errors = self.errors;
+        let mut out = Vec::with_capacity(m.fields.len());
+        for ((f, v), bad) in m.fields.iter().zip(self.values).zip(self.rejected) {
             match v {
                 Some(v) => out.push(v),
                 None if bad => {}
@@ -259,14 +331,46 @@ impl ContextModel {
     }
 }
 
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "boolean",
-        serde_json::Value::Number(_) => "number",
-        serde_json::Value::String(_) => "string",
-        serde_json::Value::Array(_) => "array",
-        serde_json::Value::Object(_) => "object",
+/// A key as written: borrowed from the body when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct CollectVisitor<'m> {
+    model: &'m ContextModel,
+}
+
+impl<'de> serde::de::Visitor<'de> for CollectVisitor<'_> {
+    type Value = Collected;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Collected, A::Error> {
+        let mut c = Collected::new(self.model.fields.len());
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let raw: serde_json::Value = map.next_value()?;
+            c.accept(self.model, &key, &raw);
+        }
+        Ok(c)
     }
 }
 

@@ -243,10 +243,24 @@ impl RuleSet {
         input: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<context::Context, Vec<InputError>> {
         let ctx = self.context.check(input)?;
+        self.check_model(ctx).map_err(|e| vec![e])
+    }
+
+    /// Parses and checks a JSON request body in one pass (the server's path).
+    pub fn check_input_json(
+        &self,
+        body: &[u8],
+    ) -> Result<context::Context, context::JsonCheckError> {
+        let ctx = self.context.check_json(body)?;
+        self.check_model(ctx)
+            .map_err(|e| context::JsonCheckError::Input(vec![e]))
+    }
+
+    fn check_model(&self, ctx: context::Context) -> Result<context::Context, InputError> {
         if let Some(m) = ctx.get(self.context.known.model).as_str() {
             if !self.cost.models.contains_key(m) {
                 let names: Vec<&str> = self.cost.models.keys().map(String::as_str).collect();
-                return Err(vec![InputError {
+                return Err(InputError {
                     field: "model".into(),
                     message: format!("unknown model `{m}`"),
                     help: crate::diagnostic::did_you_mean(m, names.iter().copied()).or_else(|| {
@@ -254,7 +268,7 @@ impl RuleSet {
                         n.sort_unstable();
                         Some(format!("models in the price table: {}", n.join(", ")))
                     }),
-                }]);
+                });
             }
         }
         Ok(ctx)
