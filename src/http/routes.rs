@@ -183,7 +183,8 @@ async fn decide(
 ) -> Result<Response<Body>, ApiError> {
     let explain = query_flag(&req, "explain")?;
     let body = reply::json_body(req, state.config.server.body_limit_bytes).await?;
-    let rs = state.rules.snapshot();
+    // No `.await` below: a guard is enough and avoids a shared reference count.
+    let rs = state.rules.guard();
     // Parsed and checked in one pass: no intermediate map.
     let ctx = rs.check_input_json(&body).map_err(|e| match e {
         JsonCheckError::Syntax(e) => reply::malformed(&e),

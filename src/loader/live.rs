@@ -194,6 +194,12 @@ impl LiveRules {
         self.current.load_full()
     }
 
+    /// A cheaper snapshot for one synchronous stretch of work (no reference count touched in
+    /// the common case); do not hold it across an `.await`.
+    pub fn guard(&self) -> arc_swap::Guard<Arc<RuleSet>> {
+        self.current.load()
+    }
+
     /// The rules directory.
     pub fn dir(&self) -> &Path {
         &self.dir
