@@ -43,9 +43,10 @@ fn valid_request_id(v: &str) -> bool {
 
 /// Handles one request: route, run, add the request id, record metrics.
 pub(super) async fn handle(
-    state: Arc<AppState>,
+    conn_state: Arc<Arc<AppState>>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let state: &Arc<AppState> = &conn_state;
     let start = Instant::now();
     let rid = req
         .headers()
