@@ -122,7 +122,7 @@ where
                 // One handle per connection: the per-request clone below then touches a
                 // reference count only this connection's task uses, not one shared by every
                 // core.
-                let st = Arc::new(Arc::clone(&state));
+                let st = Arc::new(routes::Conn(Arc::clone(&state)));
                 let svc = service_fn(move |req| routes::handle(Arc::clone(&st), req));
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
                 let watched = graceful.watch(conn);

@@ -41,12 +41,15 @@ fn valid_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The state as one connection holds it (see `serve`).
+pub(super) struct Conn(pub(super) Arc<AppState>);
+
 /// Handles one request: route, run, add the request id, record metrics.
 pub(super) async fn handle(
-    conn_state: Arc<Arc<AppState>>,
+    conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let state: &Arc<AppState> = &conn_state;
+    let state: &Arc<AppState> = &conn.0;
     let start = Instant::now();
     let rid = req
         .headers()
@@ -55,7 +58,7 @@ pub(super) async fn handle(
         .filter(|v| valid_request_id(v))
         .map(str::to_string)
         .unwrap_or_else(|| state.request_id());
-    let (route, result) = dispatch(&state, req).await;
+    let (route, result) = dispatch(state, req).await;
     let mut resp = result.unwrap_or_else(|e| e.into_response(&rid));
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert(X_REQUEST_ID, v);
