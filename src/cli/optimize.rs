@@ -220,6 +220,15 @@ pub fn run(
         Some(ids) => ids.len(),
         None => records.len(),
     };
+    let trainset_line = format!(
+        "trainset      {} ({size} examples{})",
+        a.trainset.display(),
+        if selected_ids.is_some() {
+            format!(" selected of {}", records.len())
+        } else {
+            String::new()
+        }
+    );
     let (optimizer, config, decision) = if a.auto_select {
         let mut m = serde_json::Map::new();
         m.insert("trainset_size".into(), size.into());
@@ -253,16 +262,7 @@ pub fn run(
             }
         };
         if a.db.format == Format::Human {
-            let _ = writeln!(
-                out,
-                "trainset      {} ({size} examples{})",
-                a.trainset.display(),
-                if selected_ids.is_some() {
-                    format!(" selected of {}", records.len())
-                } else {
-                    String::new()
-                }
-            );
+            let _ = writeln!(out, "{trainset_line}");
             let _ = write!(out, "{}", render::decision(&d));
         }
         let v = serde_json::to_value(&d).unwrap_or(Value::Null);
@@ -288,16 +288,7 @@ pub fn run(
             return Exit::InvalidInput;
         }
         if a.db.format == Format::Human {
-            let _ = writeln!(
-                out,
-                "trainset      {} ({size} examples{})",
-                a.trainset.display(),
-                if selected_ids.is_some() {
-                    format!(" selected of {}", records.len())
-                } else {
-                    String::new()
-                }
-            );
+            let _ = writeln!(out, "{trainset_line}");
             let _ = writeln!(out, "optimizer     {name} (chosen by hand)");
         }
         (
