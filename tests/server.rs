@@ -1137,6 +1137,9 @@ fn serve_binary_answers_and_stops_cleanly_on_sigterm() {
         Some(INPUT.as_bytes()),
     );
     assert_eq!(r.json()["recommended"], "miprov2", "{r:?}");
+    // Initialising a fresh database includes the shipped training examples.
+    let analytics = request(addr, "GET", "/api/v2/training/analytics", &[], None);
+    assert_eq!(analytics.json()["total_examples"], 50, "{analytics:?}");
     proc.assert_running();
 
     let kill = Command::new("kill")

@@ -223,6 +223,16 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
             return Exit::Io;
         }
     };
+    // Initialising the database includes the shipped training examples, as `db init` does.
+    if !args.skip_db_init {
+        match super::training::import_shipped_if_empty(&store) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!("imported {n} shipped training examples into the empty database")
+            }
+            Err(e) => tracing::warn!("could not import the shipped training examples: {e}"),
+        }
+    }
     // Jobs whose worker died while the server was down: return or fail them before serving.
     // Pruning waits for the periodic sweep, so a large backlog never delays start-up.
     match sweep_once(&store, 0) {
