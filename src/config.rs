@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// Time a client has to send its request headers before the connection is closed.
     #[schemars(range(min = 1))]
     pub header_read_timeout_ms: u64,
+    /// Time a client has to send its whole request body once the headers are in (408 after).
+    #[schemars(range(min = 1))]
+    pub body_read_timeout_ms: u64,
     /// Time in-flight requests get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_ms: u64,
 }
@@ -107,6 +110,7 @@ impl Default for ServerConfig {
             api_token: None,
             body_limit_bytes: 1024 * 1024,
             header_read_timeout_ms: 5_000,
+            body_read_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
         }
     }

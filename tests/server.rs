@@ -824,6 +824,40 @@ fn header_read_timeout_closes_slow_clients() {
 }
 
 #[test]
+fn a_stalled_body_gets_408_within_the_body_timeout() {
+    let t = rules_copy("srv-slow-body");
+    let mut cfg = test_config(&t.path().join("rules"));
+    cfg.server.body_read_timeout_ms = 300;
+    let srv = TestServer::start(cfg, None);
+    let mut s = connect(srv.addr);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    // Headers promise 40 bytes; only part of the body ever comes.
+    s.write_all(
+        b"POST /api/v1/optimization/recommend HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"trainset_size\": ",
+    )
+    .unwrap();
+    let r = read_response(&mut s);
+    let took = start.elapsed();
+    assert_eq!(r.status, 408, "{r:?}");
+    assert!(
+        took >= Duration::from_millis(280),
+        "answered after {took:?}"
+    );
+    assert!(took < Duration::from_secs(8), "answered after {took:?}");
+    let v = assert_error_shape(&r);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not received within 300 ms"),
+        "{v}"
+    );
+    // A prompt client is served.
+    assert_eq!(srv.get("/health").status, 200);
+}
+
+#[test]
 fn graceful_shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
     let t = rules_copy("srv-shutdown");
     let mut cfg = test_config(&t.path().join("rules"));

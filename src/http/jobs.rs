@@ -251,7 +251,12 @@ pub(super) async fn body<T: DeserializeOwned>(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<T, ApiError> {
-    let map = reply::json_object(req, state.config.server.body_limit_bytes).await?;
+    let map = reply::json_object(
+        req,
+        state.config.server.body_limit_bytes,
+        std::time::Duration::from_millis(state.config.server.body_read_timeout_ms),
+    )
+    .await?;
     parse(&map, "")
 }
 

@@ -96,8 +96,13 @@ pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Res
     r
 }
 
-/// Reads a JSON request body: checks the content type (415) and the size (413).
-pub async fn json_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
+/// Reads a JSON request body: checks the content type (415), the size (413) and that it
+/// arrives within `timeout` (408).
+pub async fn json_body(
+    req: Request<Incoming>,
+    limit: u64,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let ct = req
         .headers()
         .get(CONTENT_TYPE)
@@ -134,7 +139,22 @@ pub async fn json_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiE
         return Err(too_large());
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    let bytes = match Limited::new(req.into_body(), limit_usize).collect().await {
+    // A client that sends its headers and then stalls the body is cut off too.
+    let collected = tokio::time::timeout(
+        timeout,
+        Limited::new(req.into_body(), limit_usize).collect(),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {} ms",
+                timeout.as_millis()
+            ),
+        )
+    })?;
+    let bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -181,8 +201,9 @@ pub fn not_an_object(kind: &str) -> ApiError {
 pub async fn json_object(
     req: Request<Incoming>,
     limit: u64,
+    timeout: std::time::Duration,
 ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-    let bytes = json_body(req, limit).await?;
+    let bytes = json_body(req, limit, timeout).await?;
     match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(serde_json::Value::Object(m)) => Ok(m),
         Ok(other) => Err(not_an_object(match other {

@@ -186,7 +186,12 @@ async fn decide(
     count: bool,
 ) -> Result<Response<Body>, ApiError> {
     let explain = query_flag(&req, "explain")?;
-    let body = reply::json_body(req, state.config.server.body_limit_bytes).await?;
+    let body = reply::json_body(
+        req,
+        state.config.server.body_limit_bytes,
+        std::time::Duration::from_millis(state.config.server.body_read_timeout_ms),
+    )
+    .await?;
     // No `.await` below: a guard is enough and avoids a shared reference count.
     let rs = state.rules.guard();
     // Parsed and checked in one pass: no intermediate map.
