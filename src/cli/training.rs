@@ -223,7 +223,11 @@ fn render_selection(s: &Selection, explain: bool) -> String {
     if explain && !s.excluded.is_empty() {
         o.push_str(&format!("excluded {}\n", s.excluded.len()));
         for x in &s.excluded {
-            o.push_str(&format!("  {:<16} {}\n", x.example_id, x.reason));
+            let score = x
+                .score
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_else(|| "  -  ".into());
+            o.push_str(&format!("  {score}  {:<16} {}\n", x.example_id, x.reason));
         }
     }
     o
