@@ -13,8 +13,9 @@ fn python() -> Option<&'static str> {
     })
 }
 
-fn worker(py: &str, url: &str) -> std::process::Output {
-    Command::new(py)
+/// Runs the worker once; it must exit 0. Returns what it printed.
+fn worker(py: &str, url: &str) -> String {
+    let out = Command::new(py)
         .current_dir(root())
         .args([
             "examples/worker.py",
@@ -29,7 +30,13 @@ fn worker(py: &str, url: &str) -> std::process::Output {
             "0.05",
         ])
         .output()
-        .expect("run the worker")
+        .expect("run the worker");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -50,13 +57,7 @@ fn python_worker_runs_the_whole_loop() {
     let id = created.json()["id"].as_str().expect("id").to_string();
 
     // First pass: the worker claims the job and parks it with a question.
-    let out = worker(py, &url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = worker(py, &url);
     assert!(stdout.contains("waiting for a human"), "{stdout}");
     let job = server.get(&format!("/api/v1/jobs/{id}")).json();
     assert_eq!(job["status"], "pending_hitl");
@@ -70,13 +71,7 @@ fn python_worker_runs_the_whole_loop() {
         r#"{"response": {"approved": true}}"#,
     );
     assert_eq!(answered.status, 200, "{:?}", answered.body);
-    let out = worker(py, &url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = worker(py, &url);
     assert!(stdout.contains("completed with"), "{stdout}");
     let job = server.get(&format!("/api/v1/jobs/{id}")).json();
     assert_eq!(job["status"], "completed");
@@ -85,7 +80,5 @@ fn python_worker_runs_the_whole_loop() {
     assert_eq!(job["progress"]["percent"], 100.0);
 
     // Nothing left: the worker says so and exits 0.
-    let out = worker(py, &url);
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to claim"));
+    assert!(worker(py, &url).contains("nothing to claim"));
 }

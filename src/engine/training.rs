@@ -480,6 +480,17 @@ pub fn select(spec: &TrainingSpec, examples: &[Example], req: &SelectRequest) ->
     // Within one category every example gets the same diversity bonus and category weight, so
     // its order does not change as picks are made: sort each category once, then pick the best
     // head among the categories. O(n log n), not O(max × n).
+    // Ties break by example id; rank the ids once so the sorts compare numbers, not strings.
+    let mut by_id: Vec<u32> = (0..examples.len() as u32).collect();
+    by_id.sort_unstable_by(|&a, &b| {
+        examples[a as usize]
+            .example_id
+            .cmp(&examples[b as usize].example_id)
+    });
+    let mut rank = vec![0u32; examples.len()];
+    for (r, &i) in by_id.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
     let mut by_category: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
     for (i, ex) in examples.iter().enumerate() {
         if !req.categories.is_empty() && !req.categories.contains(&ex.category) {
@@ -504,10 +515,7 @@ pub fn select(spec: &TrainingSpec, examples: &[Example], req: &SelectRequest) ->
     let mut lists: Vec<Lane<'_>> = by_category
         .into_iter()
         .map(|(c, mut v)| {
-            v.sort_by(|a, b| {
-                b.0.total_cmp(&a.0)
-                    .then_with(|| examples[a.1].example_id.cmp(&examples[b.1].example_id))
-            });
+            v.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(rank[a.1].cmp(&rank[b.1])));
             (c, v, 0)
         })
         .collect();
@@ -528,9 +536,7 @@ pub fn select(spec: &TrainingSpec, examples: &[Example], req: &SelectRequest) ->
                 None => true,
                 Some((bl, bs)) => {
                     let b = &lists[bl];
-                    score > bs
-                        || (score == bs
-                            && examples[idx].example_id < examples[b.1[b.2].1].example_id)
+                    score > bs || (score == bs && rank[idx] < rank[b.1[b.2].1])
                 }
             };
             if better {
@@ -553,7 +559,7 @@ pub fn select(spec: &TrainingSpec, examples: &[Example], req: &SelectRequest) ->
             parts,
         });
     }
-    let mut rest: Vec<(f64, &Example)> = if !req.explain {
+    let mut rest: Vec<(f64, usize)> = if !req.explain {
         Vec::new()
     } else {
         lists
@@ -561,20 +567,17 @@ pub fn select(spec: &TrainingSpec, examples: &[Example], req: &SelectRequest) ->
             .flat_map(|(_, list, picked)| {
                 list[*picked..]
                     .iter()
-                    .map(move |&(_, idx)| (scored(&examples[idx], *picked).0, &examples[idx]))
+                    .map(move |&(_, idx)| (scored(&examples[idx], *picked).0, idx))
             })
             .collect()
     };
-    rest.sort_by(|a, b| {
-        b.0.total_cmp(&a.0)
-            .then_with(|| a.1.example_id.cmp(&b.1.example_id))
-    });
+    rest.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(rank[a.1].cmp(&rank[b.1])));
     excluded.reserve(rest.len());
     let below: std::sync::Arc<str> = format!("score is below the minimum {min_score}").into();
     let beyond: std::sync::Arc<str> = format!("beyond the maximum of {max} examples").into();
-    for (score, ex) in rest {
+    for (score, idx) in rest {
         excluded.push(Excluded {
-            example_id: ex.example_id.clone(),
+            example_id: examples[idx].example_id.clone(),
             score: Some(score),
             reason: if score < min_score {
                 below.clone()
@@ -872,6 +875,55 @@ pub fn check_results(results: &[RunResult]) -> Result<(), RecordError> {
 /// The example file shipped with skill-fleet (`config/training/example_metadata.json`).
 pub const SHIPPED_EXAMPLES: &str = include_str!("../../config/training/example_metadata.json");
 
+/// `n` pseudo-random examples (deterministic for a `seed`), with scores rounded to hundredths
+/// so ties happen: for tests and benchmarks.
+pub fn synthetic(n: usize, seed: u64) -> Vec<Example> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let cats = [
+        "python", "web", "cli", "database", "devops", "testing", "api", "dspy", "ml", "docs",
+    ];
+    let styles = [
+        Style::Technical,
+        Style::Beginner,
+        Style::Comprehensive,
+        Style::NavigationHub,
+        Style::Minimal,
+    ];
+    (0..n)
+        .map(|i| {
+            let q = (next() % 101) as f64 / 100.0;
+            let s = match next() % 4 {
+                0 => None,
+                _ => Some((next() % 101) as f64 / 100.0),
+            };
+            let cat = cats[(next() % cats.len() as u64) as usize];
+            let style = styles[(next() % styles.len() as u64) as usize];
+            Example {
+                example_id: format!("ex-{i:06}"),
+                task_description: format!("task {i}"),
+                category: cat.into(),
+                style,
+                created_at: "2026-01-01T00:00:00Z".into(),
+                quality_score: q,
+                structure_completeness: q,
+                pattern_clarity: q,
+                practical_value: q,
+                human_rating: None,
+                success_rate: s,
+                usage_count: 0,
+                last_used: None,
+                tags: vec![],
+            }
+        })
+        .collect()
+}
+
 /// The plain greedy selection (one full scan per pick): the oracle of `select`'s test.
 #[cfg(test)]
 pub(crate) fn select_greedy(
@@ -996,39 +1048,6 @@ mod tests {
 
     fn shipped() -> Vec<Example> {
         parse_records(SHIPPED_EXAMPLES).unwrap()
-    }
-
-    /// `n` pseudo-random examples (deterministic), with rounded scores so ties happen.
-    pub(crate) fn synthetic(n: usize, seed: u64) -> Vec<Example> {
-        let mut x = seed | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let cats = [
-            "python", "web", "cli", "database", "devops", "testing", "api", "dspy", "ml", "docs",
-        ];
-        let styles = [
-            Style::Technical,
-            Style::Beginner,
-            Style::Comprehensive,
-            Style::NavigationHub,
-            Style::Minimal,
-        ];
-        (0..n)
-            .map(|i| {
-                let q = (next() % 101) as f64 / 100.0;
-                let s = match next() % 4 {
-                    0 => None,
-                    _ => Some((next() % 101) as f64 / 100.0),
-                };
-                let cat = cats[(next() % cats.len() as u64) as usize];
-                let style = styles[(next() % styles.len() as u64) as usize];
-                ex(&format!("ex-{i:06}"), cat, style, q, s)
-            })
-            .collect()
     }
 
     #[test]
