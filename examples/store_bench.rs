@@ -112,7 +112,7 @@ fn over_http(dir: &Path, secs: f64) -> (f64, u64) {
     let store = Arc::new(Store::open(&db, true).expect("store"));
     let mut cfg = Config::default();
     cfg.rules.watch = false;
-    let state = Arc::new(AppState::new(cfg, live, Some(Arc::clone(&store))));
+    let state = Arc::new(AppState::new(cfg, live, Some(Arc::clone(&store))).expect("state"));
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");

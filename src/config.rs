@@ -27,6 +27,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Job queue: leases, lease sweeping, retention.
     pub jobs: JobsConfig,
+    /// Decision log of the server.
+    pub decisions: DecisionsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -67,6 +69,9 @@ pub struct RulesConfig {
     pub debounce_ms: u64,
     /// Safety-net poll: compare file contents this often even without events (0: off).
     pub poll_interval_ms: u64,
+    /// Good revisions kept in memory for `POST /api/v1/rules/rollback` (the live one included).
+    #[schemars(range(min = 1, max = 100))]
+    pub keep_revisions: usize,
 }
 
 /// Database settings.
@@ -93,6 +98,26 @@ pub struct JobsConfig {
     /// Completed, failed and cancelled jobs are deleted this many days after they finished
     /// (0: keep them forever).
     pub retention_days: u64,
+}
+
+/// Decision log settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionsConfig {
+    /// Store every decision `recommend` serves (input, output, rule, revision, time, request id).
+    pub log: bool,
+    /// Decisions that may wait to be written; when full, requests wait for room.
+    #[schemars(range(min = 1, max = 10000000))]
+    pub queue_capacity: usize,
+}
+
+impl Default for DecisionsConfig {
+    fn default() -> Self {
+        Self {
+            log: true,
+            queue_capacity: 65_536,
+        }
+    }
 }
 
 /// Logging settings.
@@ -124,6 +149,7 @@ impl Default for RulesConfig {
             run_fixtures_on_reload: true,
             debounce_ms: 100,
             poll_interval_ms: 2_000,
+            keep_revisions: 5,
         }
     }
 }

@@ -35,6 +35,10 @@ pub struct Decision {
     /// Content hash of the rule set that made the decision.
     #[schemars(with = "String")]
     pub rules_revision: Arc<str>,
+    /// Id of the entry in the decision log (only for decisions served by the server or made by
+    /// `optimize --auto-select`, never for dry runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<i64>,
     /// How the decision was reached (only when asked for).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<Trace>")]

@@ -11,6 +11,7 @@
 //! - [`engine`]: the decision (selection, cost, time, confidence, alternatives, budget guard).
 //!   Pure: no I/O, no clock.
 //! - [`decision`]: the decision and trace types returned by the CLI and the API.
+//! - [`outcome`]: outcomes of optimization runs as plain data (reports, recorded outcomes).
 //! - [`loader`]: reads a rules directory into source files (the only filesystem access of the
 //!   rule pipeline), keeps the live rule set and hot-reloads it (the only module that knows
 //!   notify).
@@ -27,6 +28,7 @@ pub mod diagnostic;
 pub mod engine;
 pub mod http;
 pub mod loader;
+pub mod outcome;
 pub mod rules;
 pub mod store;
 pub mod timefmt;

@@ -55,3 +55,54 @@ mod tests {
         );
     }
 }
+
+/// Parses an age such as `30d`, `12h`, `90m`, `45s` or `2w` into milliseconds; `all` is none
+/// (no limit).
+pub fn parse_age(text: &str) -> Result<Option<i64>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("all") {
+        return Ok(None);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: i64 = num.parse().map_err(|_| {
+        format!("`{text}` is not an age; use a number and a unit: 30d, 12h, 90m, 45s, 2w or `all`")
+    })?;
+    let ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return Err(format!(
+            "`{text}` has no known unit; use a number and a unit: 30d, 12h, 90m, 45s, 2w or `all`"
+        )),
+    };
+    n.checked_mul(ms)
+        .map(Some)
+        .ok_or_else(|| format!("`{text}` is too long an age"))
+}
+
+#[cfg(test)]
+mod age_tests {
+    use super::parse_age;
+
+    #[test]
+    fn ages_parse_with_units() {
+        assert_eq!(parse_age("30d"), Ok(Some(30 * 86_400_000)));
+        assert_eq!(parse_age("12h"), Ok(Some(12 * 3_600_000)));
+        assert_eq!(parse_age("90m"), Ok(Some(90 * 60_000)));
+        assert_eq!(parse_age("2w"), Ok(Some(14 * 86_400_000)));
+        assert_eq!(parse_age("all"), Ok(None));
+        assert!(parse_age("30").unwrap_err().contains("no known unit"));
+        assert!(parse_age("d").unwrap_err().contains("not an age"));
+        assert!(
+            parse_age("99999999999999999w")
+                .unwrap_err()
+                .contains("not an age")
+                || parse_age("99999999999999999w")
+                    .unwrap_err()
+                    .contains("too long")
+        );
+    }
+}

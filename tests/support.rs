@@ -175,6 +175,7 @@ impl TestServer {
             .expect("runtime");
         let live = Arc::new(
             LiveRules::load(&config.rules.dir, config.rules.run_fixtures_on_reload)
+                .map(|l| l.keep_revisions(config.rules.keep_revisions))
                 .unwrap_or_else(|(d, f)| panic!("rules: {}", LiveRules::render_failure(&d, &f))),
         );
         let store = db.map(|p| Arc::new(Store::open(p, true).expect("open db")));
@@ -183,7 +184,7 @@ impl TestServer {
             poll: (config.rules.poll_interval_ms > 0)
                 .then(|| Duration::from_millis(config.rules.poll_interval_ms)),
         });
-        let state = Arc::new(AppState::new(config, Arc::clone(&live), store));
+        let state = Arc::new(AppState::new(config, Arc::clone(&live), store).expect("state"));
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");

@@ -1,11 +1,14 @@
 //! The `skill-fleet` command line: argument types (clap) and dispatch. One file per command
 //! group; output goes to the writers handed in, so tests can capture it.
 
+pub mod calibrate;
 pub mod db;
 pub mod jobs;
+pub mod metrics;
 pub mod optimize;
 pub mod render;
 pub mod rules;
+pub mod rules_diff;
 pub mod serve;
 pub mod training;
 
@@ -75,6 +78,8 @@ pub enum Command {
     /// Import, export, select, update and analyse training-example metadata.
     #[command(subcommand)]
     Training(training::TrainingCommand),
+    /// Selector metrics from the decision log and recorded outcomes; export outcomes as JSONL.
+    Metrics(metrics::MetricsArgs),
 }
 
 /// Runs a parsed command line, reading answers from `input`, writing to `out` and `err`.
@@ -97,5 +102,6 @@ pub fn run(
         Command::Jobs(cmd) => jobs::run(cmd, out, err),
         Command::Optimize(args) => optimize::run(args, &rules_dir(), input, out, err),
         Command::Training(cmd) => training::run(cmd, &rules_dir(), out, err),
+        Command::Metrics(args) => metrics::run(args, out, err),
     }
 }

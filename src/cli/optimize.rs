@@ -229,6 +229,8 @@ pub fn run(
             String::new()
         }
     );
+    // The request and decision of an auto-selection, logged when the job is created.
+    let mut logged: Option<(Value, crate::decision::Decision)> = None;
     let (optimizer, config, decision) = if a.auto_select {
         let mut m = serde_json::Map::new();
         m.insert("trainset_size".into(), size.into());
@@ -266,9 +268,16 @@ pub fn run(
             let _ = write!(out, "{}", render::decision(&d));
         }
         let v = serde_json::to_value(&d).unwrap_or(Value::Null);
+        logged = Some((Value::Object(m), d));
         (
-            d.recommended.to_string(),
-            serde_json::to_value(&*d.config).unwrap_or(Value::Null),
+            logged
+                .as_ref()
+                .map(|(_, d)| d.recommended.to_string())
+                .unwrap_or_default(),
+            logged
+                .as_ref()
+                .and_then(|(_, d)| serde_json::to_value(&*d.config).ok())
+                .unwrap_or(Value::Null),
             Some(v),
         )
     } else {
@@ -297,7 +306,15 @@ pub fn run(
             None,
         )
     };
-    let payload = json!({
+    // The variant (e.g. MIPROv2's `auto` level) only for optimizers that have variants.
+    let variant = rs
+        .catalog
+        .get(&optimizer)
+        .filter(|spec| !spec.variants.is_empty())
+        .and_then(|_| config.get(&rs.variant_key))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut payload = json!({
         "optimizer": optimizer,
         "config": config,
         "trainset": a.trainset.display().to_string(),
@@ -305,6 +322,7 @@ pub fn run(
         "trainset_records": records.len(),
         "selected_example_ids": selected_ids,
         "auto_selected": a.auto_select,
+        "variant": variant,
         "rules_revision": &*rs.revision,
         "decision": decision,
     });
@@ -350,6 +368,19 @@ pub fn run(
         Ok(s) => s,
         Err(code) => return code,
     };
+    if let Some((input, d)) = logged.as_mut() {
+        match log_decision(&store, input, d, variant.as_deref()) {
+            Ok(id) => {
+                payload["decision_id"] = id.into();
+                payload["decision"]["decision_id"] = id.into();
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot log the decision: {e}");
+                let _ = store.close();
+                return Exit::Io;
+            }
+        }
+    }
     let created = store.create(NewJob {
         job_type: "optimization".into(),
         user_id: a.user.clone(),
@@ -384,4 +415,32 @@ pub fn run(
             Exit::Io
         }
     }
+}
+
+/// Logs an auto-selected decision (source `cli`) and returns its id, which the job's payload
+/// carries so the run's outcome links back to it.
+fn log_decision(
+    store: &crate::store::Store,
+    input: &Value,
+    d: &mut crate::decision::Decision,
+    variant: Option<&str>,
+) -> Result<i64, crate::store::StoreError> {
+    let id = store.reserve_decision_ids(1)?;
+    d.decision_id = Some(id);
+    let output = serde_json::to_vec(&*d).unwrap_or_default();
+    store.log_decisions(vec![crate::store::decisions::NewDecision {
+        id,
+        at_ms: store.now_ms(),
+        request_id: None,
+        source: "cli",
+        revision: d.rules_revision.to_string(),
+        rule: d.rule.to_string(),
+        optimizer: d.recommended.to_string(),
+        variant: variant.map(str::to_string),
+        estimated_cost: d.estimated_cost,
+        estimated_time: d.estimated_time_minutes as f64,
+        input: serde_json::to_vec(input).unwrap_or_default().into(),
+        output: output.into(),
+    }])?;
+    Ok(id)
 }

@@ -33,6 +33,10 @@ pub enum RulesCommand {
     Schema(SchemaArgs),
     /// Measure in-process evaluations per second for one input.
     Bench(BenchArgs),
+    /// Propose cost and time constants from recorded outcomes, as a patch (not applied).
+    Calibrate(super::calibrate::CalibrateArgs),
+    /// Replay logged decisions and fixtures through these rules and a candidate; show what moves.
+    Diff(super::rules_diff::DiffArgs),
 }
 
 /// Arguments of `rules check`.
@@ -115,6 +119,8 @@ pub fn run(dir: &Path, cmd: RulesCommand, out: &mut dyn Write, err: &mut dyn Wri
         RulesCommand::Test(a) => test(dir, a, out, err),
         RulesCommand::Schema(a) => schema_cmd(&a, out, err),
         RulesCommand::Bench(a) => bench(dir, &a, out, err),
+        RulesCommand::Calibrate(a) => super::calibrate::run(dir, a, out, err),
+        RulesCommand::Diff(a) => super::rules_diff::run(dir, a, out, err),
     }
 }
 

@@ -192,7 +192,7 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
         .try_init();
 
     let live = match LiveRules::load(&config.rules.dir, config.rules.run_fixtures_on_reload) {
-        Ok(l) => Arc::new(l),
+        Ok(l) => Arc::new(l.keep_revisions(config.rules.keep_revisions)),
         Err((diags, files)) => {
             let _ = write!(err, "{}", render_all(&diags, &files));
             let _ = writeln!(
@@ -263,11 +263,13 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
     let sweep_every = Duration::from_millis(config.jobs.sweep_interval_ms);
     let retention_days = config.jobs.retention_days;
     let addr = config.server.addr.clone();
-    let state = Arc::new(AppState::new(
-        config,
-        Arc::clone(&live),
-        Some(Arc::clone(&store)),
-    ));
+    let state = match AppState::new(config, Arc::clone(&live), Some(Arc::clone(&store))) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Exit::Io;
+        }
+    };
     let db_path = store.path().display().to_string();
     let store_for_sweeper = Arc::clone(&store);
     let result = runtime.block_on(async move {
@@ -293,7 +295,12 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
             stop_rx.clone(),
         ));
         let watcher = watching.then(|| tokio::spawn(watch::run(Arc::clone(&live), watch_cfg, stop_rx)));
-        let served = serve(listener, state, shutdown_signal()).await;
+        let served = serve(listener, Arc::clone(&state), shutdown_signal()).await;
+        // Every request is done: write the decisions still queued.
+        if let Err(e) = state.close().await {
+            tracing::warn!("closing the decision log: {e}");
+        }
+        drop(state);
         let _ = stop_tx.send(true);
         if let Some(w) = watcher {
             let _ = w.await;

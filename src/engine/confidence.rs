@@ -1,9 +1,9 @@
 //! Confidence: base, adjusted by past outcomes of the same domain and optimizer, capped,
 //! penalised for small trainsets, rounded like Python.
 
+use super::history::History;
 use super::round::round_py;
 use crate::decision::ConfidenceTrace;
-use crate::rules::spec::HistoryRecord;
 use crate::rules::ConfidenceModel;
 
 /// Computes the confidence of recommending `optimizer` for `domain` with `trainset_size`.
@@ -12,18 +12,9 @@ pub fn confidence(
     trainset_size: i64,
     domain: &str,
     optimizer: &str,
-    history: &[HistoryRecord],
+    history: &dyn History,
 ) -> ConfidenceTrace {
-    let mut matches = 0usize;
-    let mut successes = 0usize;
-    for r in history {
-        if r.domain == domain && r.optimizer == optimizer {
-            matches += 1;
-            if r.quality >= m.success_quality {
-                successes += 1;
-            }
-        }
-    }
+    let (matches, successes) = history.tally(domain, optimizer, m.success_quality);
     let mut c = m.base;
     if matches > 0 {
         let share = successes as f64 / matches as f64;

@@ -5,9 +5,12 @@
 //! [`Decision`](crate::decision::Decision). No I/O, no clock: time and history come in as
 //! arguments.
 
+pub mod calibrate;
 pub mod confidence;
 pub mod estimate;
 pub mod history;
+pub mod impact;
+pub mod metrics;
 pub mod recommend;
 pub mod reference;
 pub mod round;
@@ -16,7 +19,7 @@ pub mod training;
 use crate::diagnostic::Diagnostic;
 use crate::rules::script::ScriptError;
 
-pub use recommend::{evaluate, recommend, Options, Outcome};
+pub use recommend::{evaluate, evaluate_with, recommend, Options, Outcome};
 
 /// An evaluation failed (only scripts can fail; structured rules cannot).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

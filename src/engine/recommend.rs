@@ -2,6 +2,7 @@
 
 use super::confidence::confidence;
 use super::estimate::{self, estimate, Estimate};
+use super::history::History;
 use super::EvalError;
 use crate::decision::{Alternative, Decision, GuardStep, GuardTrace, RuleTrace, Trace};
 use crate::rules::context::Context;
@@ -88,6 +89,8 @@ pub struct Outcome<'a> {
     pub alternatives: Vec<(&'a AltModel, super::estimate::Estimate)>,
     /// The trace, when asked for.
     pub trace: Option<Box<Trace>>,
+    /// Id in the decision log, set by the caller that logs it.
+    pub decision_id: Option<i64>,
 }
 
 impl Outcome<'_> {
@@ -113,6 +116,7 @@ impl Outcome<'_> {
                 .collect(),
             rule: self.rule.id.clone(),
             rules_revision: self.revision.clone(),
+            decision_id: self.decision_id,
             trace: self.trace,
         }
     }
@@ -156,6 +160,10 @@ impl Outcome<'_> {
         num(out, &*self.rule.id);
         out.extend_from_slice(b",\"rules_revision\":");
         num(out, &**self.revision);
+        if let Some(id) = self.decision_id {
+            out.extend_from_slice(b",\"decision_id\":");
+            num(out, &id);
+        }
         if let Some(t) = &self.trace {
             out.extend_from_slice(b",\"trace\":");
             num(out, t);
@@ -179,6 +187,18 @@ pub fn evaluate<'a>(
     rs: &'a RuleSet,
     ctx: &Context,
     history: &[HistoryRecord],
+    opts: Options,
+) -> Result<Outcome<'a>, EvalError> {
+    evaluate_with(rs, ctx, &super::history::Records(history), opts)
+}
+
+/// [`evaluate`] with any [`History`] (the server passes its live [`HistoryIndex`]).
+///
+/// [`HistoryIndex`]: super::history::HistoryIndex
+pub fn evaluate_with<'a>(
+    rs: &'a RuleSet,
+    ctx: &Context,
+    history: &dyn History,
     opts: Options,
 ) -> Result<Outcome<'a>, EvalError> {
     let known = rs.context.known;
@@ -305,5 +325,6 @@ pub fn evaluate<'a>(
         reasoning,
         alternatives,
         trace,
+        decision_id: None,
     })
 }

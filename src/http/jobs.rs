@@ -102,11 +102,28 @@ pub(super) async fn handle(
         Route::JobComplete => {
             let b: CompleteBody = body(state, req).await?;
             let results = example_results(&b.result)?;
+            // An outcome in the result (`optimizer_used`, `quality`, …) must be well-formed;
+            // the decision it links to must be in the log before the store looks it up.
+            let report = crate::store::outcomes::parse_report(&b.result)
+                .map_err(|e| invalid(&format!("result.{}", e.field), e.message, None))?;
+            if report.is_some() {
+                if let Some(log) = &state.decisions {
+                    log.sync().await.map_err(store_error)?;
+                }
+            }
             let spec = state.rules.snapshot().training.clone();
             let job = blocking(store, move |s| {
                 s.complete_with(&id, &b.lease_token, b.result, results.map(|r| (&spec, r)))
             })
             .await?;
+            if report.is_some() && job.job_type == "optimization" {
+                let st = Arc::clone(state);
+                match tokio::task::spawn_blocking(move || st.refresh_history()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!("refreshing the outcome history failed: {e}"),
+                    Err(e) => tracing::warn!("refreshing the outcome history failed: {e}"),
+                }
+            }
             Ok(reply::json(StatusCode::OK, &job))
         }
         Route::JobFail => {
@@ -277,7 +294,10 @@ async fn empty_body(state: &AppState, req: Request<Incoming>) -> Result<(), ApiE
 /// Deserializes `map` into `T`, naming the offending field (with `prefix`, e.g. `progress.`)
 /// when it does not fit: unknown and missing fields come from serde's message; for a value of
 /// the wrong type or range, each field is tried alone to find the one serde refuses.
-fn parse<T: DeserializeOwned>(map: &Map<String, Value>, prefix: &str) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(
+    map: &Map<String, Value>,
+    prefix: &str,
+) -> Result<T, ApiError> {
     let whole = Value::Object(map.clone());
     let err = match T::deserialize(&whole) {
         Ok(v) => return Ok(v),
@@ -400,7 +420,7 @@ fn not_found(id: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("no job `{id}`"))
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(super) fn store_error(e: StoreError) -> ApiError {
     match &e {
         StoreError::NotFound(id) => not_found(id),
         StoreError::StaleLease { status, .. } => ApiError::new(StatusCode::CONFLICT, e.to_string())

@@ -42,6 +42,12 @@ pub enum Route {
     JobHitlResponse,
     /// `POST /api/v1/jobs/{id}/cancel`
     JobCancel,
+    /// `POST /api/v1/optimization/outcomes`
+    Outcomes,
+    /// `GET /api/v1/optimization/metrics`
+    SelectorMetrics,
+    /// `POST /api/v1/rules/rollback`
+    RulesRollback,
     /// `GET /api/v2/training/analytics`
     TrainingAnalytics,
     /// `POST /api/v2/training/select`
@@ -54,7 +60,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 20] = [
+    pub const ALL: [Route; 23] = [
         Route::Health,
         Route::Ready,
         Route::Metrics,
@@ -71,6 +77,9 @@ impl Route {
         Route::JobHitl,
         Route::JobHitlResponse,
         Route::JobCancel,
+        Route::Outcomes,
+        Route::SelectorMetrics,
+        Route::RulesRollback,
         Route::TrainingAnalytics,
         Route::TrainingSelect,
         Route::TrainingResults,
@@ -96,6 +105,9 @@ impl Route {
             Route::JobHitl => "/api/v1/jobs/{id}/hitl",
             Route::JobHitlResponse => "/api/v1/jobs/{id}/hitl/response",
             Route::JobCancel => "/api/v1/jobs/{id}/cancel",
+            Route::Outcomes => "/api/v1/optimization/outcomes",
+            Route::SelectorMetrics => "/api/v1/optimization/metrics",
+            Route::RulesRollback => "/api/v1/rules/rollback",
             Route::TrainingAnalytics => "/api/v2/training/analytics",
             Route::TrainingSelect => "/api/v2/training/select",
             Route::TrainingResults => "/api/v2/training/results",

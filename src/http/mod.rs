@@ -15,15 +15,20 @@
 //! # Ok(()) }
 //! ```
 
+pub mod decision_log;
 mod jobs;
 pub mod metrics;
+mod optimization;
 pub mod reply;
 mod routes;
 mod training;
 
 use crate::config::Config;
+use crate::engine::history::HistoryIndex;
 use crate::loader::live::LiveRules;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use arc_swap::ArcSwap;
+use decision_log::DecisionLog;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -44,6 +49,10 @@ pub struct AppState {
     pub store: Option<Arc<Store>>,
     /// Request metrics.
     pub metrics: Metrics,
+    /// The decision log (none without a database, or with `decisions.log: false`).
+    pub decisions: Option<DecisionLog>,
+    /// Recorded outcomes, the live confidence model's history.
+    pub history: ArcSwap<HistoryIndex>,
     started: Instant,
     seed: u64,
     counter: AtomicU64,
@@ -56,21 +65,59 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// Builds the state.
-    pub fn new(config: Config, rules: Arc<LiveRules>, store: Option<Arc<Store>>) -> Self {
+    /// Builds the state: with a database, loads the recorded outcomes as the confidence
+    /// model's history and starts the decision log (unless `decisions.log` is off).
+    pub fn new(
+        config: Config,
+        rules: Arc<LiveRules>,
+        store: Option<Arc<Store>>,
+    ) -> Result<Self, StoreError> {
+        let (decisions, history) = match &store {
+            Some(s) => {
+                let history = load_history(s)?;
+                let log = if config.decisions.log {
+                    Some(DecisionLog::start(
+                        Arc::clone(s),
+                        config.decisions.queue_capacity,
+                    )?)
+                } else {
+                    None
+                };
+                (log, history)
+            }
+            None => (None, HistoryIndex::default()),
+        };
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x5eed)
             ^ u64::from(std::process::id()).rotate_left(32);
-        Self {
+        Ok(Self {
             config,
             rules,
             store,
             metrics: Metrics::default(),
+            decisions,
+            history: ArcSwap::from_pointee(history),
             started: Instant::now(),
             seed,
             counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Re-reads the recorded outcomes into the live history (after an outcome was recorded).
+    pub fn refresh_history(&self) -> Result<(), StoreError> {
+        if let Some(s) = &self.store {
+            self.history.store(Arc::new(load_history(s)?));
+        }
+        Ok(())
+    }
+
+    /// Writes the queued decisions and stops the decision log; call after [`serve`] returned.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        match &self.decisions {
+            Some(log) => log.close().await,
+            None => Ok(()),
         }
     }
 
@@ -85,6 +132,12 @@ impl AppState {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         format!("{:016x}", z ^ (z >> 31))
     }
+}
+
+fn load_history(store: &Store) -> Result<HistoryIndex, StoreError> {
+    let outcomes = store.outcomes_since(i64::MIN)?;
+    let records: Vec<_> = outcomes.iter().map(|o| o.to_history()).collect();
+    Ok(HistoryIndex::new(&records))
 }
 
 /// Serves HTTP/1.1 on `listener` until `shutdown` completes; then stops accepting, lets
@@ -122,7 +175,7 @@ where
                 // One handle per connection: the per-request clone below then touches a
                 // reference count only this connection's task uses, not one shared by every
                 // core.
-                let st = Arc::new(routes::Conn(Arc::clone(&state)));
+                let st = Arc::new(routes::Conn::new(Arc::clone(&state)));
                 let svc = service_fn(move |req| routes::handle(Arc::clone(&st), req));
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
                 let watched = graceful.watch(conn);

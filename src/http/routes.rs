@@ -4,8 +4,9 @@ use super::metrics::{Gauges, Route};
 use super::reply::{self, ApiError, Body};
 use super::AppState;
 use crate::engine::{self, Options};
-use crate::loader::live::Reload;
+use crate::loader::live::{Reload, Rollback};
 use crate::rules::context::JsonCheckError;
+use crate::store::decisions::NewDecision;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION};
 use hyper::{Method, Request, Response, StatusCode};
@@ -13,7 +14,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-const ROUTES: [(&str, Route, &[Method]); 7] = [
+const ROUTES: [(&str, Route, &[Method]); 10] = [
     ("/health", Route::Health, &[Method::GET]),
     ("/ready", Route::Ready, &[Method::GET]),
     ("/metrics", Route::Metrics, &[Method::GET]),
@@ -29,6 +30,21 @@ const ROUTES: [(&str, Route, &[Method]); 7] = [
         Route::RulesEvaluate,
         &[Method::POST],
     ),
+    (
+        "/api/v1/rules/rollback",
+        Route::RulesRollback,
+        &[Method::POST],
+    ),
+    (
+        "/api/v1/optimization/outcomes",
+        Route::Outcomes,
+        &[Method::POST],
+    ),
+    (
+        "/api/v1/optimization/metrics",
+        Route::SelectorMetrics,
+        &[Method::GET],
+    ),
 ];
 
 const X_REQUEST_ID: hyper::header::HeaderName =
@@ -41,8 +57,26 @@ fn valid_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The state as one connection holds it (see `serve`).
-pub(super) struct Conn(pub(super) Arc<AppState>);
+/// The state as one connection holds it (see `serve`), with the run of decision ids this
+/// connection hands out (so the hot path touches no counter shared between cores).
+pub(super) struct Conn(pub(super) Arc<AppState>, std::sync::Mutex<(i64, i64)>);
+
+impl Conn {
+    pub(super) fn new(state: Arc<AppState>) -> Self {
+        Conn(state, std::sync::Mutex::new((0, 0)))
+    }
+
+    /// The next decision id: from this connection's run, refilled from the log's block.
+    fn decision_id(&self, log: &super::decision_log::DecisionLog) -> Result<i64, ApiError> {
+        let mut run = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        if run.0 >= run.1 {
+            *run = log.take_ids().map_err(super::jobs::store_error)?;
+        }
+        let id = run.0;
+        run.0 += 1;
+        Ok(id)
+    }
+}
 
 /// Handles one request: route, run, add the request id, record metrics.
 pub(super) async fn handle(
@@ -58,7 +92,7 @@ pub(super) async fn handle(
         .filter(|v| valid_request_id(v))
         .map(str::to_string)
         .unwrap_or_else(|| state.request_id());
-    let (route, result) = dispatch(state, req).await;
+    let (route, result) = dispatch(&conn, &rid, req).await;
     let mut resp = result.unwrap_or_else(|e| e.into_response(&rid));
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert(X_REQUEST_ID, v);
@@ -70,9 +104,11 @@ pub(super) async fn handle(
 }
 
 async fn dispatch(
-    state: &Arc<AppState>,
+    conn: &Conn,
+    rid: &str,
     req: Request<Incoming>,
 ) -> (Route, Result<Response<Body>, ApiError>) {
+    let state = &conn.0;
     let path = req.uri().path().trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
     if let Some((route, id)) = super::jobs::match_path(path) {
@@ -102,8 +138,17 @@ async fn dispatch(
         )),
         Route::Ready => ready(state).await,
         Route::Metrics => Ok(metrics(state)),
-        Route::Recommend => decide(state, req, true).await,
-        Route::RulesEvaluate => decide(state, req, false).await,
+        Route::Recommend => decide(state, req, Some((conn, rid))).await,
+        Route::RulesEvaluate => decide(state, req, None).await,
+        Route::Outcomes => match authorize(state, &req) {
+            Ok(()) => super::optimization::record_outcome(state, req).await,
+            Err(e) => Err(e),
+        },
+        Route::SelectorMetrics => super::optimization::metrics(state, &req).await,
+        Route::RulesRollback => match authorize(state, &req) {
+            Ok(()) => rollback(state, req).await,
+            Err(e) => Err(e),
+        },
         Route::RulesStatus => Ok(reply::json(StatusCode::OK, &state.rules.status())),
         Route::RulesReload => match authorize(state, &req) {
             Ok(()) => reload(state).await,
@@ -179,12 +224,14 @@ fn query_flag(req: &Request<Incoming>, name: &str) -> Result<bool, ApiError> {
     Ok(false)
 }
 
-/// `recommend` (counted as a decision) and `evaluate` (a dry run, never recorded).
+/// `recommend` (counted and logged as a decision; `log` has the connection and request id)
+/// and `evaluate` (a dry run, never recorded).
 async fn decide(
     state: &Arc<AppState>,
     req: Request<Incoming>,
-    count: bool,
+    log: Option<(&Conn, &str)>,
 ) -> Result<Response<Body>, ApiError> {
+    let count = log.is_some();
     let explain = query_flag(&req, "explain")?;
     let body = reply::json_body(
         req,
@@ -207,10 +254,11 @@ async fn decide(
             )
         }
     })?;
-    let d = engine::evaluate(
+    let history = state.history.load();
+    let mut d = engine::evaluate_with(
         &rs,
         &ctx,
-        &[],
+        &**history,
         Options {
             explain,
             guard: None,
@@ -225,10 +273,47 @@ async fn decide(
     if count {
         state.metrics.decision(&d.choice.optimizer);
     }
+    let logged = match (log, &state.decisions) {
+        (Some((conn, _)), Some(dl)) => {
+            d.decision_id = Some(conn.decision_id(dl)?);
+            true
+        }
+        _ => false,
+    };
     // Written straight from the rule set's pre-escaped fragments (same bytes as serde).
     let mut bytes = Vec::with_capacity(1024);
     d.write_json(&mut bytes);
-    Ok(reply::bytes(StatusCode::OK, "application/json", bytes))
+    let out = bytes::Bytes::from(bytes);
+    if let (true, Some((_, rid)), Some(dl), Some(id)) =
+        (logged, log, &state.decisions, d.decision_id)
+    {
+        let entry = NewDecision {
+            id,
+            at_ms: now_ms(),
+            request_id: Some(rid.to_string()),
+            source: "http",
+            revision: d.revision.to_string(),
+            rule: d.rule.id.to_string(),
+            optimizer: d.choice.optimizer.to_string(),
+            variant: d.choice.variant.as_deref().map(str::to_string),
+            estimated_cost: d.estimate.cost,
+            estimated_time: d.estimate.minutes as f64,
+            input: body,
+            output: out.clone(),
+        };
+        drop(d);
+        drop(rs);
+        drop(history);
+        dl.push(entry).await.map_err(super::jobs::store_error)?;
+    }
+    Ok(reply::full(StatusCode::OK, "application/json", out))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 async fn reload(state: &Arc<AppState>) -> Result<Response<Body>, ApiError> {
@@ -259,6 +344,58 @@ async fn reload(state: &Arc<AppState>) -> Result<Response<Body>, ApiError> {
                     .map(|d| serde_json::to_value(d).unwrap_or_default())
                     .collect(),
             ));
+        }
+    };
+    Ok(reply::json(
+        StatusCode::OK,
+        &serde_json::json!({"result": result, "status": state.rules.status()}),
+    ))
+}
+
+/// `POST /api/v1/rules/rollback {"revision": "..."}`: serve a kept revision again.
+async fn rollback(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RollbackBody {
+        revision: String,
+    }
+    let b: RollbackBody = super::jobs::body(state, req).await?;
+    let live = Arc::clone(&state.rules);
+    let rev = b.revision.trim().to_string();
+    let outcome = tokio::task::spawn_blocking(move || live.rollback(&rev))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("rollback task failed: {e}"),
+            )
+        })?;
+    let kept = |list: &[String]| format!("kept revisions: {}", list.join(", "));
+    let result = match outcome {
+        Rollback::Activated { from } => {
+            tracing::info!(from = %from, to = %state.rules.status().revision, "rules rolled back");
+            "rolled_back"
+        }
+        Rollback::Unchanged => "unchanged",
+        Rollback::Unknown(list) => {
+            return Err(super::jobs::invalid(
+                "revision",
+                format!("no kept revision `{}`", b.revision.trim()),
+                Some(kept(&list)),
+            ))
+        }
+        Rollback::Ambiguous(list) => {
+            return Err(super::jobs::invalid(
+                "revision",
+                format!(
+                    "`{}` matches more than one kept revision",
+                    b.revision.trim()
+                ),
+                Some(format!("give more characters; {}", kept(&list))),
+            ))
         }
     };
     Ok(reply::json(

@@ -7,6 +7,7 @@ use crate::diagnostic::{render_all, Diagnostic, SourceFile};
 use crate::rules::{self, fixtures, RuleSet};
 use arc_swap::ArcSwap;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -62,6 +63,42 @@ pub struct Status {
     pub reloads_failed: u64,
     /// The last failed reload, cleared by a successful one.
     pub last_error: Option<ReloadError>,
+    /// Set while a rollback is active: the revision of the files on disk that it replaced.
+    /// Cleared when the files change again or a reload is forced.
+    pub rolled_back_from: Option<String>,
+    /// Good revisions kept for rollback, newest first (the served one included).
+    pub kept_revisions: Vec<KeptRevision>,
+}
+
+/// A good revision kept in memory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeptRevision {
+    /// Revision.
+    pub revision: String,
+    /// When it was first loaded.
+    pub loaded_at: String,
+}
+
+/// How a rollback went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rollback {
+    /// The revision is served now.
+    Activated {
+        /// Revision served before.
+        from: String,
+    },
+    /// The revision was already served.
+    Unchanged,
+    /// No kept revision matches; the kept ones are listed.
+    Unknown(Vec<String>),
+    /// More than one kept revision starts with the given prefix.
+    Ambiguous(Vec<String>),
+}
+
+struct Kept {
+    rs: Arc<RuleSet>,
+    loaded_at: String,
+    fixtures: FixtureSummary,
 }
 
 /// How a reload went.
@@ -89,6 +126,10 @@ pub struct LiveRules {
     current: ArcSwap<RuleSet>,
     status: Mutex<Status>,
     reloading: Mutex<()>,
+    kept: Mutex<VecDeque<Kept>>,
+    keep: usize,
+    /// Revision of the files last read from disk (built or refused).
+    disk_seen: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for LiveRules {
@@ -179,14 +220,96 @@ impl LiveRules {
             reloads_ok: 0,
             reloads_failed: 0,
             last_error: None,
+            rolled_back_from: None,
+            kept_revisions: Vec::new(),
         };
-        Ok(Self {
+        let rs = Arc::new(rs);
+        let kept = Kept {
+            rs: Arc::clone(&rs),
+            loaded_at: status.loaded_at.clone(),
+            fixtures,
+        };
+        let disk = rs.revision.to_string();
+        let live = Self {
             dir: dir.to_path_buf(),
             run_fixtures,
-            current: ArcSwap::from_pointee(rs),
+            current: ArcSwap::new(rs),
             status: Mutex::new(status),
             reloading: Mutex::new(()),
-        })
+            kept: Mutex::new(VecDeque::from([kept])),
+            keep: 5,
+            disk_seen: Mutex::new(Some(disk)),
+        };
+        Ok(live)
+    }
+
+    /// Keeps this many good revisions (at least 1, the served one) for rollback.
+    pub fn keep_revisions(mut self, n: usize) -> Self {
+        self.keep = n.max(1);
+        self
+    }
+
+    /// The revision of the files last read from disk, built or refused (the watcher's poll
+    /// compares the disk with it, not with the served revision, which a rollback may change).
+    pub fn disk_seen(&self) -> Option<String> {
+        self.disk_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn kept_list(&self) -> Vec<KeptRevision> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|k| KeptRevision {
+                revision: k.rs.revision.to_string(),
+                loaded_at: k.loaded_at.clone(),
+            })
+            .collect()
+    }
+
+    fn remember(&self, rs: &Arc<RuleSet>, loaded_at: &str, fixtures: FixtureSummary) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|k| k.rs.revision != rs.revision);
+        kept.push_front(Kept {
+            rs: Arc::clone(rs),
+            loaded_at: loaded_at.to_string(),
+            fixtures,
+        });
+        kept.truncate(self.keep);
+    }
+
+    /// Serves a kept revision again (a full revision or a unique prefix of one). It stays
+    /// served until the files change again or a reload is forced.
+    pub fn rollback(&self, revision: &str) -> Rollback {
+        let _guard = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let matches: Vec<&Kept> = kept
+            .iter()
+            .filter(|k| !revision.is_empty() && k.rs.revision.starts_with(revision))
+            .collect();
+        let names = |ks: &[&Kept]| ks.iter().map(|k| k.rs.revision.to_string()).collect();
+        let k = match matches.as_slice() {
+            [] => {
+                return Rollback::Unknown(kept.iter().map(|k| k.rs.revision.to_string()).collect())
+            }
+            [k] => *k,
+            more => return Rollback::Ambiguous(names(more)),
+        };
+        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if *k.rs.revision == *st.revision {
+            return Rollback::Unchanged;
+        }
+        let from = std::mem::replace(&mut st.revision, k.rs.revision.to_string());
+        st.loaded_at = k.loaded_at.clone();
+        st.files = k.rs.files.clone();
+        st.fixtures = k.fixtures;
+        st.state = State::Loaded;
+        st.rolled_back_from = self.disk_seen();
+        self.current.store(Arc::clone(&k.rs));
+        Rollback::Activated { from }
     }
 
     /// The rule set to use for one request, from start to end.
@@ -207,10 +330,13 @@ impl LiveRules {
 
     /// A copy of the status.
     pub fn status(&self) -> Status {
-        self.status
+        let mut st = self
+            .status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        st.kept_revisions = self.kept_list();
+        st
     }
 
     /// The revision of the files on disk now, when they can be read.
@@ -220,10 +346,29 @@ impl LiveRules {
             .map(|f| rules::compile::revision(&f))
     }
 
-    /// Rebuilds from disk and swaps when valid. Reloads never run concurrently.
+    /// Rebuilds from disk and swaps when valid (forced: also when a rollback is active and
+    /// the files did not change). Reloads never run concurrently.
     pub fn reload(&self) -> Reload {
+        self.reload_from_disk(true)
+    }
+
+    /// Rebuilds after a file event or poll: while a rollback is active, files that still hash
+    /// to the revision it replaced are left alone.
+    pub fn reload_changed(&self) -> Reload {
+        self.reload_from_disk(false)
+    }
+
+    fn reload_from_disk(&self, force: bool) -> Reload {
         let _guard = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
+        let disk = self.disk_revision();
+        {
+            let st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            if !force && st.rolled_back_from.is_some() && disk == st.rolled_back_from {
+                return Reload::Unchanged(st.revision.clone());
+            }
+        }
+        *self.disk_seen.lock().unwrap_or_else(|p| p.into_inner()) = disk;
         let result = build_dir(&self.dir, self.run_fixtures);
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         match result {
@@ -231,6 +376,7 @@ impl LiveRules {
                 st.reloads_ok += 1;
                 st.state = State::Loaded;
                 st.last_error = None;
+                st.rolled_back_from = None;
                 let from = st.revision.clone();
                 if *rs.revision == *from {
                     return Reload::Unchanged(from);
@@ -240,7 +386,9 @@ impl LiveRules {
                 st.files = rs.files.clone();
                 st.fixtures = fixtures;
                 let to = st.revision.clone();
-                self.current.store(Arc::new(rs));
+                let rs = Arc::new(rs);
+                self.remember(&rs, &st.loaded_at, fixtures);
+                self.current.store(rs);
                 Reload::Swapped {
                     from,
                     to,

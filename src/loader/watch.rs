@@ -62,7 +62,7 @@ pub fn log_reload(outcome: &Reload, cause: &str) {
 
 async fn reload(live: &Arc<LiveRules>, cause: &str) {
     let l = Arc::clone(live);
-    match tokio::task::spawn_blocking(move || l.reload()).await {
+    match tokio::task::spawn_blocking(move || l.reload_changed()).await {
         Ok(outcome) => log_reload(&outcome, cause),
         Err(e) => tracing::error!("rules reload task failed: {e}"),
     }
@@ -110,7 +110,9 @@ pub async fn run(live: Arc<LiveRules>, cfg: WatchConfig, mut shutdown: watch::Re
                 let l = Arc::clone(&live);
                 let disk = tokio::task::spawn_blocking(move || l.disk_revision()).await.ok().flatten();
                 if let Some(rev) = disk {
-                    if rev != live.status().revision && last_polled.as_deref() != Some(rev.as_str()) {
+                    // Against the files last read, not the served revision: a rollback
+                    // serves an older revision until the files change again.
+                    if Some(&rev) != live.disk_seen().as_ref() && last_polled.as_deref() != Some(rev.as_str()) {
                         reload(&live, "poll").await;
                     }
                     last_polled = Some(rev);

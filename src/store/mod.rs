@@ -9,8 +9,10 @@
 //! write-through cache of jobs.
 
 pub mod cache;
+pub mod decisions;
 pub mod examples;
 pub mod job;
+pub mod outcomes;
 mod sql;
 pub mod writer;
 
@@ -83,6 +85,46 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
              updated_at    INTEGER NOT NULL
          );
          CREATE INDEX examples_category ON examples (category);",
+    ),
+    (
+        "create decisions and outcomes",
+        "CREATE TABLE decisions (
+             id             INTEGER PRIMARY KEY,
+             created_at     INTEGER NOT NULL,
+             request_id     TEXT,
+             source         TEXT NOT NULL,
+             revision       TEXT NOT NULL,
+             rule           TEXT NOT NULL,
+             optimizer      TEXT NOT NULL,
+             variant        TEXT,
+             estimated_cost REAL NOT NULL,
+             estimated_time REAL NOT NULL,
+             input          TEXT NOT NULL,
+             output         TEXT NOT NULL
+         );
+         CREATE TABLE outcomes (
+             id             INTEGER PRIMARY KEY,
+             decision_id    INTEGER,
+             job_id         TEXT UNIQUE,
+             created_at     INTEGER NOT NULL,
+             domain         TEXT NOT NULL,
+             optimizer_used TEXT NOT NULL,
+             recommended    TEXT,
+             rule           TEXT,
+             revision       TEXT,
+             trainset_size  INTEGER,
+             budget         REAL,
+             quality_target REAL,
+             model          TEXT,
+             variant        TEXT,
+             estimated_cost REAL,
+             estimated_time REAL,
+             actual_cost    REAL,
+             actual_time    REAL,
+             quality        REAL NOT NULL,
+             auto_selected  INTEGER NOT NULL
+         );
+         CREATE INDEX outcomes_decision ON outcomes (decision_id);",
     ),
 ];
 
@@ -681,6 +723,62 @@ impl Store {
             Done::ExamplesUpdated(o) => Ok(o),
             _ => Err(StoreError::Invalid("unexpected writer answer".into())),
         }
+    }
+
+    /// Appends entries to the decision log in one transaction (ids from
+    /// [`Store::reserve_decision_ids`]).
+    pub fn log_decisions(&self, rows: Vec<decisions::NewDecision>) -> Result<usize, StoreError> {
+        match self.write(Op::LogDecisions(rows))? {
+            Done::Logged(n) => Ok(n),
+            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+        }
+    }
+
+    /// Reserves `n` consecutive decision ids no other process will hand out; returns the first.
+    pub fn reserve_decision_ids(&self, n: i64) -> Result<i64, StoreError> {
+        match self.write(Op::ReserveDecisionIds(n))? {
+            Done::Reserved(first) => Ok(first),
+            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+        }
+    }
+
+    /// Records the outcome of a run; an unknown `decision_id` is refused.
+    pub fn record_outcome(
+        &self,
+        new: outcomes::NewOutcome,
+    ) -> Result<outcomes::OutcomeRecord, StoreError> {
+        match self.write(Op::RecordOutcome(Box::new(new)))? {
+            Done::Outcome(o) => Ok(*o),
+            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+        }
+    }
+
+    /// One logged decision.
+    pub fn decision(&self, id: i64) -> Result<Option<decisions::DecisionRecord>, StoreError> {
+        self.read(|c| decisions::get(c, id))
+    }
+
+    /// Calls `f` with every decision logged at or after `since_ms`, oldest first; returns the
+    /// count.
+    pub fn each_decision_since(
+        &self,
+        since_ms: i64,
+        f: impl FnMut(decisions::DecisionRecord),
+    ) -> Result<u64, StoreError> {
+        self.read(|c| decisions::each_since(c, since_ms, f))
+    }
+
+    /// Decisions per optimizer, rule and revision since `since_ms`.
+    pub fn decision_counts(&self, since_ms: i64) -> Result<decisions::DecisionCounts, StoreError> {
+        self.read(|c| decisions::counts(c, since_ms))
+    }
+
+    /// Outcomes recorded since `since_ms`, oldest first.
+    pub fn outcomes_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<outcomes::OutcomeRecord>, StoreError> {
+        self.read(|c| outcomes::since(c, since_ms))
     }
 
     /// Every training example, by id.

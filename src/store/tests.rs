@@ -530,7 +530,11 @@ fn an_older_database_is_upgraded_and_a_newer_one_refused() {
     }
     assert_eq!(
         pending_migrations(&path).unwrap(),
-        vec![(2, "create jobs"), (3, "create examples")]
+        vec![
+            (2, "create jobs"),
+            (3, "create examples"),
+            (4, "create decisions and outcomes")
+        ]
     );
     // without init the old schema is refused with advice
     let err = Store::open(&path, false).unwrap_err().to_string();

@@ -104,6 +104,12 @@ pub enum Op {
     },
     /// Insert or replace training examples by id.
     ImportExamples(Vec<crate::engine::training::Example>),
+    /// Append entries to the decision log.
+    LogDecisions(Vec<super::decisions::NewDecision>),
+    /// Reserve this many decision ids.
+    ReserveDecisionIds(i64),
+    /// Record the outcome of a run.
+    RecordOutcome(Box<super::outcomes::NewOutcome>),
     /// Apply optimization results to the training examples.
     UpdateExamples {
         /// The training rules (update factors, neutral success rate).
@@ -130,6 +136,12 @@ pub enum Done {
     Imported(super::examples::ImportCount),
     /// What a training update changed.
     ExamplesUpdated(crate::engine::training::UpdateOutcome),
+    /// Decisions logged.
+    Logged(usize),
+    /// First of the reserved decision ids.
+    Reserved(i64),
+    /// The recorded outcome.
+    Outcome(Box<super::outcomes::OutcomeRecord>),
 }
 
 /// Counters of the writer: how many changes shared how many commits.
@@ -283,13 +295,14 @@ impl Ctx<'_> {
                 training,
             } => {
                 self.leased(id, token, Status::Completed)?;
-                if let Some((spec, results)) = training {
-                    let job_type: String = c
-                        .prepare_cached("SELECT job_type FROM jobs WHERE id = ?1")?
-                        .query_row([id], |r| r.get(0))?;
-                    if job_type == "optimization" {
+                let (job_type, payload): (String, String) = c
+                    .prepare_cached("SELECT job_type, payload FROM jobs WHERE id = ?1")?
+                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                if job_type == "optimization" {
+                    if let Some((spec, results)) = training {
                         super::examples::update(c, spec, results, now)?;
                     }
+                    self.job_outcome(id, &payload, result)?;
                 }
                 c.prepare_cached(
                     "UPDATE jobs SET status = 'completed', result = ?2, progress_percent = 100, \
@@ -422,6 +435,11 @@ impl Ctx<'_> {
                     .collect::<Result<Vec<String>, _>>()?;
                 Ok(Done::Pruned(ids))
             }
+            Op::LogDecisions(rows) => Ok(Done::Logged(super::decisions::insert(c, rows)?)),
+            Op::ReserveDecisionIds(n) => Ok(Done::Reserved(super::decisions::reserve(c, *n)?)),
+            Op::RecordOutcome(new) => Ok(Done::Outcome(Box::new(super::outcomes::record(
+                c, new, now,
+            )?))),
             Op::ImportExamples(records) => {
                 Ok(Done::Imported(super::examples::put(c, records, now)?))
             }
@@ -429,6 +447,54 @@ impl Ctx<'_> {
                 super::examples::update(c, spec, results, now)?,
             )),
         }
+    }
+
+    /// Records the outcome a completed `optimization` job reports in its result, linked to the
+    /// decision its payload names (`decision_id`, or `decision.decision_id`) when that decision
+    /// is in the log. A result without outcome fields, or with bad ones, records nothing.
+    fn job_outcome(
+        &self,
+        id: &str,
+        payload: &str,
+        result: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let Ok(Some(report)) = super::outcomes::parse_report(result) else {
+            return Ok(());
+        };
+        let payload: serde_json::Value =
+            serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
+        let decision_id = payload
+            .get("decision_id")
+            .and_then(serde_json::Value::as_i64)
+            .or_else(|| {
+                payload
+                    .get("decision")
+                    .and_then(|d| d.get("decision_id"))
+                    .and_then(serde_json::Value::as_i64)
+            });
+        let decision_id = match decision_id {
+            Some(d) if super::decisions::get(self.conn, d)?.is_some() => Some(d),
+            _ => None,
+        };
+        let mut context = super::outcomes::Context::from_json(&payload);
+        let planned = payload.get("optimizer").and_then(serde_json::Value::as_str);
+        if planned.is_some_and(|p| p != report.optimizer_used) {
+            // The run used another optimizer than the job planned: the plan's variant and
+            // estimates are not its own.
+            context.variant = None;
+            context.estimated_cost = None;
+            context.estimated_time = None;
+        }
+        if let Some(v) = result.get("variant").and_then(serde_json::Value::as_str) {
+            context.variant = Some(v.to_string());
+        }
+        let new = super::outcomes::NewOutcome {
+            report,
+            decision_id,
+            job_id: Some(id.to_string()),
+            context,
+        };
+        super::outcomes::record(self.conn, &new, self.now).map(|_| ())
     }
 
     fn create(&self, new: &NewJob) -> Result<Done, StoreError> {
@@ -536,7 +602,11 @@ pub fn run(
                             Done::Claimed(None) => {}
                             Done::Swept(js) => js.iter().for_each(|j| c.put(j.clone())),
                             Done::Pruned(ids) => ids.iter().for_each(|id| c.remove(id)),
-                            Done::Imported(_) | Done::ExamplesUpdated(_) => {}
+                            Done::Imported(_)
+                            | Done::ExamplesUpdated(_)
+                            | Done::Logged(_)
+                            | Done::Reserved(_)
+                            | Done::Outcome(_) => {}
                         }
                     }
                 }

@@ -1,0 +1,227 @@
+//! `skill-fleet metrics [--since 30d] [--format json]` and `metrics export --jsonl FILE`.
+
+use super::db::{open, resolve_path, DbArgs, Format};
+use super::Exit;
+use crate::engine::metrics::{compute, Rate, SelectorMetrics};
+use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Arguments of `metrics`.
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  skill-fleet metrics\n  skill-fleet metrics --since 7d --format json\n  \
+skill-fleet metrics export --jsonl selector_metrics.jsonl\n  \
+skill-fleet rules test --set trainset_size=200 --history selector_metrics.jsonl"
+)]
+pub struct MetricsArgs {
+    /// Export instead of reporting.
+    #[command(subcommand)]
+    pub command: Option<MetricsCommand>,
+    /// Window: an age such as 30d, 12h, 2w, or `all`.
+    #[arg(long, value_name = "AGE", default_value = "30d", global = true)]
+    pub since: String,
+    /// Database and output format.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `metrics` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// Write the recorded outcomes as `selector_metrics.jsonl` records (the format `--history`
+    /// reads).
+    Export(ExportArgs),
+}
+
+/// Arguments of `metrics export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// File to write, or `-` for standard output.
+    #[arg(long, value_name = "FILE")]
+    pub jsonl: PathBuf,
+}
+
+/// Runs `metrics`.
+pub fn run(a: MetricsArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let age = match crate::timefmt::parse_age(&a.since) {
+        Ok(age) => age,
+        Err(m) => {
+            let _ = writeln!(err, "error: invalid --since: {m}");
+            return Exit::Usage;
+        }
+    };
+    let path = match resolve_path(a.db.db.as_deref(), err) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let store = match open(&path, false, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let since_ms = age.map_or(i64::MIN, |a| store.now_ms().saturating_sub(a));
+    let result = match a.command {
+        Some(MetricsCommand::Export(e)) => export(&store, since_ms, &e, out, err),
+        None => report(&store, since_ms, &a.since, a.db.format, out, err),
+    };
+    let _ = store.close();
+    result
+}
+
+fn export(
+    store: &crate::store::Store,
+    since_ms: i64,
+    e: &ExportArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
+    let outcomes = match store.outcomes_since(since_ms) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Exit::Io;
+        }
+    };
+    let mut text = String::new();
+    for o in &outcomes {
+        text.push_str(&serde_json::to_string(&o.to_history()).unwrap_or_default());
+        text.push('\n');
+    }
+    if e.jsonl.as_os_str() == "-" {
+        let _ = out.write_all(text.as_bytes());
+        return Exit::Ok;
+    }
+    if let Err(x) = std::fs::write(&e.jsonl, text) {
+        let _ = writeln!(err, "error: cannot write `{}`: {x}", e.jsonl.display());
+        return Exit::Io;
+    }
+    let _ = writeln!(
+        out,
+        "wrote {} outcome{} to `{}`",
+        outcomes.len(),
+        if outcomes.len() == 1 { "" } else { "s" },
+        e.jsonl.display()
+    );
+    Exit::Ok
+}
+
+fn report(
+    store: &crate::store::Store,
+    since_ms: i64,
+    window: &str,
+    format: Format,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
+    let data = store
+        .decision_counts(since_ms)
+        .and_then(|c| Ok((c, store.outcomes_since(since_ms)?)));
+    let (counts, outcomes) = match data {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Exit::Io;
+        }
+    };
+    let m = compute(counts, &outcomes);
+    match format {
+        Format::Json => {
+            let mut v = serde_json::to_value(&m).unwrap_or_default();
+            v["window"] = window.into();
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            );
+        }
+        Format::Human => {
+            let _ = write!(
+                out,
+                "{}",
+                render(&m, window, &store.path().display().to_string())
+            );
+        }
+    }
+    Exit::Ok
+}
+
+fn spread(map: &BTreeMap<String, u64>) -> String {
+    let mut v: Vec<(&String, &u64)> = map.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn rate(r: &Option<Rate>, what: &str) -> String {
+    match r {
+        Some(r) => format!("{:.1}% ({} of {} {what})", r.rate * 100.0, r.count, r.of),
+        None => format!("- (no {what} yet)"),
+    }
+}
+
+fn pct(x: Option<f64>, n: u64) -> String {
+    match x {
+        Some(x) => format!("{x:.1}% (n={n})"),
+        None => "-".into(),
+    }
+}
+
+/// The human report.
+pub fn render(m: &SelectorMetrics, window: &str, db: &str) -> String {
+    let mut s = String::new();
+    let since = if window.eq_ignore_ascii_case("all") {
+        "all time".to_string()
+    } else {
+        format!("last {window}")
+    };
+    s.push_str(&format!("selector metrics, {since} (database `{db}`)\n\n"));
+    s.push_str(&format!("decisions     {}\n", m.decisions.total));
+    s.push_str(&format!(
+        "  optimizer   {}\n",
+        spread(&m.decisions.by_optimizer)
+    ));
+    s.push_str(&format!("  rule        {}\n", spread(&m.decisions.by_rule)));
+    s.push_str(&format!(
+        "  revision    {}\n",
+        spread(&m.decisions.by_revision)
+    ));
+    s.push_str(&format!(
+        "outcomes      {} ({} auto-selected, {} manual)\n",
+        m.outcomes, m.auto_selected, m.manual
+    ));
+    s.push_str(&format!(
+        "acceptance    {}\n",
+        rate(
+            &m.acceptance,
+            "auto-selected runs used the recommended optimizer"
+        )
+    ));
+    s.push_str(&format!(
+        "target hit    {}\n",
+        rate(&m.target_hit, "runs with a quality target reached it")
+    ));
+    if !m.accuracy.is_empty() {
+        s.push_str(&format!(
+            "\n{:<20} {:>5} {:>13} {:>18} {:>18}\n",
+            "optimizer", "runs", "mean quality", "cost MAPE", "time MAPE"
+        ));
+        for (name, a) in &m.accuracy {
+            s.push_str(&format!(
+                "{:<20} {:>5} {:>13.3} {:>18} {:>18}\n",
+                name,
+                a.outcomes,
+                a.mean_quality,
+                pct(a.cost_mape, a.cost_samples),
+                pct(a.time_mape, a.time_samples)
+            ));
+        }
+    }
+    s
+}

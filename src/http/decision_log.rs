@@ -1,0 +1,174 @@
+//! The decision log behind `recommend`: each served decision is queued here and written by a
+//! background thread in batches (one transaction for whatever queued up while the previous one
+//! committed), so the endpoint never waits for the disk. The queue is bounded: when it is full,
+//! requests wait for room instead of entries being dropped.
+//!
+//! Ids are handed out before the entry is written: the server reserves blocks of ids in the
+//! database, and each connection takes small runs of them, so the hot path touches no shared
+//! counter. Ids increase but are not consecutive.
+
+use crate::store::decisions::NewDecision;
+use crate::store::{Store, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// Ids reserved in the database at a time.
+const DB_BLOCK: i64 = 1_000_000;
+/// Ids a connection takes at a time.
+pub(super) const CONN_BLOCK: i64 = 64;
+/// Most entries in one write.
+const MAX_BATCH: usize = 8_192;
+
+// Decisions are nearly every entry: boxing them would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Entry {
+    Decision(NewDecision),
+    /// Answered once everything queued before it is committed.
+    Sync(oneshot::Sender<Result<(), String>>),
+    /// Write everything queued, refuse new entries, answer, and end the thread.
+    Stop(oneshot::Sender<Result<(), String>>),
+}
+
+/// Counters of the log.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Entries committed.
+    pub written: AtomicU64,
+    /// Entries lost to a failed write.
+    pub failed: AtomicU64,
+    /// Transactions.
+    pub batches: AtomicU64,
+}
+
+/// The queue and id allocator of the decision log.
+pub struct DecisionLog {
+    tx: mpsc::Sender<Entry>,
+    ids: Mutex<(i64, i64)>,
+    store: Arc<Store>,
+    /// Counters.
+    pub stats: Arc<LogStats>,
+}
+
+impl std::fmt::Debug for DecisionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionLog").finish_non_exhaustive()
+    }
+}
+
+impl DecisionLog {
+    /// Starts the writer thread; `capacity` entries may wait in the queue.
+    pub fn start(store: Arc<Store>, capacity: usize) -> Result<Self, StoreError> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let stats = Arc::new(LogStats::default());
+        let first = store.reserve_decision_ids(DB_BLOCK)?;
+        {
+            let store = Arc::clone(&store);
+            let stats = Arc::clone(&stats);
+            std::thread::Builder::new()
+                .name("skill-fleet-decision-log".into())
+                .spawn(move || run(rx, &store, &stats))
+                .map_err(|e| StoreError::Invalid(format!("cannot start the decision log: {e}")))?;
+        }
+        Ok(Self {
+            tx,
+            ids: Mutex::new((first, first + DB_BLOCK)),
+            store,
+            stats,
+        })
+    }
+
+    /// A run of `CONN_BLOCK` ids for one connection: `(first, end)`.
+    pub(super) fn take_ids(&self) -> Result<(i64, i64), StoreError> {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.0 + CONN_BLOCK > ids.1 {
+            // Rare (once per million ids): a blocking round trip to the writer.
+            let first = self.store.reserve_decision_ids(DB_BLOCK)?;
+            *ids = (first, first + DB_BLOCK);
+        }
+        let run = (ids.0, ids.0 + CONN_BLOCK);
+        ids.0 += CONN_BLOCK;
+        Ok(run)
+    }
+
+    /// Queues an entry; waits for room when the queue is full.
+    pub(super) async fn push(&self, d: NewDecision) -> Result<(), StoreError> {
+        match self.tx.try_send(Entry::Decision(d)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(e)) => {
+                self.tx.send(e).await.map_err(|_| StoreError::Closed)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Waits until every entry queued so far is committed.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Entry::Sync(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Batch(e)),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Writes what is queued and stops the writer thread (at shutdown, after the last
+    /// request); entries pushed afterwards are refused.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Entry::Stop(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Batch(e)),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+}
+
+fn run(mut rx: mpsc::Receiver<Entry>, store: &Store, stats: &LogStats) {
+    let mut batch: Vec<NewDecision> = Vec::new();
+    let mut waiting: Vec<oneshot::Sender<Result<(), String>>> = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(e) = next.take() {
+            match e {
+                Entry::Decision(d) => batch.push(d),
+                Entry::Sync(s) => waiting.push(s),
+                Entry::Stop(s) => {
+                    // Nothing new gets in; what is already queued is still written.
+                    rx.close();
+                    waiting.push(s);
+                }
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        let mut outcome = Ok(());
+        if !batch.is_empty() {
+            let n = batch.len() as u64;
+            match store.log_decisions(std::mem::take(&mut batch)) {
+                Ok(_) => {
+                    stats.written.fetch_add(n, Ordering::Relaxed);
+                    stats.batches.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.failed.fetch_add(n, Ordering::Relaxed);
+                    tracing::error!("decision log: {n} entries could not be written: {e}");
+                    outcome = Err(e.to_string());
+                }
+            }
+        }
+        for w in waiting.drain(..) {
+            let _ = w.send(outcome.clone());
+        }
+    }
+}

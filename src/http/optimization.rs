@@ -1,0 +1,155 @@
+//! `POST /api/v1/optimization/outcomes` (record the outcome of a run not tracked as a job) and
+//! `GET /api/v1/optimization/metrics` (selector metrics over a window).
+
+use super::jobs::{blocking, invalid, parse};
+use super::reply::{self, ApiError, Body};
+use super::AppState;
+use crate::outcome::{parse_report, Context, NewOutcome};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The body of `POST /api/v1/optimization/outcomes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // the report fields are read by `parse_report`
+struct OutcomeBody {
+    decision_id: Option<i64>,
+    optimizer_used: Value,
+    quality: Value,
+    actual_cost: Option<Value>,
+    actual_time_minutes: Option<Value>,
+    domain: Option<String>,
+    trainset_size: Option<i64>,
+    budget_usd: Option<f64>,
+    quality_target: Option<f64>,
+    model: Option<String>,
+    variant: Option<String>,
+}
+
+fn no_store() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "outcomes need the database, and none is open",
+    )
+}
+
+/// Records an outcome: 201 with the stored record.
+pub(super) async fn record_outcome(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let Some(store) = state.store.clone() else {
+        return Err(no_store());
+    };
+    let map = reply::json_object(
+        req,
+        state.config.server.body_limit_bytes,
+        std::time::Duration::from_millis(state.config.server.body_read_timeout_ms),
+    )
+    .await?;
+    let body: OutcomeBody = parse(&map, "")?;
+    let whole = Value::Object(map);
+    let report = parse_report(&whole)
+        .map_err(|e| invalid(e.field, e.message, None))?
+        .ok_or_else(|| {
+            invalid(
+                "optimizer_used",
+                "`optimizer_used` is required".into(),
+                None,
+            )
+        })?;
+    if let Some(q) = body.quality_target {
+        if !(0.0..=1.0).contains(&q) {
+            return Err(invalid(
+                "quality_target",
+                format!("`quality_target` must be between 0 and 1, found `{q}`"),
+                None,
+            ));
+        }
+    }
+    if let Some(id) = body.decision_id {
+        // The decision may still be queued behind the response that announced it.
+        if let Some(log) = &state.decisions {
+            log.sync().await.map_err(super::jobs::store_error)?;
+        }
+        let s = Arc::clone(&store);
+        if blocking(s, move |s| s.decision(id)).await?.is_none() {
+            return Err(invalid(
+                "decision_id",
+                format!("no decision `{id}` in the decision log"),
+                Some("use the `decision_id` a recommend response returned, or leave it out".into()),
+            ));
+        }
+    }
+    let mut context = Context::from_json(&whole);
+    context.variant = body.variant.clone();
+    context.auto_selected = body.decision_id.is_some();
+    let new = NewOutcome {
+        report,
+        decision_id: body.decision_id,
+        job_id: None,
+        context,
+    };
+    let record = blocking(store, move |s| s.record_outcome(new)).await?;
+    let st = Arc::clone(state);
+    match tokio::task::spawn_blocking(move || st.refresh_history()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("refreshing the outcome history failed: {e}"),
+        Err(e) => tracing::warn!("refreshing the outcome history failed: {e}"),
+    }
+    Ok(reply::json(StatusCode::CREATED, &record))
+}
+
+/// The `since` query parameter: an age (`30d`, default) or `all`.
+fn since_param(req: &Request<Incoming>) -> Result<(String, Option<i64>), ApiError> {
+    let mut text = "30d".to_string();
+    for pair in req.uri().query().unwrap_or("").split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        match pair.split_once('=') {
+            Some(("since", v)) => text = v.to_string(),
+            _ => {
+                let k = pair.split('=').next().unwrap_or(pair);
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query parameter `{k}`; this endpoint takes `since`"),
+                ));
+            }
+        }
+    }
+    let age = crate::timefmt::parse_age(&text).map_err(|m| {
+        ApiError::new(StatusCode::BAD_REQUEST, m).details(vec![json!({"field": "since"})])
+    })?;
+    Ok((text, age))
+}
+
+/// Selector metrics over the window `since` (default `30d`).
+pub(super) async fn metrics(
+    state: &Arc<AppState>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let Some(store) = state.store.clone() else {
+        return Err(no_store());
+    };
+    let (window, age) = since_param(req)?;
+    if let Some(log) = &state.decisions {
+        log.sync().await.map_err(super::jobs::store_error)?;
+    }
+    let body = blocking(store, move |s| {
+        let since_ms = age.map_or(i64::MIN, |a| s.now_ms().saturating_sub(a));
+        let counts = s.decision_counts(since_ms)?;
+        let outcomes = s.outcomes_since(since_ms)?;
+        let m = crate::engine::metrics::compute(counts, &outcomes);
+        let mut v = serde_json::to_value(&m).unwrap_or(Value::Null);
+        if let Value::Object(o) = &mut v {
+            o.insert("window".into(), Value::String(window));
+        }
+        Ok(v)
+    })
+    .await?;
+    Ok(reply::json(StatusCode::OK, &body))
+}

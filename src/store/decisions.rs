@@ -1,0 +1,199 @@
+//! The decision log: every recommendation the server (or `optimize --auto-select`) made, with
+//! its input, output, rule, rules revision, time and request id.
+//!
+//! Decision ids come from blocks reserved in the `meta` table through the writer, so several
+//! processes writing to one file never hand out the same id, and the server can answer with an
+//! id before the entry is committed (the log is written behind the response, in batches).
+
+use super::StoreError;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// One logged decision, as the server hands it to the writer.
+#[derive(Debug, Clone)]
+pub struct NewDecision {
+    /// Id reserved with [`super::Store::reserve_decision_ids`].
+    pub id: i64,
+    /// Milliseconds since the epoch.
+    pub at_ms: i64,
+    /// The request's `X-Request-ID` (none from the CLI).
+    pub request_id: Option<String>,
+    /// `http` or `cli`.
+    pub source: &'static str,
+    /// Rules revision that decided.
+    pub revision: String,
+    /// Rule that fired.
+    pub rule: String,
+    /// Recommended optimizer.
+    pub optimizer: String,
+    /// Its variant (e.g. MIPROv2's `auto` level), when it has variants.
+    pub variant: Option<String>,
+    /// Estimated cost in USD.
+    pub estimated_cost: f64,
+    /// Estimated time in minutes.
+    pub estimated_time: f64,
+    /// The request body (JSON).
+    pub input: bytes::Bytes,
+    /// The response body (JSON).
+    pub output: bytes::Bytes,
+}
+
+/// A decision read back from the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionRecord {
+    /// Decision id.
+    pub id: i64,
+    /// Milliseconds since the epoch.
+    pub at_ms: i64,
+    /// Request id.
+    pub request_id: Option<String>,
+    /// `http` or `cli`.
+    pub source: String,
+    /// Rules revision.
+    pub revision: String,
+    /// Rule that fired.
+    pub rule: String,
+    /// Recommended optimizer.
+    pub optimizer: String,
+    /// Its variant.
+    pub variant: Option<String>,
+    /// Estimated cost in USD.
+    pub estimated_cost: f64,
+    /// Estimated time in minutes.
+    pub estimated_time: f64,
+    /// The request body.
+    pub input: serde_json::Value,
+    /// The response body.
+    pub output: serde_json::Value,
+}
+
+pub use crate::engine::metrics::DecisionCounts;
+
+const NEXT_ID_KEY: &str = "next_decision_id";
+
+/// Reserves `n` ids (inside the writer's transaction); returns the first.
+pub fn reserve(conn: &Connection, n: i64) -> Result<i64, StoreError> {
+    if n < 1 {
+        return Err(StoreError::Invalid(format!(
+            "cannot reserve {n} decision ids"
+        )));
+    }
+    let stored: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([NEXT_ID_KEY], |r| r.get(0))
+        .optional()?;
+    let stored = stored.and_then(|s| s.parse::<i64>().ok()).unwrap_or(1);
+    let max: Option<i64> = conn
+        .prepare_cached("SELECT MAX(id) FROM decisions")?
+        .query_row([], |r| r.get(0))?;
+    let start = stored.max(max.unwrap_or(0) + 1);
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![NEXT_ID_KEY, (start + n).to_string()])?;
+    Ok(start)
+}
+
+/// Inserts decisions (inside the writer's transaction). Entries must be valid UTF-8 JSON; an
+/// id already logged is refused before anything is written.
+pub fn insert(conn: &Connection, rows: &[NewDecision]) -> Result<usize, StoreError> {
+    let mut texts = Vec::with_capacity(rows.len());
+    for d in rows {
+        let input = std::str::from_utf8(&d.input)
+            .map_err(|_| StoreError::Invalid(format!("decision {}: input is not UTF-8", d.id)))?;
+        let output = std::str::from_utf8(&d.output)
+            .map_err(|_| StoreError::Invalid(format!("decision {}: output is not UTF-8", d.id)))?;
+        texts.push((input, output));
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO decisions (id, created_at, request_id, source, revision, rule, optimizer, \
+         variant, estimated_cost, estimated_time, input, output) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for (d, (input, output)) in rows.iter().zip(texts) {
+        stmt.execute(params![
+            d.id,
+            d.at_ms,
+            d.request_id,
+            d.source,
+            d.revision,
+            d.rule,
+            d.optimizer,
+            d.variant,
+            d.estimated_cost,
+            d.estimated_time,
+            input,
+            output
+        ])?;
+    }
+    Ok(rows.len())
+}
+
+const COLUMNS: &str = "id, created_at, request_id, source, revision, rule, optimizer, \
+     variant, estimated_cost, estimated_time, input, output";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRecord> {
+    let input: String = r.get(10)?;
+    let output: String = r.get(11)?;
+    Ok(DecisionRecord {
+        id: r.get(0)?,
+        at_ms: r.get(1)?,
+        request_id: r.get(2)?,
+        source: r.get(3)?,
+        revision: r.get(4)?,
+        rule: r.get(5)?,
+        optimizer: r.get(6)?,
+        variant: r.get(7)?,
+        estimated_cost: r.get(8)?,
+        estimated_time: r.get(9)?,
+        input: serde_json::from_str(&input).unwrap_or(serde_json::Value::String(input)),
+        output: serde_json::from_str(&output).unwrap_or(serde_json::Value::String(output)),
+    })
+}
+
+/// One decision by id.
+pub fn get(conn: &Connection, id: i64) -> Result<Option<DecisionRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM decisions WHERE id = ?1"))?
+        .query_row([id], row)
+        .optional()?)
+}
+
+/// Calls `f` with every decision made at or after `since_ms`, oldest first.
+pub fn each_since(
+    conn: &Connection,
+    since_ms: i64,
+    mut f: impl FnMut(DecisionRecord),
+) -> Result<u64, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM decisions WHERE created_at >= ?1 ORDER BY id"
+    ))?;
+    let mut rows = stmt.query([since_ms])?;
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        f(row(r)?);
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Counts per optimizer, rule and revision of the decisions made at or after `since_ms`.
+pub fn counts(conn: &Connection, since_ms: i64) -> Result<DecisionCounts, StoreError> {
+    let mut out = DecisionCounts::default();
+    let mut stmt = conn.prepare(
+        "SELECT optimizer, rule, revision, COUNT(*) FROM decisions WHERE created_at >= ?1 \
+         GROUP BY optimizer, rule, revision",
+    )?;
+    let mut rows = stmt.query([since_ms])?;
+    while let Some(r) = rows.next()? {
+        let (opt, rule, rev, n): (String, String, String, i64) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        let n = n.max(0) as u64;
+        out.total += n;
+        *out.by_optimizer.entry(opt).or_default() += n;
+        *out.by_rule.entry(rule).or_default() += n;
+        *out.by_revision.entry(rev).or_default() += n;
+    }
+    Ok(out)
+}

@@ -1,0 +1,150 @@
+//! The `outcomes` table: what an optimization run actually cost, took and reached, linked to the decision
+//! that recommended it when there was one. They feed the live confidence model, the selector
+//! metrics, `metrics export` and `rules calibrate`.
+
+use super::decisions;
+use super::StoreError;
+pub use crate::outcome::{parse_report, Context, FieldError, NewOutcome, OutcomeRecord, RunReport};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+/// Fills what the linked decision knows: its input (domain, size, budget, target, model), its
+/// recommendation, and the estimate of the optimizer used (the primary's, or an alternative's).
+fn from_decision(d: &decisions::DecisionRecord, used: &str, ctx: &mut Context) -> Option<String> {
+    let input = Context::from_json(&d.input);
+    ctx.domain = input.domain.or(ctx.domain.take());
+    ctx.trainset_size = input.trainset_size.or(ctx.trainset_size);
+    ctx.budget = input.budget.or(ctx.budget);
+    ctx.quality_target = input.quality_target.or(ctx.quality_target);
+    ctx.model = input.model.or(ctx.model.take());
+    ctx.auto_selected = true;
+    if d.optimizer == used {
+        ctx.estimated_cost = Some(d.estimated_cost);
+        ctx.estimated_time = Some(d.estimated_time);
+        if ctx.variant.is_none() {
+            ctx.variant = d.variant.clone();
+        }
+    } else if let Some(alt) = d
+        .output
+        .get("alternatives")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x.get("optimizer").and_then(Value::as_str) == Some(used))
+        })
+    {
+        ctx.estimated_cost = alt.get("estimated_cost").and_then(Value::as_f64);
+        ctx.estimated_time = alt.get("estimated_time_minutes").and_then(Value::as_f64);
+    } else {
+        ctx.estimated_cost = None;
+        ctx.estimated_time = None;
+    }
+    Some(d.optimizer.clone())
+}
+
+/// Records an outcome (inside the writer's transaction). An unknown decision id is refused
+/// before anything is written; a job already recorded keeps its first outcome.
+pub fn record(
+    conn: &Connection,
+    new: &NewOutcome,
+    now_ms: i64,
+) -> Result<OutcomeRecord, StoreError> {
+    let mut ctx = new.context.clone();
+    let mut recommended = None;
+    let mut rule = None;
+    let mut revision = None;
+    if let Some(id) = new.decision_id {
+        let d = decisions::get(conn, id)?.ok_or_else(|| {
+            StoreError::Invalid(format!("no decision `{id}` in the decision log"))
+        })?;
+        recommended = from_decision(&d, &new.report.optimizer_used, &mut ctx);
+        rule = Some(d.rule.clone());
+        revision = Some(d.revision.clone());
+    }
+    if let Some(job) = &new.job_id {
+        let existing: Option<i64> = conn
+            .prepare_cached("SELECT id FROM outcomes WHERE job_id = ?1")?
+            .query_row([job], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = existing {
+            return get(conn, id)?.ok_or_else(|| StoreError::Invalid("outcome vanished".into()));
+        }
+    }
+    let r = &new.report;
+    let domain = ctx.domain.clone().unwrap_or_else(|| "general".into());
+    conn.prepare_cached(
+        "INSERT INTO outcomes (decision_id, job_id, created_at, domain, optimizer_used, recommended, \
+         rule, revision, trainset_size, budget, quality_target, model, variant, estimated_cost, \
+         estimated_time, actual_cost, actual_time, quality, auto_selected) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )?
+    .execute(params![
+        new.decision_id,
+        new.job_id,
+        now_ms,
+        domain,
+        r.optimizer_used,
+        recommended,
+        rule,
+        revision,
+        ctx.trainset_size,
+        ctx.budget,
+        ctx.quality_target,
+        ctx.model,
+        ctx.variant,
+        ctx.estimated_cost,
+        ctx.estimated_time,
+        r.actual_cost,
+        r.actual_time_minutes,
+        r.quality,
+        ctx.auto_selected,
+    ])?;
+    let id = conn.last_insert_rowid();
+    get(conn, id)?.ok_or_else(|| StoreError::Invalid("outcome vanished".into()))
+}
+
+const COLUMNS: &str = "id, created_at, decision_id, job_id, domain, optimizer_used, recommended, \
+     rule, revision, trainset_size, budget, quality_target, model, variant, estimated_cost, \
+     estimated_time, actual_cost, actual_time, quality, auto_selected";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutcomeRecord> {
+    Ok(OutcomeRecord {
+        id: r.get(0)?,
+        at_ms: r.get(1)?,
+        decision_id: r.get(2)?,
+        job_id: r.get(3)?,
+        domain: r.get(4)?,
+        optimizer_used: r.get(5)?,
+        recommended: r.get(6)?,
+        rule: r.get(7)?,
+        revision: r.get(8)?,
+        trainset_size: r.get(9)?,
+        budget: r.get(10)?,
+        quality_target: r.get(11)?,
+        model: r.get(12)?,
+        variant: r.get(13)?,
+        estimated_cost: r.get(14)?,
+        estimated_time: r.get(15)?,
+        actual_cost: r.get(16)?,
+        actual_time: r.get(17)?,
+        quality: r.get(18)?,
+        auto_selected: r.get(19)?,
+    })
+}
+
+/// One outcome by id.
+pub fn get(conn: &Connection, id: i64) -> Result<Option<OutcomeRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM outcomes WHERE id = ?1"))?
+        .query_row([id], row)
+        .optional()?)
+}
+
+/// Outcomes recorded at or after `since_ms`, oldest first.
+pub fn since(conn: &Connection, since_ms: i64) -> Result<Vec<OutcomeRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM outcomes WHERE created_at >= ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([since_ms], row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
