@@ -109,6 +109,10 @@ pub struct DecisionsConfig {
     /// Decisions that may wait to be written; when full, requests wait for room.
     #[schemars(range(min = 1, max = 10000000))]
     pub queue_capacity: usize,
+    /// A batch of decisions gathers this long before it is written (0: write at once). Longer
+    /// means fewer, larger transactions; `metrics`, outcomes and shutdown wait for the batch.
+    #[schemars(range(max = 10000))]
+    pub flush_interval_ms: u64,
 }
 
 impl Default for DecisionsConfig {
@@ -116,6 +120,7 @@ impl Default for DecisionsConfig {
         Self {
             log: true,
             queue_capacity: 65_536,
+            flush_interval_ms: 50,
         }
     }
 }

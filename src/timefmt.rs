@@ -74,9 +74,11 @@ pub fn parse_age(text: &str) -> Result<Option<i64>, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         "w" => 7 * 86_400_000,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "`{text}` has no known unit; use a number and a unit: 30d, 12h, 90m, 45s, 2w or `all`"
-        )),
+        ))
+        }
     };
     n.checked_mul(ms)
         .map(Some)

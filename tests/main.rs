@@ -9,6 +9,7 @@ mod crash;
 mod diagnostics;
 mod examples;
 mod jobs_api;
+mod outcomes;
 mod properties;
 mod server;
 mod training;

@@ -209,6 +209,14 @@ impl TestServer {
         }
     }
 
+    /// Writes the queued decisions of the decision log (as `serve` does at shutdown).
+    pub fn close_log(&self) {
+        if let Some(rt) = &self.rt {
+            rt.block_on(self.state.close())
+                .expect("close the decision log");
+        }
+    }
+
     /// Triggers the graceful shutdown (returns at once).
     pub fn trigger_shutdown(&mut self) {
         if let Some(s) = self.stop.take() {

@@ -133,6 +133,7 @@ fn cost_file(files: &[SourceFile]) -> Option<CostFile> {
 fn patch(cf: &CostFile, proposals: &[Proposal], min: u64) -> String {
     let old: Vec<String> = cf.file.text.lines().map(str::to_string).collect();
     let mut new = old.clone();
+    let mut edits = Vec::new();
     for p in proposals {
         let name = yaml::escape_segment(&p.optimizer);
         for (key, c) in [
@@ -143,11 +144,27 @@ fn patch(cf: &CostFile, proposals: &[Proposal], min: u64) -> String {
                 continue;
             };
             if let Some(span) = cf.spans.exact(&format!("/cost/optimizers/{name}/{key}")) {
-                replace_scalar(&mut new, span.pos.line, span.pos.col, &number(v));
+                edits.push((span.pos.line, span.pos.col, number(v)));
             }
         }
     }
-    unified_diff(&cf.file.path, &old, &new)
+    // Right to left, so an edit never shifts the column of one still to come.
+    edits.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+    for (line, col, text) in edits {
+        replace_scalar(&mut new, line, col, &text);
+    }
+    // Paths in the patch are relative to the working directory when they are under it, so
+    // `git apply` takes it from the repository root.
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            Path::new(&cf.file.path)
+                .strip_prefix(&cwd)
+                .ok()
+                .map(|p| p.display().to_string())
+        })
+        .unwrap_or_else(|| cf.file.path.clone());
+    unified_diff(&shown, &old, &new)
 }
 
 /// Runs `rules calibrate`.

@@ -70,6 +70,10 @@ pub struct Impact {
     pub fixtures: u64,
     /// Inputs whose decision changed.
     pub changed: u64,
+    /// Of those, logged decisions.
+    pub changed_decisions: u64,
+    /// Of those, fixture inputs.
+    pub changed_fixtures: u64,
     /// Changes by old → new optimizer, largest first.
     pub groups: Vec<Group>,
 }
@@ -143,6 +147,10 @@ impl<'a> Replay<'a> {
             return;
         }
         self.impact.changed += 1;
+        match source {
+            Source::Decision(_) => self.impact.changed_decisions += 1,
+            Source::Fixture(_) => self.impact.changed_fixtures += 1,
+        }
         let g = self
             .groups
             .entry((a.optimizer.clone(), b.optimizer.clone()))

@@ -3,9 +3,9 @@
 //! committed), so the endpoint never waits for the disk. The queue is bounded: when it is full,
 //! requests wait for room instead of entries being dropped.
 //!
-//! Ids are handed out before the entry is written: the server reserves blocks of ids in the
-//! database, and each connection takes small runs of them, so the hot path touches no shared
-//! counter. Ids increase but are not consecutive.
+//! Ids are handed out before the entry is written, from blocks the server reserves in the
+//! database (so several processes never hand out the same id). They follow the order requests
+//! were decided in, so the log is appended to, not inserted into.
 
 use crate::store::decisions::NewDecision;
 use crate::store::{Store, StoreError};
@@ -15,8 +15,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Ids reserved in the database at a time.
 const DB_BLOCK: i64 = 1_000_000;
-/// Ids a connection takes at a time.
-pub(super) const CONN_BLOCK: i64 = 64;
 /// Most entries in one write.
 const MAX_BATCH: usize = 8_192;
 
@@ -57,8 +55,13 @@ impl std::fmt::Debug for DecisionLog {
 }
 
 impl DecisionLog {
-    /// Starts the writer thread; `capacity` entries may wait in the queue.
-    pub fn start(store: Arc<Store>, capacity: usize) -> Result<Self, StoreError> {
+    /// Starts the writer thread; `capacity` entries may wait in the queue, and a batch gathers
+    /// for `linger` after its first entry before it is written.
+    pub fn start(
+        store: Arc<Store>,
+        capacity: usize,
+        linger: std::time::Duration,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let stats = Arc::new(LogStats::default());
         let first = store.reserve_decision_ids(DB_BLOCK)?;
@@ -67,7 +70,7 @@ impl DecisionLog {
             let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("skill-fleet-decision-log".into())
-                .spawn(move || run(rx, &store, &stats))
+                .spawn(move || run(rx, &store, &stats, linger))
                 .map_err(|e| StoreError::Invalid(format!("cannot start the decision log: {e}")))?;
         }
         Ok(Self {
@@ -78,17 +81,17 @@ impl DecisionLog {
         })
     }
 
-    /// A run of `CONN_BLOCK` ids for one connection: `(first, end)`.
-    pub(super) fn take_ids(&self) -> Result<(i64, i64), StoreError> {
+    /// The next decision id.
+    pub(super) fn next_id(&self) -> Result<i64, StoreError> {
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        if ids.0 + CONN_BLOCK > ids.1 {
-            // Rare (once per million ids): a blocking round trip to the writer.
+        if ids.0 >= ids.1 {
+            // Once per million ids: a blocking round trip to the writer.
             let first = self.store.reserve_decision_ids(DB_BLOCK)?;
             *ids = (first, first + DB_BLOCK);
         }
-        let run = (ids.0, ids.0 + CONN_BLOCK);
-        ids.0 += CONN_BLOCK;
-        Ok(run)
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
     }
 
     /// Queues an entry; waits for room when the queue is full.
@@ -132,10 +135,20 @@ impl DecisionLog {
     }
 }
 
-fn run(mut rx: mpsc::Receiver<Entry>, store: &Store, stats: &LogStats) {
+fn run(
+    mut rx: mpsc::Receiver<Entry>,
+    store: &Store,
+    stats: &LogStats,
+    linger: std::time::Duration,
+) {
     let mut batch: Vec<NewDecision> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<Result<(), String>>> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
+        // Let a batch gather: one transaction per interval instead of one per entry keeps the
+        // write-ahead log and checkpoint traffic close to the data itself.
+        if matches!(first, Entry::Decision(_)) && !linger.is_zero() {
+            std::thread::sleep(linger);
+        }
         let mut next = Some(first);
         while let Some(e) = next.take() {
             match e {
@@ -155,6 +168,8 @@ fn run(mut rx: mpsc::Receiver<Entry>, store: &Store, stats: &LogStats) {
         let mut outcome = Ok(());
         if !batch.is_empty() {
             let n = batch.len() as u64;
+            // Requests finish out of order; in id order the rows append to the table.
+            batch.sort_unstable_by_key(|d| d.id);
             match store.log_decisions(std::mem::take(&mut batch)) {
                 Ok(_) => {
                     stats.written.fetch_add(n, Ordering::Relaxed);

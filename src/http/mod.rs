@@ -79,6 +79,7 @@ impl AppState {
                     Some(DecisionLog::start(
                         Arc::clone(s),
                         config.decisions.queue_capacity,
+                        Duration::from_millis(config.decisions.flush_interval_ms),
                     )?)
                 } else {
                     None

@@ -57,24 +57,12 @@ fn valid_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The state as one connection holds it (see `serve`), with the run of decision ids this
-/// connection hands out (so the hot path touches no counter shared between cores).
-pub(super) struct Conn(pub(super) Arc<AppState>, std::sync::Mutex<(i64, i64)>);
+/// The state as one connection holds it (see `serve`).
+pub(super) struct Conn(pub(super) Arc<AppState>);
 
 impl Conn {
     pub(super) fn new(state: Arc<AppState>) -> Self {
-        Conn(state, std::sync::Mutex::new((0, 0)))
-    }
-
-    /// The next decision id: from this connection's run, refilled from the log's block.
-    fn decision_id(&self, log: &super::decision_log::DecisionLog) -> Result<i64, ApiError> {
-        let mut run = self.1.lock().unwrap_or_else(|p| p.into_inner());
-        if run.0 >= run.1 {
-            *run = log.take_ids().map_err(super::jobs::store_error)?;
-        }
-        let id = run.0;
-        run.0 += 1;
-        Ok(id)
+        Conn(state)
     }
 }
 
@@ -275,7 +263,8 @@ async fn decide(
     }
     let logged = match (log, &state.decisions) {
         (Some((conn, _)), Some(dl)) => {
-            d.decision_id = Some(conn.decision_id(dl)?);
+            let _ = conn;
+            d.decision_id = Some(dl.next_id().map_err(super::jobs::store_error)?);
             true
         }
         _ => false,
@@ -298,7 +287,8 @@ async fn decide(
             variant: d.choice.variant.as_deref().map(str::to_string),
             estimated_cost: d.estimate.cost,
             estimated_time: d.estimate.minutes as f64,
-            input: body,
+            // A copy: keeping `body` would pin hyper's read buffer until the batch is written.
+            input: bytes::Bytes::copy_from_slice(&body),
             output: out.clone(),
         };
         drop(d);

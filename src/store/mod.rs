@@ -358,6 +358,10 @@ impl Store {
             .map_err(wrap)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(wrap)?;
+        // Room for a large batch (the decision log writes thousands of rows per transaction)
+        // without spilling dirty pages to the WAL before the commit.
+        conn.pragma_update(None, "cache_size", -16_384)
+            .map_err(wrap)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(wrap)?;
