@@ -45,6 +45,29 @@ pub struct Decision {
     pub trace: Option<Box<Trace>>,
 }
 
+impl Decision {
+    /// The decision as the decision log keeps it (see `Outcome::write_log_json`): what was
+    /// recommended and estimated, without the texts, rule, revision and trace.
+    pub fn log_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "recommended": &*self.recommended,
+            "config": &*self.config,
+            "estimated_cost": self.estimated_cost,
+            "estimated_time_minutes": self.estimated_time_minutes,
+            "confidence": self.confidence,
+            "alternatives": self.alternatives.iter().map(|a| serde_json::json!({
+                "optimizer": &*a.optimizer,
+                "estimated_cost": a.estimated_cost,
+                "estimated_time_minutes": a.estimated_time_minutes,
+            })).collect::<Vec<_>>(),
+        });
+        if let Some(id) = self.decision_id {
+            v["decision_id"] = id.into();
+        }
+        v
+    }
+}
+
 /// An alternative optimizer.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Alternative {

@@ -212,6 +212,18 @@ proptest! {
     }
 
     #[test]
+    fn logged_json_equals_the_decision_log_form(i in input(), id in proptest::option::of(1i64..1_000_000)) {
+        let rs = shipped();
+        let ctx = rs.check_input(&i.json()).expect("accepted");
+        let mut outcome = skill_fleet::engine::evaluate(rs, &ctx, &i.history, Options::default()).expect("ok");
+        outcome.decision_id = id;
+        let mut direct = Vec::new();
+        outcome.write_log_json(&mut direct);
+        let parsed: serde_json::Value = serde_json::from_slice(&direct).expect("valid json");
+        prop_assert_eq!(parsed, outcome.into_decision().log_json());
+    }
+
+    #[test]
     fn explain_does_not_change_the_decision(i in input()) {
         let rs = shipped();
         let ctx = rs.check_input(&i.json()).expect("accepted");

@@ -427,7 +427,7 @@ fn log_decision(
 ) -> Result<i64, crate::store::StoreError> {
     let id = store.reserve_decision_ids(1)?;
     d.decision_id = Some(id);
-    let output = serde_json::to_vec(&*d).unwrap_or_default();
+    let output = serde_json::to_vec(&d.log_json()).unwrap_or_default();
     store.log_decisions(vec![crate::store::decisions::NewDecision {
         id,
         at_ms: store.now_ms(),

@@ -172,6 +172,47 @@ impl Outcome<'_> {
     }
 }
 
+impl Outcome<'_> {
+    /// The decision as the decision log keeps it: what was recommended and estimated, without
+    /// the texts (the reasoning and notes are the revision's templates applied to the input, so
+    /// a replay of the input on that revision gives them back), the rule and the revision
+    /// (columns of their own) and the trace.
+    pub fn write_log_json(&self, out: &mut Vec<u8>) {
+        fn num<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
+        out.extend_from_slice(b"{\"recommended\":");
+        out.extend_from_slice(self.choice.json_optimizer.as_bytes());
+        out.extend_from_slice(b",\"config\":");
+        out.extend_from_slice(self.choice.json_config.as_bytes());
+        out.extend_from_slice(b",\"estimated_cost\":");
+        num(out, &self.estimate.cost);
+        out.extend_from_slice(b",\"estimated_time_minutes\":");
+        num(out, &self.estimate.minutes);
+        out.extend_from_slice(b",\"confidence\":");
+        num(out, &self.confidence);
+        out.extend_from_slice(b",\"alternatives\":[");
+        for (i, (alt, e)) in self.alternatives.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"optimizer\":");
+            out.extend_from_slice(alt.choice.json_optimizer.as_bytes());
+            out.extend_from_slice(b",\"estimated_cost\":");
+            num(out, &e.cost);
+            out.extend_from_slice(b",\"estimated_time_minutes\":");
+            num(out, &e.minutes);
+            out.push(b'}');
+        }
+        out.push(b']');
+        if let Some(id) = self.decision_id {
+            out.extend_from_slice(b",\"decision_id\":");
+            num(out, &id);
+        }
+        out.push(b'}');
+    }
+}
+
 /// Recommends an optimizer for a checked request.
 pub fn recommend(
     rs: &RuleSet,

@@ -161,6 +161,9 @@ pub struct Gauges {
     pub reloads_failed: u64,
     /// Seconds since start.
     pub uptime_seconds: f64,
+    /// Decision log: entries written, entries lost to failed writes, transactions (none when
+    /// the log is off).
+    pub decision_log: Option<(u64, u64, u64)>,
 }
 
 fn escape(v: &str) -> String {
@@ -303,6 +306,23 @@ impl Metrics {
         o.push_str("# HELP skill_fleet_uptime_seconds Seconds since the server started.\n");
         o.push_str("# TYPE skill_fleet_uptime_seconds gauge\n");
         let _ = writeln!(o, "skill_fleet_uptime_seconds {:.3}", g.uptime_seconds);
+        if let Some((written, failed, batches)) = g.decision_log {
+            o.push_str(
+                "# HELP skill_fleet_decision_log_entries_total Decision log entries by result.\n",
+            );
+            o.push_str("# TYPE skill_fleet_decision_log_entries_total counter\n");
+            let _ = writeln!(
+                o,
+                "skill_fleet_decision_log_entries_total{{result=\"written\"}} {written}"
+            );
+            let _ = writeln!(
+                o,
+                "skill_fleet_decision_log_entries_total{{result=\"failed\"}} {failed}"
+            );
+            o.push_str("# HELP skill_fleet_decision_log_batches_total Transactions the decision log wrote.\n");
+            o.push_str("# TYPE skill_fleet_decision_log_batches_total counter\n");
+            let _ = writeln!(o, "skill_fleet_decision_log_batches_total {batches}");
+        }
         o
     }
 }
@@ -332,7 +352,10 @@ mod tests {
             reloads_ok: 2,
             reloads_failed: 1,
             uptime_seconds: 1.5,
+            decision_log: Some((7, 0, 2)),
         });
+        assert!(text.contains("skill_fleet_decision_log_entries_total{result=\"written\"} 7"));
+        assert!(text.contains("skill_fleet_decision_log_batches_total 2"));
         assert!(text.contains("skill_fleet_http_requests_total{route=\"/api/v1/optimization/recommend\",status=\"422\"} 1"));
         assert!(text.contains("skill_fleet_http_request_duration_seconds_bucket{route=\"/api/v1/optimization/recommend\",le=\"0.0005\"} 1"));
         assert!(text.contains("skill_fleet_http_request_duration_seconds_bucket{route=\"/api/v1/optimization/recommend\",le=\"+Inf\"} 2"));

@@ -276,6 +276,8 @@ async fn decide(
     if let (true, Some((_, rid)), Some(dl), Some(id)) =
         (logged, log, &state.decisions, d.decision_id)
     {
+        let mut kept = Vec::with_capacity(512);
+        d.write_log_json(&mut kept);
         let entry = NewDecision {
             id,
             at_ms: now_ms(),
@@ -289,7 +291,7 @@ async fn decide(
             estimated_time: d.estimate.minutes as f64,
             // A copy: keeping `body` would pin hyper's read buffer until the batch is written.
             input: bytes::Bytes::copy_from_slice(&body),
-            output: out.clone(),
+            output: kept.into(),
         };
         drop(d);
         drop(rs);
@@ -433,6 +435,14 @@ fn metrics(state: &Arc<AppState>) -> Response<Body> {
         reloads_ok: st.reloads_ok,
         reloads_failed: st.reloads_failed,
         uptime_seconds: state.started.elapsed().as_secs_f64(),
+        decision_log: state.decisions.as_ref().map(|d| {
+            use std::sync::atomic::Ordering::Relaxed;
+            (
+                d.stats.written.load(Relaxed),
+                d.stats.failed.load(Relaxed),
+                d.stats.batches.load(Relaxed),
+            )
+        }),
     });
     reply::text(
         StatusCode::OK,
