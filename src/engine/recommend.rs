@@ -124,60 +124,18 @@ impl Outcome<'_> {
     /// Writes the decision as JSON, byte for byte what `serde_json::to_vec(&decision)` gives,
     /// using fragments the rule set escaped once at build time.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        fn num<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-            let _ = serde_json::to_writer(&mut *out, v);
-        }
-        out.extend_from_slice(b"{\"recommended\":");
-        out.extend_from_slice(self.choice.json_optimizer.as_bytes());
-        out.extend_from_slice(b",\"config\":");
-        out.extend_from_slice(self.choice.json_config.as_bytes());
-        out.extend_from_slice(b",\"estimated_cost\":");
-        num(out, &self.estimate.cost);
-        out.extend_from_slice(b",\"estimated_time_minutes\":");
-        num(out, &self.estimate.minutes);
-        out.extend_from_slice(b",\"confidence\":");
-        num(out, &self.confidence);
-        out.extend_from_slice(b",\"reasoning\":");
-        num(out, self.reasoning.as_str());
-        out.extend_from_slice(b",\"alternatives\":[");
-        for (i, (alt, e)) in self.alternatives.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"{\"optimizer\":");
-            out.extend_from_slice(alt.choice.json_optimizer.as_bytes());
-            out.extend_from_slice(b",\"estimated_cost\":");
-            num(out, &e.cost);
-            out.extend_from_slice(b",\"estimated_time_minutes\":");
-            num(out, &e.minutes);
-            out.extend_from_slice(b",\"quality_risk\":");
-            num(out, &alt.quality_risk);
-            out.extend_from_slice(b",\"note\":");
-            num(out, &*alt.note);
-            out.push(b'}');
-        }
-        out.extend_from_slice(b"],\"rule\":");
-        num(out, &*self.rule.id);
-        out.extend_from_slice(b",\"rules_revision\":");
-        num(out, &**self.revision);
-        if let Some(id) = self.decision_id {
-            out.extend_from_slice(b",\"decision_id\":");
-            num(out, &id);
-        }
-        if let Some(t) = &self.trace {
-            out.extend_from_slice(b",\"trace\":");
-            num(out, t);
-        }
-        out.push(b'}');
+        self.write(out, true);
     }
-}
 
-impl Outcome<'_> {
     /// The decision as the decision log keeps it: what was recommended and estimated, without
     /// the texts (the reasoning and notes are the revision's templates applied to the input, so
     /// a replay of the input on that revision gives them back), the rule and the revision
     /// (columns of their own) and the trace.
     pub fn write_log_json(&self, out: &mut Vec<u8>) {
+        self.write(out, false);
+    }
+
+    fn write(&self, out: &mut Vec<u8>, full: bool) {
         fn num<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
             let _ = serde_json::to_writer(&mut *out, v);
         }
@@ -191,6 +149,10 @@ impl Outcome<'_> {
         num(out, &self.estimate.minutes);
         out.extend_from_slice(b",\"confidence\":");
         num(out, &self.confidence);
+        if full {
+            out.extend_from_slice(b",\"reasoning\":");
+            num(out, self.reasoning.as_str());
+        }
         out.extend_from_slice(b",\"alternatives\":[");
         for (i, (alt, e)) in self.alternatives.iter().enumerate() {
             if i > 0 {
@@ -202,12 +164,28 @@ impl Outcome<'_> {
             num(out, &e.cost);
             out.extend_from_slice(b",\"estimated_time_minutes\":");
             num(out, &e.minutes);
+            if full {
+                out.extend_from_slice(b",\"quality_risk\":");
+                num(out, &alt.quality_risk);
+                out.extend_from_slice(b",\"note\":");
+                num(out, &*alt.note);
+            }
             out.push(b'}');
         }
         out.push(b']');
+        if full {
+            out.extend_from_slice(b",\"rule\":");
+            num(out, &*self.rule.id);
+            out.extend_from_slice(b",\"rules_revision\":");
+            num(out, &**self.revision);
+        }
         if let Some(id) = self.decision_id {
             out.extend_from_slice(b",\"decision_id\":");
             num(out, &id);
+        }
+        if let (true, Some(t)) = (full, &self.trace) {
+            out.extend_from_slice(b",\"trace\":");
+            num(out, t);
         }
         out.push(b'}');
     }

@@ -107,24 +107,22 @@ impl DecisionLog {
 
     /// Waits until every entry queued so far is committed.
     pub async fn sync(&self) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Entry::Sync(tx))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Batch(e)),
-            Err(_) => Err(StoreError::Closed),
-        }
+        self.ask(Entry::Sync).await
     }
 
     /// Writes what is queued and stops the writer thread (at shutdown, after the last
     /// request); entries pushed afterwards are refused.
     pub async fn close(&self) -> Result<(), StoreError> {
+        self.ask(Entry::Stop).await
+    }
+
+    async fn ask(
+        &self,
+        entry: fn(oneshot::Sender<Result<(), String>>) -> Entry,
+    ) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Entry::Stop(tx))
+            .send(entry(tx))
             .await
             .map_err(|_| StoreError::Closed)?;
         match rx.await {
