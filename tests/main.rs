@@ -3,6 +3,7 @@
 
 mod support;
 
+mod analysis;
 mod cli_jobs;
 mod cli_rules;
 mod crash;

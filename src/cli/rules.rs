@@ -197,10 +197,16 @@ fn plural(n: usize, what: &str) -> String {
 }
 
 fn check(dir: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let (rs, _) = match load(dir, format, out, err) {
+    let (mut rs, files) = match load(dir, format, out, err) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    // Rule analysis: warnings only, so the exit code stays 0.
+    let findings = engine::analysis::analyze(&rs);
+    if format == Format::Human {
+        let _ = write!(err, "{}", render_all(&findings, &files));
+    }
+    rs.warnings.extend(findings);
     if format == Format::Json {
         let body = serde_json::json!({
             "valid": true,

@@ -6,8 +6,8 @@ use super::context::{ContextModel, Field, Value, WellKnown};
 use super::schema;
 use super::script::{Origin, ScriptHost};
 use super::spec::{
-    Choice, ConfidenceSpec, ContextSpec, CostSpec, FieldType, GuardSpec, OptimizersSpec, RuleFile,
-    Scalar, SelectionSpec, TrainingSpec,
+    AnalysisSpec, Choice, ConfidenceSpec, ContextSpec, CostSpec, FieldType, GuardSpec,
+    OptimizersSpec, RuleFile, Scalar, SelectionSpec, TrainingSpec,
 };
 use super::template::Template;
 use super::yaml::{self, Parsed, ScalarStyle};
@@ -36,6 +36,7 @@ struct Sections<'a> {
     confidence: Option<Section<'a, ConfidenceSpec>>,
     guard: Option<Section<'a, GuardSpec>>,
     training: Option<Section<'a, TrainingSpec>>,
+    analysis: Option<Section<'a, AnalysisSpec>>,
 }
 
 fn put<'a, T>(
@@ -169,6 +170,13 @@ pub fn build(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> {
             &mut sections.training,
             rf.training,
             "training",
+            at,
+            &mut diags,
+        );
+        put(
+            &mut sections.analysis,
+            rf.analysis,
+            "analysis",
             at,
             &mut diags,
         );
@@ -755,10 +763,13 @@ fn semantic<'a>(
             if let (Some(cond), Some(choice), Some(reasoning)) = (cond, choice, tpl) {
                 rules.push(Rule {
                     id: rule.id.as_str().into(),
-                    cond: Some(cond),
+                    cond: Some(cond.eval),
+                    pred: Some(cond.pred),
                     choice,
                     reasoning,
                     at: at.line_of(&ptr),
+                    file: at.file.path.clone(),
+                    pos: at.spans.value(&ptr),
                 });
             }
         }
@@ -782,9 +793,12 @@ fn semantic<'a>(
             fallback = Some(Rule {
                 id: fb.id.as_str().into(),
                 cond: None,
+                pred: None,
                 choice,
                 reasoning,
                 at: at.line_of("/selection/fallback"),
+                file: at.file.path.clone(),
+                pos: at.spans.value("/selection/fallback"),
             });
         }
     }
@@ -1010,6 +1024,11 @@ fn semantic<'a>(
         });
     }
 
+    let monotone_in = ctx
+        .as_ref()
+        .map(|c| monotone_fields(s.analysis.as_ref(), c, diags))
+        .unwrap_or_default();
+
     let mut paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
     paths.sort();
     let (ctx, resolver, cost, confidence, guard, fallback, training) = (
@@ -1037,5 +1056,49 @@ fn semantic<'a>(
         fixtures: fixture_defs,
         scripts,
         warnings: Vec::new(),
+        monotone_in,
     })
+}
+
+/// The fields of `analysis.monotone_in` (default: budget and trainset size), which must be
+/// number fields of the context.
+fn monotone_fields(
+    sec: Option<&Section<'_, AnalysisSpec>>,
+    ctx: &ContextModel,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<usize> {
+    let Some(sec) = sec else {
+        return vec![ctx.known.budget_usd, ctx.known.trainset_size];
+    };
+    let mut out = Vec::new();
+    for (i, name) in sec.value.monotone_in.iter().enumerate() {
+        let ptr = format!("/analysis/monotone_in/{i}");
+        match ctx.index_of(name) {
+            None => diags.push(
+                sec.at
+                    .value(
+                        Diagnostic::error(format!("`monotone_in` names unknown field `{name}`")),
+                        &ptr,
+                    )
+                    .with_help_opt(did_you_mean(
+                        name,
+                        ctx.fields().iter().map(|f| f.name.as_ref()),
+                    )),
+            ),
+            Some(idx) if !ctx.fields()[idx].spec.kind.is_numeric() => diags.push(
+                sec.at
+                    .value(
+                        Diagnostic::error(format!(
+                            "`monotone_in` needs number fields; `{name}` is a {} field",
+                            ctx.fields()[idx].spec.kind.name()
+                        )),
+                        &ptr,
+                    )
+                    .with_help("list integer or number fields"),
+            ),
+            Some(idx) if out.contains(&idx) => {}
+            Some(idx) => out.push(idx),
+        }
+    }
+    out
 }

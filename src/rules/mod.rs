@@ -16,8 +16,9 @@ pub mod template;
 pub mod yaml;
 
 use crate::decision::Config;
+use crate::diagnostic::Pos;
 use crate::diagnostic::{Diagnostic, SourceFile};
-use condition::CondFn;
+use condition::{CondFn, Pred};
 use context::{ContextModel, InputError};
 use script::{Origin, ScriptHost};
 use spec::{Fixture, OptimizerSpec, TrainingSpec};
@@ -93,12 +94,18 @@ pub struct Rule {
     pub id: Arc<str>,
     /// Condition; `None` for the fallback.
     pub cond: Option<CondFn>,
+    /// The condition's structure, for rule analysis; `None` for the fallback.
+    pub pred: Option<Pred>,
     /// The result.
     pub choice: Arc<Resolved>,
     /// Reasoning template.
     pub reasoning: Template,
     /// `file:line` of the rule.
     pub at: String,
+    /// File of the rule.
+    pub file: String,
+    /// Position of the rule in `file`.
+    pub pos: Option<Pos>,
 }
 
 /// A model of the price table.
@@ -225,6 +232,9 @@ pub struct RuleSet {
     pub scripts: Arc<ScriptHost>,
     /// Warnings found while building (the set is valid).
     pub warnings: Vec<Diagnostic>,
+    /// Context fields (by index) along which more must not get a weaker optimizer; checked
+    /// by rule analysis.
+    pub monotone_in: Vec<usize>,
 }
 
 impl std::fmt::Debug for RuleSet {
