@@ -6,6 +6,7 @@ mod support;
 mod analysis;
 mod cli_jobs;
 mod cli_rules;
+mod coverage;
 mod crash;
 mod diagnostics;
 mod examples;

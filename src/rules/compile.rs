@@ -3,6 +3,7 @@
 
 use super::condition::{self, child};
 use super::context::{ContextModel, Field, Value, WellKnown};
+use super::instrument::Recorder;
 use super::schema;
 use super::script::{Origin, ScriptHost};
 use super::spec::{
@@ -89,6 +90,23 @@ pub fn revision(files: &[SourceFile]) -> String {
 /// Builds a rule set. On success the set may carry warnings; on failure every problem found
 /// is returned (errors and warnings).
 pub fn build(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> {
+    build_with(files, None)
+}
+
+/// Builds a coverage copy of a rule set: the same decisions, but every Rhai function and
+/// `expr` condition records in `rec` that it ran (see [`super::instrument`]). Only
+/// `rules test --coverage` uses it; served rule sets come from [`build`].
+pub fn build_instrumented(
+    files: &[SourceFile],
+    rec: Arc<Recorder>,
+) -> Result<RuleSet, Vec<Diagnostic>> {
+    build_with(files, Some(rec))
+}
+
+fn build_with(
+    files: &[SourceFile],
+    coverage: Option<Arc<Recorder>>,
+) -> Result<RuleSet, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     if files.is_empty() {
         return Err(vec![Diagnostic::error("the rule set has no files")
@@ -202,7 +220,7 @@ pub fn build(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> {
             }
         }
     }
-    let compiled = semantic(files, &sections, &fixtures, &mut diags);
+    let compiled = semantic(files, &sections, &fixtures, coverage, &mut diags);
     // Stable order for people and golden tests: by file, then position; file-less last.
     diags.sort_by(|a, b| {
         let key = |d: &Diagnostic| {
@@ -581,6 +599,7 @@ fn semantic<'a>(
     files: &'a [SourceFile],
     s: &Sections<'a>,
     fixtures: &[(Located<'a>, usize, super::spec::Fixture)],
+    coverage: Option<Arc<Recorder>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<RuleSet> {
     let ctx = s.context.as_ref().and_then(|c| compile_context(c, diags));
@@ -601,7 +620,10 @@ fn semantic<'a>(
             &empty_ctx
         }
     };
-    let scripts = Arc::new(ScriptHost::new(&scripts_files, ctx_for_scripts, diags));
+    let scripts = Arc::new(match coverage {
+        None => ScriptHost::new(&scripts_files, ctx_for_scripts, diags),
+        Some(rec) => ScriptHost::instrumented(&scripts_files, ctx_for_scripts, diags, rec),
+    });
     let script_fns = scripts.functions();
 
     // Catalog and default config.
@@ -827,6 +849,7 @@ fn semantic<'a>(
                         choice,
                         quality_risk: a.quality_risk,
                         note: a.note.as_str().into(),
+                        at: c.at.line_of(&format!("/confidence/alternatives/{i}")),
                     })
                 })
                 .collect();
@@ -848,12 +871,16 @@ fn semantic<'a>(
     let guard = match (&s.guard, &resolver, &ctx) {
         (Some(g), Some(r), Some(ctx)) => {
             let spec = &g.value;
-            let steps: Vec<Arc<Resolved>> = spec
+            let (steps, steps_at): (Vec<Arc<Resolved>>, Vec<String>) = spec
                 .downgrade
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| r.resolve(c, &format!("/guard/downgrade/{i}"), g.at, diags))
-                .collect();
+                .filter_map(|(i, c)| {
+                    let ptr = format!("/guard/downgrade/{i}");
+                    let step = r.resolve(c, &ptr, g.at, diags)?;
+                    Some((step, g.at.line_of(&ptr)))
+                })
+                .unzip();
             if spec.enabled && spec.downgrade.is_empty() {
                 diags.push(g.at.key(
                     Diagnostic::warning("the guard is on but has no downgrade steps"),
@@ -882,6 +909,8 @@ fn semantic<'a>(
                     steps,
                     reasoning,
                     no_fit_reasoning,
+                    steps_at,
+                    no_fit_at: g.at.line_of("/guard/no_fit_reasoning"),
                 }),
                 _ => None,
             }

@@ -468,11 +468,15 @@ pub fn compile(
     Some(Compiled { eval, pred })
 }
 
-/// The closure of an `expr` condition.
+/// The closure of an `expr` condition. A coverage build (see [`ScriptHost::coverage`]) gets
+/// one that also records that the expression ran; a normal build never checks for it.
 fn expr_closure(scripts: &Arc<ScriptHost>, expr: CompiledExpr, code: &str) -> CondFn {
+    let site = scripts
+        .coverage()
+        .map(|rec| (Arc::clone(rec), rec.add_expr(&expr.origin, code)));
     let host = Arc::clone(scripts);
     let code: Arc<str> = code.into();
-    Arc::new(move |c: &Context, t: TraceSink<'_>| {
+    let run = move |c: &Context, t: TraceSink<'_>| {
         let r = host.eval_bool(&expr, c.values())?;
         if let Some(t) = t {
             t.push(CondTrace {
@@ -484,7 +488,14 @@ fn expr_closure(scripts: &Arc<ScriptHost>, expr: CompiledExpr, code: &str) -> Co
             });
         }
         Ok(r)
-    })
+    };
+    match site {
+        None => Arc::new(run),
+        Some((rec, site)) => Arc::new(move |c: &Context, t: TraceSink<'_>| {
+            rec.hit(site);
+            run(c, t)
+        }),
+    }
 }
 
 fn scalar_kind(s: &Scalar) -> &'static str {

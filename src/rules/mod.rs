@@ -8,7 +8,9 @@
 pub mod compile;
 pub mod condition;
 pub mod context;
+pub mod coverage;
 pub mod fixtures;
+pub mod instrument;
 pub mod schema;
 pub mod script;
 pub mod spec;
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use template::Template;
 use yaml::SpanIndex;
 
-pub use compile::build;
+pub use compile::{build, build_instrumented};
 
 /// A file with its node positions, for placing diagnostics.
 #[derive(Clone, Copy)]
@@ -149,6 +151,8 @@ pub struct AltModel {
     pub quality_risk: f64,
     /// Note.
     pub note: Arc<str>,
+    /// `file:line` of its entry in `confidence.alternatives`.
+    pub at: String,
 }
 
 /// The compiled confidence model.
@@ -183,6 +187,10 @@ pub struct GuardModel {
     pub reasoning: Template,
     /// Reasoning when nothing fits.
     pub no_fit_reasoning: Template,
+    /// `file:line` of each step.
+    pub steps_at: Vec<String>,
+    /// `file:line` of `no_fit_reasoning`.
+    pub no_fit_at: String,
 }
 
 /// Names usable in guard templates besides the context fields.
