@@ -1,12 +1,12 @@
 //! Rule analysis, reported as warnings by `rules check`:
 //!
-//! - [`shadow`]: selection rules that can never fire, because their condition holds for no
+//! - `shadow`: selection rules that can never fire, because their condition holds for no
 //!   input or because earlier rules take every input it matches;
-//! - [`monotone`]: regions where a larger value of a `monotone_in` field (budget, trainset
+//! - `monotone`: regions where a larger value of a `monotone_in` field (budget, trainset
 //!   size), everything else equal, gets a weaker optimizer;
-//! - [`overrun`]: rules whose estimate can exceed the budget when the guard is off.
+//! - `overrun`: rules whose estimate can exceed the budget when the guard is off.
 //!
-//! All three evaluate the rule set on the cells of a [`grid`] built from the constants the
+//! All three evaluate the rule set on the cells of a grid (`grid`) built from the constants the
 //! conditions compare with, which is exact for structured conditions. Rhai `expr:`
 //! conditions are opaque: a rule with one is never reported as unreachable, and the other two
 //! analyses only see what the expressions return on the grid's sample values. Pure: no I/O.
