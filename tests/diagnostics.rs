@@ -43,7 +43,7 @@
 //! Every file in `tests/data/diagnostics/` must belong to a case listed below
 //! ([`every_file_in_the_data_directory_has_a_test`]).
 
-use super::support::{root, rules_copy, run_in, Run, TempDir};
+use super::support::{assert_golden, render_run, root, rules_copy, run_in, Run, TempDir};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -240,75 +240,12 @@ fn run_case(case: &str, setup: Setup) -> String {
         }
     };
     let r = run_with_timeout(dir.path(), &args);
-    render(&args, &r)
-}
-
-fn section(out: &mut String, name: &str, text: &str) {
-    out.push_str(&format!("--- {name}\n{text}"));
-    if !text.is_empty() && !text.ends_with('\n') {
-        out.push_str("\n(no newline at the end)\n");
-    }
-}
-
-/// The golden form of a run.
-fn render(args: &[String], r: &Run) -> String {
-    let mut out = format!("$ skill-fleet {}\nexit: {}\n", args.join(" "), r.code);
-    section(&mut out, "stdout", &r.stdout);
-    section(&mut out, "stderr", &r.stderr);
-    out
-}
-
-/// A line diff (longest common subsequence), `-` expected, `+` actual.
-fn diff(expected: &str, actual: &str) -> String {
-    let a: Vec<&str> = expected.lines().collect();
-    let b: Vec<&str> = actual.lines().collect();
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out.push_str(&format!("  {}\n", a[i]));
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out.push_str(&format!("- {}\n", a[i]));
-            i += 1;
-        } else {
-            out.push_str(&format!("+ {}\n", b[j]));
-            j += 1;
-        }
-    }
-    out
+    render_run(&args, &r)
 }
 
 fn check_case(case: &str, setup: Setup) {
     let actual = run_case(case, setup);
-    let golden = data_dir().join(format!("{case}.out"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
-        std::fs::write(&golden, &actual).expect("write golden file");
-        return;
-    }
-    let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
-        panic!(
-            "no golden file {}; create it with UPDATE_GOLDEN=1 and review it\n\nactual output:\n{actual}",
-            golden.display()
-        )
-    });
-    assert!(
-        expected == actual,
-        "case `{case}`: output differs from {} (- expected, + actual; \
-         rerun with UPDATE_GOLDEN=1 to accept):\n{}",
-        golden.display(),
-        diff(&expected, &actual)
-    );
+    assert_golden(&data_dir().join(format!("{case}.out")), &actual);
 }
 
 #[test]

@@ -3,8 +3,10 @@
 
 mod support;
 
+mod analysis;
 mod cli_jobs;
 mod cli_rules;
+mod coverage;
 mod crash;
 mod diagnostics;
 mod examples;

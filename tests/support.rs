@@ -401,3 +401,69 @@ pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
+
+/// A line diff (longest common subsequence), `-` expected, `+` actual.
+pub fn diff(expected: &str, actual: &str) -> String {
+    let a: Vec<&str> = expected.lines().collect();
+    let b: Vec<&str> = actual.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push_str(&format!("  {}\n", a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push_str(&format!("- {}\n", a[i]));
+            i += 1;
+        } else {
+            out.push_str(&format!("+ {}\n", b[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+/// Compares `actual` with the golden file at `path`; with `UPDATE_GOLDEN=1`, writes it instead.
+pub fn assert_golden(path: &Path, actual: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::write(path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        panic!(
+            "no golden file {}; create it with UPDATE_GOLDEN=1 and review it\n\nactual output:\n{actual}",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "output differs from {} (- expected, + actual; rerun with UPDATE_GOLDEN=1 to accept):\n{}",
+        path.display(),
+        diff(&expected, actual)
+    );
+}
+
+fn section(out: &mut String, name: &str, text: &str) {
+    out.push_str(&format!("--- {name}\n{text}"));
+    if !text.is_empty() && !text.ends_with('\n') {
+        out.push_str("\n(no newline at the end)\n");
+    }
+}
+
+/// The golden form of a run: the command, its exit code, stdout and stderr.
+pub fn render_run(args: &[String], r: &Run) -> String {
+    let mut out = format!("$ skill-fleet {}\nexit: {}\n", args.join(" "), r.code);
+    section(&mut out, "stdout", &r.stdout);
+    section(&mut out, "stderr", &r.stderr);
+    out
+}

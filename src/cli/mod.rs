@@ -2,6 +2,7 @@
 //! group; output goes to the writers handed in, so tests can capture it.
 
 pub mod calibrate;
+pub mod coverage;
 pub mod db;
 pub mod jobs;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! `skill-fleet rules check|test|schema|bench`.
 
+use super::coverage;
 use super::render;
 use super::Exit;
 use crate::decision::Decision;
@@ -53,6 +54,7 @@ pub struct CheckArgs {
     after_help = "Without --set or --input, runs the fixtures under `tests:` in the rule files and ends \
 with `N passed, M failed`.\nWith them, dry-runs the recommendation; nothing is written.\n\nExamples:\n  \
 skill-fleet rules test\n  skill-fleet rules test --filter guard --format junit > rules-junit.xml\n  \
+skill-fleet rules test --coverage --threshold 90\n  \
 skill-fleet rules test --set trainset_size=50 --set budget_usd=4 --explain\n  \
 echo '[{\"trainset_size\": 800, \"budget_usd\": 50}]' | skill-fleet rules test --input - --format json"
 )]
@@ -75,6 +77,13 @@ pub struct TestArgs {
     /// Past outcomes (JSON Lines) for the confidence model of a dry run.
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
+    /// After the fixtures, report which rules, guard steps, alternatives, Rhai functions and
+    /// `expr:` conditions they reached, and list the ones never reached.
+    #[arg(long)]
+    pub coverage: bool,
+    /// With --coverage: exit 1 when less than P percent is reached (0 to 100; 0 never fails).
+    #[arg(long, value_name = "P", requires = "coverage", default_value_t = 0.0, value_parser = coverage::parse_percent)]
+    pub threshold: f64,
 }
 
 /// Arguments of `rules schema`.
@@ -203,10 +212,16 @@ fn plural(n: usize, what: &str) -> String {
 }
 
 fn check(dir: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let (rs, _) = match load(dir, format, out, err) {
+    let (mut rs, files) = match load(dir, format, out, err) {
         Ok(x) => x,
         Err(code) => return code,
     };
+    // Rule analysis: warnings only, so the exit code stays 0.
+    let findings = engine::analysis::analyze(&rs);
+    if format == Format::Human {
+        let _ = write!(err, "{}", render_all(&findings, &files));
+    }
+    rs.warnings.extend(findings);
     if format == Format::Json {
         let body = serde_json::json!({
             "valid": true,
@@ -261,6 +276,10 @@ fn test(dir: &Path, a: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> Ex
         let _ = writeln!(err, "error: `--format junit` is for fixture runs\n  = help: use `--format json` with --set or --input");
         return Exit::Usage;
     }
+    if a.coverage && dry_run {
+        let _ = writeln!(err, "error: `--coverage` is for fixture runs\n  = help: leave out --set and --input to run the fixtures");
+        return Exit::Usage;
+    }
     let (rs, files) = match load(dir, a.format, out, err) {
         Ok(x) => x,
         Err(code) => return code,
@@ -282,13 +301,30 @@ fn run_fixtures(
     let results = fixtures::run(rs, a.filter.as_deref());
     let failed = results.iter().filter(|r| !r.passed()).count();
     let passed = results.len() - failed;
+    let cov = if a.coverage {
+        match rules::coverage::run(files, a.filter.as_deref()) {
+            Ok(c) => Some(c),
+            Err(diags) => {
+                let _ = write!(err, "{}", render_all(&diags, files));
+                return Exit::InvalidRules;
+            }
+        }
+    } else {
+        None
+    };
+    let below = cov
+        .as_ref()
+        .is_some_and(|c| !coverage::meets(c, a.threshold));
     match a.format {
         Format::Junit => {
             let _ = write!(out, "{}", render::junit(&results, &rs.revision));
             let _ = writeln!(err, "{passed} passed, {failed} failed");
+            if let Some(c) = &cov {
+                let _ = write!(err, "{}", coverage::human(c));
+            }
         }
         Format::Json => {
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "revision": &*rs.revision,
                 "passed": passed,
                 "failed": failed,
@@ -301,6 +337,9 @@ fn run_fixtures(
                     "error": r.error,
                 })).collect::<Vec<_>>(),
             });
+            if let Some(c) = &cov {
+                body["coverage"] = coverage::json(c, a.threshold);
+            }
             let _ = writeln!(
                 out,
                 "{}",
@@ -315,9 +354,20 @@ fn run_fixtures(
                 }
             }
             let _ = writeln!(out, "{passed} passed, {failed} failed");
+            if let Some(c) = &cov {
+                let _ = write!(out, "{}", coverage::human(c));
+            }
         }
     }
-    if failed > 0 {
+    if let (true, Some(c)) = (below, &cov) {
+        let _ = writeln!(
+            err,
+            "error: coverage {} is below the threshold of {}%\n  = help: add fixtures that reach what is listed as never reached",
+            coverage::percent(c),
+            coverage::num(a.threshold)
+        );
+    }
+    if failed > 0 || below {
         Exit::Failed
     } else {
         Exit::Ok

@@ -5,6 +5,7 @@
 //! [`Decision`](crate::decision::Decision). No I/O, no clock: time and history come in as
 //! arguments.
 
+pub mod analysis;
 pub mod calibrate;
 pub mod confidence;
 pub mod estimate;

@@ -69,6 +69,12 @@ fn select<'a>(
     Ok(&rs.fallback)
 }
 
+/// The rule that decides for a checked request (the first whose condition holds, or the
+/// fallback), without estimates or the guard.
+pub fn select_rule<'a>(rs: &'a RuleSet, ctx: &Context) -> Result<&'a Rule, EvalError> {
+    select(rs, ctx, None)
+}
+
 /// A decision that still borrows from its rule set: what [`evaluate`] computes before it is
 /// turned into an owned [`Decision`], or written as JSON straight away by the server (no
 /// reference counts touched on the hot path).

@@ -3,11 +3,12 @@
 
 use super::condition::{self, child};
 use super::context::{ContextModel, Field, Value, WellKnown};
+use super::instrument::Recorder;
 use super::schema;
 use super::script::{Origin, ScriptHost};
 use super::spec::{
-    Choice, ConfidenceSpec, ContextSpec, CostSpec, FieldType, GuardSpec, OptimizersSpec, RuleFile,
-    Scalar, SelectionSpec, TrainingSpec,
+    AnalysisSpec, Choice, ConfidenceSpec, ContextSpec, CostSpec, FieldType, GuardSpec,
+    OptimizersSpec, RuleFile, Scalar, SelectionSpec, TrainingSpec,
 };
 use super::template::Template;
 use super::yaml::{self, Parsed, ScalarStyle};
@@ -36,6 +37,7 @@ struct Sections<'a> {
     confidence: Option<Section<'a, ConfidenceSpec>>,
     guard: Option<Section<'a, GuardSpec>>,
     training: Option<Section<'a, TrainingSpec>>,
+    analysis: Option<Section<'a, AnalysisSpec>>,
 }
 
 fn put<'a, T>(
@@ -88,6 +90,23 @@ pub fn revision(files: &[SourceFile]) -> String {
 /// Builds a rule set. On success the set may carry warnings; on failure every problem found
 /// is returned (errors and warnings).
 pub fn build(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> {
+    build_with(files, None)
+}
+
+/// Builds a coverage copy of a rule set: the same decisions, but every Rhai function and
+/// `expr` condition records in `rec` that it ran (see [`super::instrument`]). Only
+/// `rules test --coverage` uses it; served rule sets come from [`build`].
+pub fn build_instrumented(
+    files: &[SourceFile],
+    rec: Arc<Recorder>,
+) -> Result<RuleSet, Vec<Diagnostic>> {
+    build_with(files, Some(rec))
+}
+
+fn build_with(
+    files: &[SourceFile],
+    coverage: Option<Arc<Recorder>>,
+) -> Result<RuleSet, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     if files.is_empty() {
         return Err(vec![Diagnostic::error("the rule set has no files")
@@ -172,6 +191,13 @@ pub fn build(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> {
             at,
             &mut diags,
         );
+        put(
+            &mut sections.analysis,
+            rf.analysis,
+            "analysis",
+            at,
+            &mut diags,
+        );
         for (k, fx) in rf.tests.unwrap_or_default().into_iter().enumerate() {
             fixtures.push((at, k, fx));
         }
@@ -194,7 +220,7 @@ pub fn build(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> {
             }
         }
     }
-    let compiled = semantic(files, &sections, &fixtures, &mut diags);
+    let compiled = semantic(files, &sections, &fixtures, coverage, &mut diags);
     // Stable order for people and golden tests: by file, then position; file-less last.
     diags.sort_by(|a, b| {
         let key = |d: &Diagnostic| {
@@ -573,6 +599,7 @@ fn semantic<'a>(
     files: &'a [SourceFile],
     s: &Sections<'a>,
     fixtures: &[(Located<'a>, usize, super::spec::Fixture)],
+    coverage: Option<Arc<Recorder>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<RuleSet> {
     let ctx = s.context.as_ref().and_then(|c| compile_context(c, diags));
@@ -593,7 +620,10 @@ fn semantic<'a>(
             &empty_ctx
         }
     };
-    let scripts = Arc::new(ScriptHost::new(&scripts_files, ctx_for_scripts, diags));
+    let scripts = Arc::new(match coverage {
+        None => ScriptHost::new(&scripts_files, ctx_for_scripts, diags),
+        Some(rec) => ScriptHost::instrumented(&scripts_files, ctx_for_scripts, diags, rec),
+    });
     let script_fns = scripts.functions();
 
     // Catalog and default config.
@@ -755,10 +785,13 @@ fn semantic<'a>(
             if let (Some(cond), Some(choice), Some(reasoning)) = (cond, choice, tpl) {
                 rules.push(Rule {
                     id: rule.id.as_str().into(),
-                    cond: Some(cond),
+                    cond: Some(cond.eval),
+                    pred: Some(cond.pred),
                     choice,
                     reasoning,
                     at: at.line_of(&ptr),
+                    file: at.file.path.clone(),
+                    pos: at.spans.value(&ptr),
                 });
             }
         }
@@ -782,9 +815,12 @@ fn semantic<'a>(
             fallback = Some(Rule {
                 id: fb.id.as_str().into(),
                 cond: None,
+                pred: None,
                 choice,
                 reasoning,
                 at: at.line_of("/selection/fallback"),
+                file: at.file.path.clone(),
+                pos: at.spans.value("/selection/fallback"),
             });
         }
     }
@@ -813,6 +849,7 @@ fn semantic<'a>(
                         choice,
                         quality_risk: a.quality_risk,
                         note: a.note.as_str().into(),
+                        at: c.at.line_of(&format!("/confidence/alternatives/{i}")),
                     })
                 })
                 .collect();
@@ -834,12 +871,16 @@ fn semantic<'a>(
     let guard = match (&s.guard, &resolver, &ctx) {
         (Some(g), Some(r), Some(ctx)) => {
             let spec = &g.value;
-            let steps: Vec<Arc<Resolved>> = spec
+            let (steps, steps_at): (Vec<Arc<Resolved>>, Vec<String>) = spec
                 .downgrade
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| r.resolve(c, &format!("/guard/downgrade/{i}"), g.at, diags))
-                .collect();
+                .filter_map(|(i, c)| {
+                    let ptr = format!("/guard/downgrade/{i}");
+                    let step = r.resolve(c, &ptr, g.at, diags)?;
+                    Some((step, g.at.line_of(&ptr)))
+                })
+                .unzip();
             if spec.enabled && spec.downgrade.is_empty() {
                 diags.push(g.at.key(
                     Diagnostic::warning("the guard is on but has no downgrade steps"),
@@ -868,6 +909,8 @@ fn semantic<'a>(
                     steps,
                     reasoning,
                     no_fit_reasoning,
+                    steps_at,
+                    no_fit_at: g.at.line_of("/guard/no_fit_reasoning"),
                 }),
                 _ => None,
             }
@@ -1010,6 +1053,11 @@ fn semantic<'a>(
         });
     }
 
+    let monotone_in = ctx
+        .as_ref()
+        .map(|c| monotone_fields(s.analysis.as_ref(), c, diags))
+        .unwrap_or_default();
+
     let mut paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
     paths.sort();
     let (ctx, resolver, cost, confidence, guard, fallback, training) = (
@@ -1037,5 +1085,49 @@ fn semantic<'a>(
         fixtures: fixture_defs,
         scripts,
         warnings: Vec::new(),
+        monotone_in,
     })
+}
+
+/// The fields of `analysis.monotone_in` (default: budget and trainset size), which must be
+/// number fields of the context.
+fn monotone_fields(
+    sec: Option<&Section<'_, AnalysisSpec>>,
+    ctx: &ContextModel,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<usize> {
+    let Some(sec) = sec else {
+        return vec![ctx.known.budget_usd, ctx.known.trainset_size];
+    };
+    let mut out = Vec::new();
+    for (i, name) in sec.value.monotone_in.iter().enumerate() {
+        let ptr = format!("/analysis/monotone_in/{i}");
+        match ctx.index_of(name) {
+            None => diags.push(
+                sec.at
+                    .value(
+                        Diagnostic::error(format!("`monotone_in` names unknown field `{name}`")),
+                        &ptr,
+                    )
+                    .with_help_opt(did_you_mean(
+                        name,
+                        ctx.fields().iter().map(|f| f.name.as_ref()),
+                    )),
+            ),
+            Some(idx) if !ctx.fields()[idx].spec.kind.is_numeric() => diags.push(
+                sec.at
+                    .value(
+                        Diagnostic::error(format!(
+                            "`monotone_in` needs number fields; `{name}` is a {} field",
+                            ctx.fields()[idx].spec.kind.name()
+                        )),
+                        &ptr,
+                    )
+                    .with_help("list integer or number fields"),
+            ),
+            Some(idx) if out.contains(&idx) => {}
+            Some(idx) => out.push(idx),
+        }
+    }
+    out
 }

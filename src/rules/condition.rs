@@ -1,8 +1,11 @@
 //! Conditions compiled to native closures. Structured conditions (field comparisons with
 //! all/any/not) never go through Rhai; `expr` conditions call the sandbox.
+//!
+//! Beside each closure the compiler keeps the condition's structure ([`Pred`]), which rule
+//! analysis reads: which fields are compared with which constants. Evaluation never uses it.
 
 use super::context::{Context, ContextModel, Value};
-use super::script::{Origin, ScriptError, ScriptHost};
+use super::script::{CompiledExpr, Origin, ScriptError, ScriptHost};
 use super::spec::{Condition, FieldType, Scalar};
 use super::yaml::escape_segment;
 use super::Located;
@@ -16,21 +19,142 @@ pub type TraceSink<'a> = Option<&'a mut Vec<CondTrace>>;
 /// A compiled condition.
 pub type CondFn = Arc<dyn Fn(&Context, TraceSink<'_>) -> Result<bool, ScriptError> + Send + Sync>;
 
-#[derive(Debug, Clone, Copy)]
-enum NumOp {
+/// A numeric comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumOp {
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `>`
     Gt,
+    /// `>=`
     Ge,
 }
 
-#[derive(Debug, Clone)]
-enum Test {
+/// One comparison of a field's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    /// `lt`, `le`, `gt`, `ge`.
     Num(NumOp, f64),
+    /// `eq`.
     Eq(Value),
+    /// `ne`.
     Ne(Value),
+    /// `in`.
     In(Vec<Value>),
+    /// `present`.
     Present(bool),
+}
+
+/// The structure of a compiled condition, for rule analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pred {
+    /// Every part holds.
+    All(Vec<Pred>),
+    /// At least one part holds.
+    Any(Vec<Pred>),
+    /// The part does not hold.
+    Not(Box<Pred>),
+    /// Every test holds for the field at `index` of the context.
+    Field {
+        /// Index of the field in the context model.
+        index: usize,
+        /// The comparisons.
+        tests: Vec<Test>,
+    },
+    /// A Rhai expression: opaque to analysis.
+    Expr,
+}
+
+impl Pred {
+    /// Evaluates the structure on one value per context field: `None` when the answer
+    /// depends on a Rhai expression (three-valued logic: a part that is false decides `all`,
+    /// a part that is true decides `any`, whatever the expressions say).
+    pub fn eval3(&self, values: &[Value]) -> Option<bool> {
+        match self {
+            Pred::All(parts) => {
+                let mut known = true;
+                for p in parts {
+                    match p.eval3(values) {
+                        Some(false) => return Some(false),
+                        None => known = false,
+                        Some(true) => {}
+                    }
+                }
+                known.then_some(true)
+            }
+            Pred::Any(parts) => {
+                let mut known = true;
+                for p in parts {
+                    match p.eval3(values) {
+                        Some(true) => return Some(true),
+                        None => known = false,
+                        Some(false) => {}
+                    }
+                }
+                known.then_some(false)
+            }
+            Pred::Not(p) => p.eval3(values).map(|b| !b),
+            Pred::Field { index, tests } => {
+                let v = values.get(*index).unwrap_or(&Value::Null);
+                Some(tests.iter().all(|t| t.eval(v)))
+            }
+            Pred::Expr => None,
+        }
+    }
+
+    /// True when a Rhai expression appears anywhere in the condition.
+    pub fn has_expr(&self) -> bool {
+        match self {
+            Pred::All(parts) | Pred::Any(parts) => parts.iter().any(Pred::has_expr),
+            Pred::Not(p) => p.has_expr(),
+            Pred::Field { .. } => false,
+            Pred::Expr => true,
+        }
+    }
+
+    /// Calls `f(field index)` for every field comparison (once per comparison).
+    pub fn fields(&self, f: &mut dyn FnMut(usize)) {
+        match self {
+            Pred::All(parts) | Pred::Any(parts) => parts.iter().for_each(|p| p.fields(f)),
+            Pred::Not(p) => p.fields(f),
+            Pred::Field { index, .. } => f(*index),
+            Pred::Expr => {}
+        }
+    }
+
+    /// Calls `f(field index, constant)` for every constant a comparison uses.
+    pub fn constants(&self, f: &mut dyn FnMut(usize, &Value)) {
+        match self {
+            Pred::All(parts) | Pred::Any(parts) => {
+                for p in parts {
+                    p.constants(f);
+                }
+            }
+            Pred::Not(p) => p.constants(f),
+            Pred::Field { index, tests } => {
+                for t in tests {
+                    match t {
+                        Test::Num(_, n) => f(*index, &Value::Num(*n)),
+                        Test::Eq(v) | Test::Ne(v) => f(*index, v),
+                        Test::In(vs) => vs.iter().for_each(|v| f(*index, v)),
+                        Test::Present(_) => {}
+                    }
+                }
+            }
+            Pred::Expr => {}
+        }
+    }
+}
+
+/// A compiled condition: the closure that evaluates it and its structure.
+#[derive(Clone)]
+pub struct Compiled {
+    /// Evaluates the condition.
+    pub eval: CondFn,
+    /// What it compares, for analysis.
+    pub pred: Pred,
 }
 
 impl Test {
@@ -56,8 +180,9 @@ impl Test {
         }
     }
 
+    /// Whether the value passes (a missing value fails every test but `present: false`).
     #[inline]
-    fn eval(&self, v: &Value) -> bool {
+    pub fn eval(&self, v: &Value) -> bool {
         match self {
             Test::Present(want) => (*v != Value::Null) == *want,
             _ if *v == Value::Null => false,
@@ -92,7 +217,7 @@ pub fn compile(
     ctx: &ContextModel,
     scripts: &Arc<ScriptHost>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<CondFn> {
+) -> Option<Compiled> {
     let forms: Vec<&str> = [
         ("all", cond.all.is_some()),
         ("any", cond.any.is_some()),
@@ -137,68 +262,72 @@ pub fn compile(
         return None;
     }
     let list = |items: &Vec<Condition>, key: &str, diags: &mut Vec<Diagnostic>| {
-        let compiled: Vec<Option<CondFn>> = items
+        let compiled: Vec<Option<Compiled>> = items
             .iter()
             .enumerate()
             .map(|(i, c)| compile(c, &format!("{ptr}/{key}/{i}"), at, ctx, scripts, diags))
             .collect();
-        compiled.into_iter().collect::<Option<Vec<CondFn>>>()
+        let parts = compiled.into_iter().collect::<Option<Vec<Compiled>>>()?;
+        Some(
+            parts
+                .into_iter()
+                .map(|c| (c.eval, c.pred))
+                .unzip::<_, _, Vec<CondFn>, Vec<Pred>>(),
+        )
     };
     if let Some(items) = &cond.all {
-        let parts = list(items, "all", diags)?;
-        return Some(Arc::new(move |c: &Context, mut t: TraceSink<'_>| {
+        let (parts, preds) = list(items, "all", diags)?;
+        let eval: CondFn = Arc::new(move |c: &Context, mut t: TraceSink<'_>| {
             for p in &parts {
                 if !p(c, t.as_deref_mut())? {
                     return Ok(false);
                 }
             }
             Ok(true)
-        }));
+        });
+        return Some(Compiled {
+            eval,
+            pred: Pred::All(preds),
+        });
     }
     if let Some(items) = &cond.any {
-        let parts = list(items, "any", diags)?;
-        return Some(Arc::new(move |c: &Context, mut t: TraceSink<'_>| {
+        let (parts, preds) = list(items, "any", diags)?;
+        let eval: CondFn = Arc::new(move |c: &Context, mut t: TraceSink<'_>| {
             for p in &parts {
                 if p(c, t.as_deref_mut())? {
                     return Ok(true);
                 }
             }
             Ok(false)
-        }));
+        });
+        return Some(Compiled {
+            eval,
+            pred: Pred::Any(preds),
+        });
     }
     if let Some(inner) = &cond.not {
-        let inner = compile(inner, &format!("{ptr}/not"), at, ctx, scripts, diags)?;
-        return Some(Arc::new(move |c: &Context, t: TraceSink<'_>| {
-            Ok(!inner(c, t)?)
-        }));
+        let Compiled { eval: inner, pred } =
+            compile(inner, &format!("{ptr}/not"), at, ctx, scripts, diags)?;
+        let eval: CondFn = Arc::new(move |c: &Context, t: TraceSink<'_>| Ok(!inner(c, t)?));
+        return Some(Compiled {
+            eval,
+            pred: Pred::Not(Box::new(pred)),
+        });
     }
     if let Some(code) = &cond.expr {
         let eptr = format!("{ptr}/expr");
         let span = at.spans.exact(&eptr)?;
         let origin = Origin::scalar(at.file, span);
-        match scripts.compile_expr(code, origin) {
-            Ok(expr) => {
-                let host = Arc::clone(scripts);
-                let code: Arc<str> = code.as_str().into();
-                return Some(Arc::new(move |c: &Context, t: TraceSink<'_>| {
-                    let r = host.eval_bool(&expr, c.values())?;
-                    if let Some(t) = t {
-                        t.push(CondTrace {
-                            field: None,
-                            op: "expr".into(),
-                            expected: serde_json::Value::String(code.to_string()),
-                            actual: serde_json::Value::Null,
-                            result: r,
-                        });
-                    }
-                    Ok(r)
-                }));
-            }
+        return match scripts.compile_expr(code, origin) {
+            Ok(expr) => Some(Compiled {
+                eval: expr_closure(scripts, expr, code),
+                pred: Pred::Expr,
+            }),
             Err(d) => {
                 diags.push(d);
-                return None;
+                None
             }
-        }
+        };
     }
     // A field comparison.
     let name = cond.field.as_deref().unwrap_or_default();
@@ -310,7 +439,11 @@ pub fn compile(
         return None;
     }
     let fname: Arc<str> = field.name.clone();
-    Some(Arc::new(move |c: &Context, t: TraceSink<'_>| {
+    let pred = Pred::Field {
+        index: idx,
+        tests: tests.clone(),
+    };
+    let eval: CondFn = Arc::new(move |c: &Context, t: TraceSink<'_>| {
         let v = c.get(idx);
         match t {
             None => Ok(tests.iter().all(|test| test.eval(v))),
@@ -331,7 +464,38 @@ pub fn compile(
                 Ok(true)
             }
         }
-    }))
+    });
+    Some(Compiled { eval, pred })
+}
+
+/// The closure of an `expr` condition. A coverage build (see [`ScriptHost::coverage`]) gets
+/// one that also records that the expression ran; a normal build never checks for it.
+fn expr_closure(scripts: &Arc<ScriptHost>, expr: CompiledExpr, code: &str) -> CondFn {
+    let site = scripts
+        .coverage()
+        .map(|rec| (Arc::clone(rec), rec.add_expr(&expr.origin, code)));
+    let host = Arc::clone(scripts);
+    let code: Arc<str> = code.into();
+    let run = move |c: &Context, t: TraceSink<'_>| {
+        let r = host.eval_bool(&expr, c.values())?;
+        if let Some(t) = t {
+            t.push(CondTrace {
+                field: None,
+                op: "expr".into(),
+                expected: serde_json::Value::String(code.to_string()),
+                actual: serde_json::Value::Null,
+                result: r,
+            });
+        }
+        Ok(r)
+    };
+    match site {
+        None => Arc::new(run),
+        Some((rec, site)) => Arc::new(move |c: &Context, t: TraceSink<'_>| {
+            rec.hit(site);
+            run(c, t)
+        }),
+    }
 }
 
 fn scalar_kind(s: &Scalar) -> &'static str {

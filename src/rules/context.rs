@@ -101,6 +101,12 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context from one value per field, in the model's order, without checking them: for
+    /// rule analysis, which builds its inputs from the declared fields and bounds.
+    pub(crate) fn from_values(values: Vec<Value>) -> Self {
+        Self { values }
+    }
+
     /// The value of field number `i`.
     pub fn get(&self, i: usize) -> &Value {
         &self.values[i]

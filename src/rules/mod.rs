@@ -8,7 +8,9 @@
 pub mod compile;
 pub mod condition;
 pub mod context;
+pub mod coverage;
 pub mod fixtures;
+pub mod instrument;
 pub mod schema;
 pub mod script;
 pub mod spec;
@@ -16,8 +18,9 @@ pub mod template;
 pub mod yaml;
 
 use crate::decision::Config;
+use crate::diagnostic::Pos;
 use crate::diagnostic::{Diagnostic, SourceFile};
-use condition::CondFn;
+use condition::{CondFn, Pred};
 use context::{ContextModel, InputError};
 use script::{Origin, ScriptHost};
 use spec::{Fixture, OptimizerSpec, TrainingSpec};
@@ -26,7 +29,7 @@ use std::sync::Arc;
 use template::Template;
 use yaml::SpanIndex;
 
-pub use compile::build;
+pub use compile::{build, build_instrumented};
 
 /// A file with its node positions, for placing diagnostics.
 #[derive(Clone, Copy)]
@@ -93,12 +96,18 @@ pub struct Rule {
     pub id: Arc<str>,
     /// Condition; `None` for the fallback.
     pub cond: Option<CondFn>,
+    /// The condition's structure, for rule analysis; `None` for the fallback.
+    pub pred: Option<Pred>,
     /// The result.
     pub choice: Arc<Resolved>,
     /// Reasoning template.
     pub reasoning: Template,
     /// `file:line` of the rule.
     pub at: String,
+    /// File of the rule.
+    pub file: String,
+    /// Position of the rule in `file`.
+    pub pos: Option<Pos>,
 }
 
 /// A model of the price table.
@@ -142,6 +151,8 @@ pub struct AltModel {
     pub quality_risk: f64,
     /// Note.
     pub note: Arc<str>,
+    /// `file:line` of its entry in `confidence.alternatives`.
+    pub at: String,
 }
 
 /// The compiled confidence model.
@@ -176,6 +187,10 @@ pub struct GuardModel {
     pub reasoning: Template,
     /// Reasoning when nothing fits.
     pub no_fit_reasoning: Template,
+    /// `file:line` of each step.
+    pub steps_at: Vec<String>,
+    /// `file:line` of `no_fit_reasoning`.
+    pub no_fit_at: String,
 }
 
 /// Names usable in guard templates besides the context fields.
@@ -225,6 +240,9 @@ pub struct RuleSet {
     pub scripts: Arc<ScriptHost>,
     /// Warnings found while building (the set is valid).
     pub warnings: Vec<Diagnostic>,
+    /// Context fields (by index) along which more must not get a weaker optimizer; checked
+    /// by rule analysis.
+    pub monotone_in: Vec<usize>,
 }
 
 impl std::fmt::Debug for RuleSet {

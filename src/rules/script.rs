@@ -5,10 +5,12 @@
 //! `no_module` and `no_time` features, `print`/`debug` are silenced and `eval` is disabled.
 
 use super::context::{ContextModel, Value};
+use super::instrument::{self, Recorder};
 use super::yaml::{NodeSpan, ScalarStyle};
 use crate::diagnostic::{did_you_mean, Diagnostic, Pos, SourceFile};
 use rhai::{Dynamic, Engine, EvalAltResult, ParseErrorType, Position, Scope, AST};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Evaluation limits of the sandbox.
 pub mod limits {
@@ -147,6 +149,8 @@ pub struct ScriptHost {
     /// The `.rhai` file of each function. Rhai loses a function's source when libraries are
     /// merged, so an error inside a function is placed with this instead.
     fn_files: HashMap<String, String>,
+    /// Set in a coverage build only: what ran.
+    coverage: Option<Arc<Recorder>>,
 }
 
 impl std::fmt::Debug for ScriptHost {
@@ -171,12 +175,43 @@ impl ScriptHost {
         context: &ContextModel,
         diags: &mut Vec<Diagnostic>,
     ) -> Self {
-        let engine = sandbox_engine();
+        Self::build(scripts, context, diags, None)
+    }
+
+    /// Like [`ScriptHost::new`], for a coverage build: every function body records its
+    /// execution in `rec` (see [`super::instrument`]), and so does every `expr` condition
+    /// compiled with this host.
+    pub fn instrumented(
+        scripts: &[&SourceFile],
+        context: &ContextModel,
+        diags: &mut Vec<Diagnostic>,
+        rec: Arc<Recorder>,
+    ) -> Self {
+        Self::build(scripts, context, diags, Some(rec))
+    }
+
+    fn build(
+        scripts: &[&SourceFile],
+        context: &ContextModel,
+        diags: &mut Vec<Diagnostic>,
+        coverage: Option<Arc<Recorder>>,
+    ) -> Self {
+        let mut engine = sandbox_engine();
+        if let Some(rec) = &coverage {
+            let rec = Arc::clone(rec);
+            engine.register_fn(instrument::HIT_FN, move |site: i64| {
+                rec.hit(usize::try_from(site).unwrap_or(usize::MAX));
+            });
+        }
         let mut lib = AST::empty();
         let mut fn_files = HashMap::new();
         for file in scripts {
             match engine.compile(&file.text) {
                 Ok(ast) => {
+                    let ast = match &coverage {
+                        Some(rec) => instrumented_ast(&engine, file, ast, rec),
+                        None => ast,
+                    };
                     // Only functions are kept; top-level statements would never run.
                     let mut ast = ast.clone_functions_only();
                     ast.set_source(file.path.as_str());
@@ -204,7 +239,13 @@ impl ScriptHost {
             lib,
             scope_names,
             fn_files,
+            coverage,
         }
+    }
+
+    /// The recorder of a coverage build; `None` in a normal build.
+    pub fn coverage(&self) -> Option<&Arc<Recorder>> {
+        self.coverage.as_ref()
     }
 
     /// Names and arities of the script functions.
@@ -353,6 +394,51 @@ impl ScriptHost {
             help,
             file,
             pos,
+        }
+    }
+}
+
+/// The instrumented copy of a compiled `.rhai` file, with its functions registered in `rec`;
+/// the original when the copy does not define exactly the same functions.
+fn instrumented_ast(engine: &Engine, file: &SourceFile, original: AST, rec: &Recorder) -> AST {
+    let signature = |ast: &AST| {
+        let mut v: Vec<(String, usize)> = ast
+            .iter_functions()
+            .map(|f| (f.name.to_string(), f.params.len()))
+            .collect();
+        v.sort();
+        v
+    };
+    let wanted = signature(&original);
+    let copy = instrument::definitions(&file.text).and_then(|defs| {
+        let mut found: Vec<(String, usize)> =
+            defs.iter().map(|d| (d.name.clone(), d.arity)).collect();
+        found.sort();
+        if found != wanted {
+            return None;
+        }
+        // The sites are registered only once the copy is known to be good; the build is
+        // single-threaded, so the numbers they will get are the next ones.
+        let first = rec.len();
+        let ids: Vec<usize> = (first..first + defs.len()).collect();
+        let ast = engine
+            .compile(instrument::rewrite(&file.text, &defs, &ids))
+            .ok()?;
+        if signature(&ast) != wanted {
+            return None;
+        }
+        for d in &defs {
+            rec.add_fn(&d.name, d.arity, &file.path, d.line, true);
+        }
+        Some(ast)
+    });
+    match copy {
+        Some(ast) => ast,
+        None => {
+            for (name, arity) in &wanted {
+                rec.add_fn(name, *arity, &file.path, 1, false);
+            }
+            original
         }
     }
 }

@@ -28,6 +28,26 @@ pub struct RuleFile {
     pub training: Option<TrainingSpec>,
     /// Fixtures run by `skill-fleet rules test`.
     pub tests: Option<Vec<Fixture>>,
+    /// Settings of the rule analysis run by `skill-fleet rules check` (optional).
+    pub analysis: Option<AnalysisSpec>,
+}
+
+/// Settings of the rule analysis run by `skill-fleet rules check`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSpec {
+    /// Number fields along which a larger value, everything else equal, must never get a
+    /// weaker optimizer (strength: the order of `guard.downgrade`, strongest first). Default
+    /// `[budget_usd, trainset_size]`; `[]` turns the check off.
+    #[serde(default = "default_monotone_in")]
+    pub monotone_in: Vec<String>,
+}
+
+/// The fields checked for monotonicity when the rule set does not say.
+pub const DEFAULT_MONOTONE_IN: [&str; 2] = ["budget_usd", "trainset_size"];
+
+fn default_monotone_in() -> Vec<String> {
+    DEFAULT_MONOTONE_IN.iter().map(|s| s.to_string()).collect()
 }
 
 /// The input fields of a recommendation.
