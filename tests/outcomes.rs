@@ -4,7 +4,7 @@
 use crate::support::*;
 use serde_json::{json, Value};
 use skill_fleet::outcome::{Context, NewOutcome, RunReport};
-use skill_fleet::store::decisions::NewDecision;
+use skill_fleet::store::decisions::{DecisionTexts, NewDecision};
 use skill_fleet::store::Store;
 use std::path::Path;
 use std::time::Duration;
@@ -26,22 +26,27 @@ fn seed_decisions(store: &Store, rows: &[(Value, &str, &str, f64)]) -> Vec<i64> 
     let entries: Vec<NewDecision> = rows
         .iter()
         .enumerate()
-        .map(|(i, (input, optimizer, rule, cost))| NewDecision {
-            id: first + i as i64,
-            at_ms: store.now_ms(),
-            request_id: Some(format!("seed-{i}")),
-            source: "http",
-            revision: "rev-a".into(),
-            rule: rule.to_string(),
-            optimizer: optimizer.to_string(),
-            variant: None,
-            estimated_cost: *cost,
-            estimated_time: 10.0,
-            input: input.to_string().into_bytes().into(),
-            output: json!({"recommended": optimizer, "estimated_cost": cost, "alternatives": []})
-                .to_string()
-                .into_bytes()
-                .into(),
+        .map(|(i, (input, optimizer, rule, cost))| {
+            let input = input.to_string();
+            let request_id = format!("seed-{i}");
+            NewDecision::new(
+                first + i as i64,
+                store.now_ms(),
+                "http",
+                (*cost, 10.0),
+                DecisionTexts {
+                    request_id: Some(&request_id),
+                    revision: "rev-a",
+                    rule,
+                    optimizer,
+                    variant: None,
+                    input: input.as_bytes(),
+                },
+                |out| {
+                    let v = json!({"recommended": optimizer, "estimated_cost": cost, "alternatives": []});
+                    out.extend_from_slice(v.to_string().as_bytes());
+                },
+            )
         })
         .collect();
     store.log_decisions(entries).expect("log");

@@ -428,19 +428,22 @@ fn log_decision(
     let id = store.reserve_decision_ids(1)?;
     d.decision_id = Some(id);
     let output = serde_json::to_vec(&d.log_json()).unwrap_or_default();
-    store.log_decisions(vec![crate::store::decisions::NewDecision {
+    let input = serde_json::to_vec(input).unwrap_or_default();
+    let entry = crate::store::decisions::NewDecision::new(
         id,
-        at_ms: store.now_ms(),
-        request_id: None,
-        source: "cli",
-        revision: d.rules_revision.to_string(),
-        rule: d.rule.to_string(),
-        optimizer: d.recommended.to_string(),
-        variant: variant.map(str::to_string),
-        estimated_cost: d.estimated_cost,
-        estimated_time: d.estimated_time_minutes as f64,
-        input: serde_json::to_vec(input).unwrap_or_default().into(),
-        output: output.into(),
-    }])?;
+        store.now_ms(),
+        "cli",
+        (d.estimated_cost, d.estimated_time_minutes as f64),
+        crate::store::decisions::DecisionTexts {
+            request_id: None,
+            revision: &d.rules_revision,
+            rule: &d.rule,
+            optimizer: &d.recommended,
+            variant,
+            input: &input,
+        },
+        |out| out.extend_from_slice(&output),
+    );
+    store.log_decisions(vec![entry])?;
     Ok(id)
 }

@@ -6,7 +6,7 @@ use super::AppState;
 use crate::engine::{self, Options};
 use crate::loader::live::{Reload, Rollback};
 use crate::rules::context::JsonCheckError;
-use crate::store::decisions::NewDecision;
+use crate::store::decisions::{DecisionTexts, NewDecision};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION};
 use hyper::{Method, Request, Response, StatusCode};
@@ -276,23 +276,23 @@ async fn decide(
     if let (true, Some((_, rid)), Some(dl), Some(id)) =
         (logged, log, &state.decisions, d.decision_id)
     {
-        let mut kept = Vec::with_capacity(512);
-        d.write_log_json(&mut kept);
-        let entry = NewDecision {
+        // One buffer holds every text of the entry; the body is copied, so hyper's read
+        // buffer is not pinned until the batch is written.
+        let entry = NewDecision::new(
             id,
-            at_ms: now_ms(),
-            request_id: Some(rid.to_string()),
-            source: "http",
-            revision: d.revision.to_string(),
-            rule: d.rule.id.to_string(),
-            optimizer: d.choice.optimizer.to_string(),
-            variant: d.choice.variant.as_deref().map(str::to_string),
-            estimated_cost: d.estimate.cost,
-            estimated_time: d.estimate.minutes as f64,
-            // A copy: keeping `body` would pin hyper's read buffer until the batch is written.
-            input: bytes::Bytes::copy_from_slice(&body),
-            output: kept.into(),
-        };
+            now_ms(),
+            "http",
+            (d.estimate.cost, d.estimate.minutes as f64),
+            DecisionTexts {
+                request_id: Some(rid),
+                revision: &d.revision[..],
+                rule: &d.rule.id[..],
+                optimizer: &d.choice.optimizer[..],
+                variant: d.choice.variant.as_deref(),
+                input: &body,
+            },
+            |out| d.write_log_json(out),
+        );
         drop(d);
         drop(rs);
         drop(history);

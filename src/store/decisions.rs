@@ -9,33 +9,99 @@ use super::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-/// One logged decision, as the server hands it to the writer.
+/// The texts of a decision to log, by name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecisionTexts<'a> {
+    /// The request's `X-Request-ID` (none from the CLI).
+    pub request_id: Option<&'a str>,
+    /// Rules revision that decided.
+    pub revision: &'a str,
+    /// Rule that fired.
+    pub rule: &'a str,
+    /// Recommended optimizer.
+    pub optimizer: &'a str,
+    /// Its variant (e.g. MIPROv2's `auto` level), when it has variants.
+    pub variant: Option<&'a str>,
+    /// The request body (JSON).
+    pub input: &'a [u8],
+}
+
+/// One logged decision, as the server hands it to the writer. Its texts live in one buffer:
+/// one allocation per decision, freed by the writer thread in one go.
 #[derive(Debug, Clone)]
 pub struct NewDecision {
     /// Id reserved with [`super::Store::reserve_decision_ids`].
     pub id: i64,
     /// Milliseconds since the epoch.
     pub at_ms: i64,
-    /// The request's `X-Request-ID` (none from the CLI).
-    pub request_id: Option<String>,
     /// `http` or `cli`.
     pub source: &'static str,
-    /// Rules revision that decided.
-    pub revision: String,
-    /// Rule that fired.
-    pub rule: String,
-    /// Recommended optimizer.
-    pub optimizer: String,
-    /// Its variant (e.g. MIPROv2's `auto` level), when it has variants.
-    pub variant: Option<String>,
     /// Estimated cost in USD.
     pub estimated_cost: f64,
     /// Estimated time in minutes.
     pub estimated_time: f64,
-    /// The request body (JSON).
-    pub input: bytes::Bytes,
-    /// The response body (JSON).
-    pub output: bytes::Bytes,
+    /// request id, revision, rule, optimizer, variant, input, output, back to back.
+    buf: Vec<u8>,
+    /// Where each of the seven texts ends in `buf`.
+    ends: [u32; 7],
+    /// Whether the request id and the variant are present.
+    present: (bool, bool),
+}
+
+impl NewDecision {
+    /// Packs a decision; `write_output` appends the output JSON.
+    pub fn new(
+        id: i64,
+        at_ms: i64,
+        source: &'static str,
+        (estimated_cost, estimated_time): (f64, f64),
+        t: DecisionTexts<'_>,
+        write_output: impl FnOnce(&mut Vec<u8>),
+    ) -> Self {
+        let mut buf = Vec::with_capacity(640);
+        let mut ends = [0u32; 7];
+        let parts: [&[u8]; 6] = [
+            t.request_id.unwrap_or("").as_bytes(),
+            t.revision.as_bytes(),
+            t.rule.as_bytes(),
+            t.optimizer.as_bytes(),
+            t.variant.unwrap_or("").as_bytes(),
+            t.input,
+        ];
+        for (k, p) in parts.iter().enumerate() {
+            buf.extend_from_slice(p);
+            ends[k] = buf.len() as u32;
+        }
+        write_output(&mut buf);
+        ends[6] = buf.len() as u32;
+        NewDecision {
+            id,
+            at_ms,
+            source,
+            estimated_cost,
+            estimated_time,
+            buf,
+            ends,
+            present: (t.request_id.is_some(), t.variant.is_some()),
+        }
+    }
+
+    fn part(&self, k: usize) -> &[u8] {
+        let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
+        self.buf
+            .get(start..self.ends[k] as usize)
+            .unwrap_or_default()
+    }
+
+    fn text(&self, k: usize, what: &str) -> Result<&str, StoreError> {
+        std::str::from_utf8(self.part(k))
+            .map_err(|_| StoreError::Invalid(format!("decision {}: {what} is not UTF-8", self.id)))
+    }
+
+    /// The output JSON.
+    pub fn output(&self) -> &[u8] {
+        self.part(6)
+    }
 }
 
 /// A decision read back from the log.
@@ -95,36 +161,45 @@ pub fn reserve(conn: &Connection, n: i64) -> Result<i64, StoreError> {
     Ok(start)
 }
 
-/// Inserts decisions (inside the writer's transaction). Entries must be valid UTF-8 JSON; an
-/// id already logged is refused before anything is written.
+/// Inserts decisions (inside the writer's transaction). Texts must be UTF-8; a bad entry is
+/// refused before anything is written.
 pub fn insert(conn: &Connection, rows: &[NewDecision]) -> Result<usize, StoreError> {
+    const NAMES: [&str; 7] = [
+        "request id",
+        "revision",
+        "rule",
+        "optimizer",
+        "variant",
+        "input",
+        "output",
+    ];
     let mut texts = Vec::with_capacity(rows.len());
     for d in rows {
-        let input = std::str::from_utf8(&d.input)
-            .map_err(|_| StoreError::Invalid(format!("decision {}: input is not UTF-8", d.id)))?;
-        let output = std::str::from_utf8(&d.output)
-            .map_err(|_| StoreError::Invalid(format!("decision {}: output is not UTF-8", d.id)))?;
-        texts.push((input, output));
+        let mut t = [""; 7];
+        for (k, name) in NAMES.iter().enumerate() {
+            t[k] = d.text(k, name)?;
+        }
+        texts.push(t);
     }
     let mut stmt = conn.prepare_cached(
         "INSERT INTO decisions (id, created_at, request_id, source, revision, rule, optimizer, \
          variant, estimated_cost, estimated_time, input, output) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
-    for (d, (input, output)) in rows.iter().zip(texts) {
+    for (d, t) in rows.iter().zip(texts) {
         stmt.execute(params![
             d.id,
             d.at_ms,
-            d.request_id,
+            d.present.0.then_some(t[0]),
             d.source,
-            d.revision,
-            d.rule,
-            d.optimizer,
-            d.variant,
+            t[1],
+            t[2],
+            t[3],
+            d.present.1.then_some(t[4]),
             d.estimated_cost,
             d.estimated_time,
-            input,
-            output
+            t[5],
+            t[6]
         ])?;
     }
     Ok(rows.len())
@@ -196,4 +271,43 @@ pub fn counts(conn: &Connection, since_ms: i64) -> Result<DecisionCounts, StoreE
         *out.by_revision.entry(rev).or_default() += n;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_pack_and_unpack() {
+        let d = NewDecision::new(
+            7,
+            1,
+            "http",
+            (2.5, 14.0),
+            DecisionTexts {
+                request_id: Some("abc"),
+                revision: "rev",
+                rule: "r1",
+                optimizer: "miprov2",
+                variant: None,
+                input: br#"{"trainset_size":200}"#,
+            },
+            |out| out.extend_from_slice(b"{}"),
+        );
+        let t: Vec<&str> = (0..7).map(|k| d.text(k, "x").unwrap()).collect();
+        assert_eq!(
+            t,
+            [
+                "abc",
+                "rev",
+                "r1",
+                "miprov2",
+                "",
+                r#"{"trainset_size":200}"#,
+                "{}"
+            ]
+        );
+        assert_eq!(d.present, (true, false));
+        assert_eq!(d.output(), b"{}");
+    }
 }
