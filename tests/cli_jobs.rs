@@ -204,6 +204,13 @@ fn optimize_auto_select_creates_a_pending_job_with_the_recommendation() {
         "small_trainset_low_budget"
     );
     let id = job["id"].as_str().expect("id").to_string();
+    // The decision went to the decision log; the payload names it, so the run's outcome links.
+    let decision = job["payload"]["decision_id"].as_i64().expect("decision_id");
+    assert_eq!(job["payload"]["decision"]["decision_id"], decision);
+    let m = db.run(&["metrics", "--since", "all", "--format", "json"]);
+    let m: Value = serde_json::from_str(&m.stdout).expect("metrics json");
+    assert_eq!(m["decisions"]["total"], 1, "{m}");
+    assert_eq!(m["decisions"]["by_rule"]["small_trainset_low_budget"], 1);
 
     let shown = db.run(&["jobs", "show", &id]);
     assert_eq!(shown.code, 0);

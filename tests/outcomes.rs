@@ -213,6 +213,58 @@ fn queued_decisions_are_written_before_the_log_closes() {
 }
 
 #[test]
+fn a_full_queue_makes_requests_wait_and_drops_nothing() {
+    let t = TempDir::new("outcome-full");
+    let db = t.path().join("o.db");
+    let mut cfg = test_config(&shipped_rules());
+    cfg.decisions.queue_capacity = 1;
+    cfg.decisions.flush_interval_ms = 20;
+    let srv = TestServer::start(cfg, Some(&db));
+    let addr = srv.addr;
+    let ids: Vec<i64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|k| {
+                s.spawn(move || {
+                    (0..10)
+                        .map(|i| {
+                            let body = json!({"trainset_size": 10 + k * 10 + i, "budget_usd": 10})
+                                .to_string();
+                            let r = request(
+                                addr,
+                                "POST",
+                                "/api/v1/optimization/recommend",
+                                &[("Content-Type", "application/json")],
+                                Some(body.as_bytes()),
+                            );
+                            assert_eq!(r.status, 200, "{r:?}");
+                            r.json()["decision_id"].as_i64().expect("id")
+                        })
+                        .collect::<Vec<i64>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("client"))
+            .collect()
+    });
+    srv.close_log();
+    let store = srv.state.store.clone().expect("store");
+    let logged = store.each_decision_since(i64::MIN, |_| {}).expect("read");
+    assert_eq!(logged, 80);
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 80, "every decision has its own id");
+    for id in ids {
+        assert!(
+            store.decision(id).expect("read").is_some(),
+            "decision {id} missing"
+        );
+    }
+}
+
+#[test]
 fn metrics_cli_export_and_history_round_trip() {
     let t = TempDir::new("outcome-cli");
     let db = t.path().join("m.db");
