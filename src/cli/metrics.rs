@@ -2,7 +2,7 @@
 
 use super::db::{open, resolve_path, DbArgs, Format};
 use super::Exit;
-use crate::engine::metrics::{compute, Rate, SelectorMetrics};
+use crate::engine::metrics::{Rate, SelectorMetrics};
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -115,17 +115,13 @@ fn report(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
-    let data = store
-        .decision_counts(since_ms)
-        .and_then(|c| Ok((c, store.outcomes_since(since_ms)?)));
-    let (counts, outcomes) = match data {
-        Ok(x) => x,
+    let m = match store.selector_metrics(since_ms) {
+        Ok(m) => m,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             return Exit::Io;
         }
     };
-    let m = compute(counts, &outcomes);
     match format {
         Format::Json => {
             let mut v = serde_json::to_value(&m).unwrap_or_default();

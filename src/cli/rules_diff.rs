@@ -35,8 +35,14 @@ pub struct DiffArgs {
     pub format: super::db::Format,
 }
 
-fn build(dir: &Path, err: &mut dyn Write) -> Result<RuleSet, Exit> {
+fn build(dir: &Path, flag: &str, err: &mut dyn Write) -> Result<RuleSet, Exit> {
     let files = crate::loader::read_dir(dir).map_err(|d| {
+        let d = match flag {
+            "--against" => d.with_help(
+                "--against names the candidate rule set, e.g. `--against ../candidate/rules`",
+            ),
+            _ => d,
+        };
         let _ = write!(err, "{}", render_all(&[d], &[]));
         Exit::InvalidRules
     })?;
@@ -56,11 +62,11 @@ pub fn run(dir: &Path, a: DiffArgs, out: &mut dyn Write, err: &mut dyn Write) ->
             return Exit::Usage;
         }
     };
-    let before = match build(dir, err) {
+    let before = match build(dir, "--rules", err) {
         Ok(r) => r,
         Err(c) => return c,
     };
-    let after = match build(&a.against, err) {
+    let after = match build(&a.against, "--against", err) {
         Ok(r) => r,
         Err(c) => return c,
     };

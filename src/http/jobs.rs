@@ -117,12 +117,7 @@ pub(super) async fn handle(
             })
             .await?;
             if report.is_some() && job.job_type == "optimization" {
-                let st = Arc::clone(state);
-                match tokio::task::spawn_blocking(move || st.refresh_history()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!("refreshing the outcome history failed: {e}"),
-                    Err(e) => tracing::warn!("refreshing the outcome history failed: {e}"),
-                }
+                state.refresh_history_logged().await;
             }
             Ok(reply::json(StatusCode::OK, &job))
         }

@@ -114,6 +114,17 @@ impl AppState {
         Ok(())
     }
 
+    /// [`AppState::refresh_history`] on a blocking thread; a failure is logged (the outcome
+    /// itself is stored, and the next refresh picks it up).
+    pub(crate) async fn refresh_history_logged(self: &Arc<Self>) {
+        let st = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || st.refresh_history()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("refreshing the outcome history failed: {e}"),
+            Err(e) => tracing::warn!("refreshing the outcome history failed: {e}"),
+        }
+    }
+
     /// Writes the queued decisions and stops the decision log; call after [`serve`] returned.
     pub async fn close(&self) -> Result<(), StoreError> {
         match &self.decisions {
@@ -176,7 +187,7 @@ where
                 // One handle per connection: the per-request clone below then touches a
                 // reference count only this connection's task uses, not one shared by every
                 // core.
-                let st = Arc::new(routes::Conn::new(Arc::clone(&state)));
+                let st = Arc::new(routes::Conn(Arc::clone(&state)));
                 let svc = service_fn(move |req| routes::handle(Arc::clone(&st), req));
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
                 let watched = graceful.watch(conn);

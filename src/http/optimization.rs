@@ -94,12 +94,7 @@ pub(super) async fn record_outcome(
         context,
     };
     let record = blocking(store, move |s| s.record_outcome(new)).await?;
-    let st = Arc::clone(state);
-    match tokio::task::spawn_blocking(move || st.refresh_history()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("refreshing the outcome history failed: {e}"),
-        Err(e) => tracing::warn!("refreshing the outcome history failed: {e}"),
-    }
+    state.refresh_history_logged().await;
     Ok(reply::json(StatusCode::CREATED, &record))
 }
 
@@ -141,9 +136,7 @@ pub(super) async fn metrics(
     }
     let body = blocking(store, move |s| {
         let since_ms = age.map_or(i64::MIN, |a| s.now_ms().saturating_sub(a));
-        let counts = s.decision_counts(since_ms)?;
-        let outcomes = s.outcomes_since(since_ms)?;
-        let m = crate::engine::metrics::compute(counts, &outcomes);
+        let m = s.selector_metrics(since_ms)?;
         let mut v = serde_json::to_value(&m).unwrap_or(Value::Null);
         if let Value::Object(o) = &mut v {
             o.insert("window".into(), Value::String(window));

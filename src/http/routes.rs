@@ -60,12 +60,6 @@ fn valid_request_id(v: &str) -> bool {
 /// The state as one connection holds it (see `serve`).
 pub(super) struct Conn(pub(super) Arc<AppState>);
 
-impl Conn {
-    pub(super) fn new(state: Arc<AppState>) -> Self {
-        Conn(state)
-    }
-}
-
 /// Handles one request: route, run, add the request id, record metrics.
 pub(super) async fn handle(
     conn: Arc<Conn>,
@@ -126,7 +120,7 @@ async fn dispatch(
         )),
         Route::Ready => ready(state).await,
         Route::Metrics => Ok(metrics(state)),
-        Route::Recommend => decide(state, req, Some((conn, rid))).await,
+        Route::Recommend => decide(state, req, Some(rid)).await,
         Route::RulesEvaluate => decide(state, req, None).await,
         Route::Outcomes => match authorize(state, &req) {
             Ok(()) => super::optimization::record_outcome(state, req).await,
@@ -212,12 +206,12 @@ fn query_flag(req: &Request<Incoming>, name: &str) -> Result<bool, ApiError> {
     Ok(false)
 }
 
-/// `recommend` (counted and logged as a decision; `log` has the connection and request id)
-/// and `evaluate` (a dry run, never recorded).
+/// `recommend` (counted and logged as a decision; `log` has the request id) and `evaluate`
+/// (a dry run, never recorded).
 async fn decide(
     state: &Arc<AppState>,
     req: Request<Incoming>,
-    log: Option<(&Conn, &str)>,
+    log: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     let count = log.is_some();
     let explain = query_flag(&req, "explain")?;
@@ -261,21 +255,18 @@ async fn decide(
     if count {
         state.metrics.decision(&d.choice.optimizer);
     }
-    let logged = match (log, &state.decisions) {
-        (Some((conn, _)), Some(dl)) => {
-            let _ = conn;
+    let log = match (log, &state.decisions) {
+        (Some(rid), Some(dl)) => {
             d.decision_id = Some(dl.next_id().map_err(super::jobs::store_error)?);
-            true
+            Some((rid, dl))
         }
-        _ => false,
+        _ => None,
     };
     // Written straight from the rule set's pre-escaped fragments (same bytes as serde).
     let mut bytes = Vec::with_capacity(1024);
     d.write_json(&mut bytes);
     let out = bytes::Bytes::from(bytes);
-    if let (true, Some((_, rid)), Some(dl), Some(id)) =
-        (logged, log, &state.decisions, d.decision_id)
-    {
+    if let (Some((rid, dl)), Some(id)) = (log, d.decision_id) {
         // One buffer holds every text of the entry; the body is copied, so hyper's read
         // buffer is not pinned until the batch is written.
         let entry = NewDecision::new(

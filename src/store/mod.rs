@@ -777,6 +777,16 @@ impl Store {
         self.read(|c| decisions::counts(c, since_ms))
     }
 
+    /// Selector metrics of the decisions and outcomes since `since_ms`.
+    pub fn selector_metrics(
+        &self,
+        since_ms: i64,
+    ) -> Result<crate::engine::metrics::SelectorMetrics, StoreError> {
+        let counts = self.decision_counts(since_ms)?;
+        let outcomes = self.outcomes_since(since_ms)?;
+        Ok(crate::engine::metrics::compute(counts, &outcomes))
+    }
+
     /// Outcomes recorded since `since_ms`, oldest first.
     pub fn outcomes_since(
         &self,
