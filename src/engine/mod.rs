@@ -11,6 +11,7 @@ pub mod confidence;
 pub mod estimate;
 pub mod history;
 pub mod impact;
+pub mod json;
 pub mod metrics;
 pub mod recommend;
 pub mod reference;

@@ -142,22 +142,24 @@ impl Outcome<'_> {
     }
 
     fn write(&self, out: &mut Vec<u8>, full: bool) {
+        use super::json::str as json_str;
         fn num<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
             let _ = serde_json::to_writer(&mut *out, v);
         }
+        use super::json::{f64 as json_f64, u64 as json_u64};
         out.extend_from_slice(b"{\"recommended\":");
         out.extend_from_slice(self.choice.json_optimizer.as_bytes());
         out.extend_from_slice(b",\"config\":");
         out.extend_from_slice(self.choice.json_config.as_bytes());
         out.extend_from_slice(b",\"estimated_cost\":");
-        num(out, &self.estimate.cost);
+        json_f64(out, self.estimate.cost);
         out.extend_from_slice(b",\"estimated_time_minutes\":");
-        num(out, &self.estimate.minutes);
+        json_u64(out, self.estimate.minutes);
         out.extend_from_slice(b",\"confidence\":");
-        num(out, &self.confidence);
+        json_f64(out, self.confidence);
         if full {
             out.extend_from_slice(b",\"reasoning\":");
-            num(out, self.reasoning.as_str());
+            json_str(out, &self.reasoning);
         }
         out.extend_from_slice(b",\"alternatives\":[");
         for (i, (alt, e)) in self.alternatives.iter().enumerate() {
@@ -167,23 +169,23 @@ impl Outcome<'_> {
             out.extend_from_slice(b"{\"optimizer\":");
             out.extend_from_slice(alt.choice.json_optimizer.as_bytes());
             out.extend_from_slice(b",\"estimated_cost\":");
-            num(out, &e.cost);
+            json_f64(out, e.cost);
             out.extend_from_slice(b",\"estimated_time_minutes\":");
-            num(out, &e.minutes);
+            json_u64(out, e.minutes);
             if full {
                 out.extend_from_slice(b",\"quality_risk\":");
-                num(out, &alt.quality_risk);
+                json_f64(out, alt.quality_risk);
                 out.extend_from_slice(b",\"note\":");
-                num(out, &*alt.note);
+                json_str(out, &alt.note);
             }
             out.push(b'}');
         }
         out.push(b']');
         if full {
             out.extend_from_slice(b",\"rule\":");
-            num(out, &*self.rule.id);
+            json_str(out, &self.rule.id);
             out.extend_from_slice(b",\"rules_revision\":");
-            num(out, &**self.revision);
+            json_str(out, self.revision);
         }
         if let Some(id) = self.decision_id {
             out.extend_from_slice(b",\"decision_id\":");

@@ -134,7 +134,7 @@ impl AppState {
     }
 
     /// A new request id: 16 hex digits, unique within the process, unpredictable across runs.
-    fn request_id(&self) -> String {
+    fn request_id(&self) -> RequestId {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         // splitmix64 of seed + n
         let mut z = self
@@ -142,7 +142,26 @@ impl AppState {
             .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        format!("{:016x}", z ^ (z >> 31))
+        RequestId::hex(z ^ (z >> 31))
+    }
+}
+
+/// A request id the server made: 16 lower-case hex digits, on the stack.
+struct RequestId([u8; 16]);
+
+impl RequestId {
+    fn hex(v: u64) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut id = [0u8; 16];
+        for (i, d) in id.iter_mut().enumerate() {
+            *d = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        RequestId(id)
+    }
+
+    fn as_str(&self) -> &str {
+        // Hex digits only: always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -207,4 +226,16 @@ where
         () = tokio::time::sleep(grace) => tracing::warn!("grace period of {grace:?} over; closing remaining connections"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestId;
+
+    #[test]
+    fn request_ids_are_16_lower_case_hex_digits() {
+        for v in [0, 1, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+            assert_eq!(RequestId::hex(v).as_str(), format!("{v:016x}"));
+        }
+    }
 }

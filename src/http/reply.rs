@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
+use std::future::Future;
 
 /// The response body type.
 pub type Body = Full<Bytes>;
@@ -113,13 +114,8 @@ pub async fn json_body(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if mime != "application/json" {
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             if ct.is_empty() {
@@ -144,21 +140,28 @@ pub async fn json_body(
         return Err(too_large());
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    // A client that sends its headers and then stalls the body is cut off too.
-    let collected = tokio::time::timeout(
-        timeout,
-        Limited::new(req.into_body(), limit_usize).collect(),
-    )
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "request body not received within {} ms",
-                timeout.as_millis()
-            ),
-        )
-    })?;
+    let mut collect = std::pin::pin!(Limited::new(req.into_body(), limit_usize).collect());
+    // A small body usually arrives with the headers: then no timer is armed at all.
+    let ready = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match collect.as_mut().poll(cx) {
+            std::task::Poll::Ready(r) => Some(r),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await;
+    let collected = match ready {
+        Some(r) => r,
+        // A client that sends its headers and then stalls the body is cut off.
+        None => tokio::time::timeout(timeout, collect).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {} ms",
+                    timeout.as_millis()
+                ),
+            )
+        })?,
+    };
     let bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) => {

@@ -67,16 +67,23 @@ pub(super) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let state: &Arc<AppState> = &conn.0;
     let start = Instant::now();
-    let rid = req
+    let given = req
         .headers()
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| valid_request_id(v))
-        .map(str::to_string)
-        .unwrap_or_else(|| state.request_id());
-    let (route, result) = dispatch(&conn, &rid, req).await;
-    let mut resp = result.unwrap_or_else(|e| e.into_response(&rid));
-    if let Ok(v) = HeaderValue::from_str(&rid) {
+        .map(str::to_string);
+    let own;
+    let rid = match &given {
+        Some(g) => g.as_str(),
+        None => {
+            own = state.request_id();
+            own.as_str()
+        }
+    };
+    let (route, result) = dispatch(&conn, rid, req).await;
+    let mut resp = result.unwrap_or_else(|e| e.into_response(rid));
+    if let Ok(v) = HeaderValue::from_str(rid) {
         resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     state

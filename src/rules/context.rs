@@ -4,7 +4,6 @@
 use super::spec::{FieldSpec, FieldType, Scalar};
 use crate::diagnostic::did_you_mean;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -157,7 +156,9 @@ pub struct WellKnown {
 #[derive(Debug, Clone)]
 pub struct ContextModel {
     fields: Vec<Field>,
-    lookup: HashMap<String, usize>,
+    /// Names and aliases with their field's position. A context declares a handful of fields:
+    /// a scan that compares lengths first beats hashing the key.
+    lookup: Vec<(Box<str>, usize)>,
     /// Positions of the fields the engine reads.
     pub known: WellKnown,
 }
@@ -173,11 +174,16 @@ fn fmt_num(n: f64) -> String {
 impl ContextModel {
     /// Builds the model; `fields` are already validated (see `compile`).
     pub fn new(fields: Vec<Field>, known: WellKnown) -> Self {
-        let mut lookup = HashMap::new();
+        let mut lookup: Vec<(Box<str>, usize)> = Vec::new();
         for (i, f) in fields.iter().enumerate() {
-            lookup.insert(f.name.to_string(), i);
-            for a in &f.spec.aliases {
-                lookup.insert(a.clone(), i);
+            for name in
+                std::iter::once(f.name.as_ref()).chain(f.spec.aliases.iter().map(String::as_str))
+            {
+                match lookup.iter_mut().find(|(n, _)| &**n == name) {
+                    // As a map would: a later declaration of the same name wins.
+                    Some(slot) => slot.1 = i,
+                    None => lookup.push((name.into(), i)),
+                }
             }
         }
         Self {
@@ -194,7 +200,10 @@ impl ContextModel {
 
     /// Index of a field by name or alias.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.lookup.get(name).copied()
+        self.lookup
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|&(_, i)| i)
     }
 
     /// Checks a request: unknown fields, types, labels, enums, bounds, required fields.
@@ -259,28 +268,37 @@ fn json_kind_of_text(body: &[u8]) -> &'static str {
     }
 }
 
+/// What a request gave for one field.
+#[derive(Clone)]
+enum Slot {
+    /// Nothing (or null).
+    Empty,
+    /// A checked value.
+    Given(Value),
+    /// A value that failed its check (the error is recorded).
+    Rejected,
+}
+
 /// Field values gathered from a request, before defaults and required checks.
 struct Collected {
-    values: Vec<Option<Value>>,
-    rejected: Vec<bool>,
+    slots: Vec<Slot>,
     errors: Vec<InputError>,
 }
 
 impl Collected {
     fn new(n: usize) -> Self {
         Self {
-            values: vec![None; n],
-            rejected: vec![false; n],
+            slots: vec![Slot::Empty; n],
             errors: Vec::new(),
         }
     }
 
     fn accept(&mut self, m: &ContextModel, key: &str, raw: &serde_json::Value) {
-        let Some(&i) = m.lookup.get(key) else {
+        let Some(i) = m.index_of(key) else {
             self.errors.push(InputError {
                 field: key.to_string(),
                 message: format!("unknown field `{key}`"),
-                help: did_you_mean(key, m.lookup.keys().map(String::as_str)).or_else(|| {
+                help: did_you_mean(key, m.lookup.iter().map(|(n, _)| &**n)).or_else(|| {
                     Some(format!(
                         "known fields: {}",
                         m.fields
@@ -297,7 +315,7 @@ impl Collected {
         if raw.is_null() {
             return;
         }
-        if self.values[i].is_some() {
+        if !matches!(self.slots[i], Slot::Empty) {
             self.errors.push(InputError {
                 field: key.to_string(),
                 message: format!("field `{}` is given twice (as `{key}`)", field.name),
@@ -305,35 +323,40 @@ impl Collected {
             });
             return;
         }
-        match convert(field, key, raw) {
-            Ok(v) => self.values[i] = Some(v),
+        self.slots[i] = match convert(field, key, raw) {
+            Ok(v) => Slot::Given(v),
             Err(e) => {
-                self.rejected[i] = true;
                 self.errors.push(e);
+                Slot::Rejected
             }
-        }
+        };
     }
 
     fn finish(self, m: &ContextModel) -> Result<Context, Vec<InputError>> {
         let mut errors = self.errors;
-        let mut out = Vec::with_capacity(m.fields.len());
-        for ((f, v), bad) in m.fields.iter().zip(self.values).zip(self.rejected) {
-            match v {
-                Some(v) => out.push(v),
-                None if bad => {}
-                None if f.spec.required => errors.push(InputError {
+        for (f, slot) in m.fields.iter().zip(&self.slots) {
+            if matches!(slot, Slot::Empty) && f.spec.required {
+                errors.push(InputError {
                     field: f.name.to_string(),
                     message: format!("missing required field `{}`", f.name),
                     help: f.spec.description.clone(),
-                }),
-                None => out.push(f.default.clone()),
+                });
             }
         }
-        if errors.is_empty() {
-            Ok(Context { values: out })
-        } else {
-            Err(errors)
+        if !errors.is_empty() {
+            return Err(errors);
         }
+        // Mapped in place: the slots' buffer becomes the context's.
+        let values = self
+            .slots
+            .into_iter()
+            .enumerate()
+            .map(|(i, slot)| match slot {
+                Slot::Given(v) => v,
+                _ => m.fields.get(i).map_or(Value::Null, |f| f.default.clone()),
+            })
+            .collect();
+        Ok(Context { values })
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::context::{ContextModel, Value};
 use crate::diagnostic::did_you_mean;
+use crate::engine::json::digits;
 use std::fmt::Write as _;
 
 #[derive(Debug, Clone)]
@@ -145,16 +146,30 @@ fn write_fixed(out: &mut String, n: f64, p: usize) {
     if p <= 9 && n.is_finite() && n.abs() < 1e9 {
         let scale = 10i64.pow(p as u32);
         let scaled = (crate::engine::round::round_py(n, p as u32) * scale as f64).round() as i64;
-        let sign = if scaled < 0 { "-" } else { "" };
+        if scaled < 0 {
+            out.push('-');
+        }
         let abs = scaled.unsigned_abs();
         let scale = scale.unsigned_abs();
-        let _ = if p == 0 {
-            write!(out, "{sign}{abs}")
-        } else {
-            write!(out, "{sign}{}.{:0p$}", abs / scale, abs % scale)
-        };
+        let mut buf = [0u8; 20];
+        push_digits(out, digits(abs / scale, &mut buf));
+        if p > 0 {
+            out.push('.');
+            let frac = digits(abs % scale, &mut buf);
+            for _ in frac.len()..p {
+                out.push('0');
+            }
+            push_digits(out, frac);
+        }
     } else {
         let _ = write!(out, "{n:.p$}");
+    }
+}
+
+/// Appends ASCII digits.
+fn push_digits(out: &mut String, d: &[u8]) {
+    for &b in d {
+        out.push(char::from(b));
     }
 }
 
@@ -169,6 +184,13 @@ fn write_value(out: &mut String, v: &Value, prec: Option<usize>) {
             Ok(())
         }
         (Value::Null, _) => write!(out, "none"),
+        (Value::Int(n), None) => {
+            if *n < 0 {
+                out.push('-');
+            }
+            push_digits(out, digits(n.unsigned_abs(), &mut [0u8; 20]));
+            Ok(())
+        }
         (v, _) => write!(out, "{v}"),
     };
 }

@@ -302,7 +302,10 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
         path: path.to_path_buf(),
         source,
     };
-    let conn = Connection::open_with_flags(path, flags).map_err(wrap)?;
+    // A connection is used by one thread at a time (rusqlite's `Connection` is not `Sync`), so
+    // SQLite's own per-connection mutex only costs: every call locked and unlocked it.
+    let conn =
+        Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(wrap)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(wrap)?;
     Ok(conn)
