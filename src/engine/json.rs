@@ -34,9 +34,9 @@ pub fn digits(v: u64, buf: &mut [u8; 20]) -> &[u8] {
 /// is the decimal itself, trailing zeros dropped. Anything else goes through `serde_json`.
 pub fn f64(out: &mut Vec<u8>, x: f64) {
     if x.abs() < 1e9 && !(x == 0.0 && x.is_sign_negative()) {
-        let cents = (x * 100.0).round();
-        if cents / 100.0 == x {
-            let c = cents as i64;
+        // The nearest whole number of cents; the check below makes the rounding mode moot.
+        let c = (x * 100.0 + 0.5f64.copysign(x)) as i64;
+        if c as f64 / 100.0 == x {
             if c < 0 {
                 out.push(b'-');
             }

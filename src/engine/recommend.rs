@@ -176,14 +176,14 @@ impl Outcome<'_> {
                 out.extend_from_slice(b",\"quality_risk\":");
                 json_f64(out, alt.quality_risk);
                 out.extend_from_slice(b",\"note\":");
-                json_str(out, &alt.note);
+                out.extend_from_slice(alt.json_note.as_bytes());
             }
             out.push(b'}');
         }
         out.push(b']');
         if full {
             out.extend_from_slice(b",\"rule\":");
-            json_str(out, &self.rule.id);
+            out.extend_from_slice(self.rule.json_id.as_bytes());
             out.extend_from_slice(b",\"rules_revision\":");
             json_str(out, self.revision);
         }

@@ -9,12 +9,18 @@ pub fn round_py(x: f64, decimals: u32) -> f64 {
     if !x.is_finite() {
         return x;
     }
-    let scale = 10f64.powi(decimals as i32);
+    const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+    let scale = POW10
+        .get(decimals as usize)
+        .copied()
+        .unwrap_or_else(|| 10f64.powi(decimals as i32));
     let y = x * scale;
-    let frac = y - y.floor();
     // Far from a half: the product's own rounding error cannot change the result.
-    if (frac - 0.5).abs() > 1e-6 && y.abs() < 1e15 {
-        return y.round() / scale;
+    if y.abs() < 1e15 {
+        let frac = y - floor(y);
+        if (frac - 0.5).abs() > 1e-6 {
+            return round(y) / scale;
+        }
     }
     // Near a half: decide on the exact decimal expansion, which Rust's formatter computes
     // exactly and rounds half to even.
@@ -22,9 +28,80 @@ pub fn round_py(x: f64, decimals: u32) -> f64 {
     text.parse().unwrap_or(x)
 }
 
+/// `y.trunc()` for |y| < 2^52, without a call into libm (x86-64's baseline has no rounding
+/// instruction): the conversion to an integer truncates.
+fn trunc(y: f64) -> f64 {
+    ((y as i64) as f64).copysign(y)
+}
+
+/// `y.floor()` for |y| < 2^52.
+pub fn floor(y: f64) -> f64 {
+    if y.abs() >= 4.5e15 {
+        return y.floor();
+    }
+    let t = trunc(y);
+    if t > y {
+        t - 1.0
+    } else {
+        t
+    }
+}
+
+/// `y.round()` (half away from zero) for |y| < 2^52.
+pub fn round(y: f64) -> f64 {
+    if y.abs() >= 4.5e15 || y.is_nan() {
+        return y.round();
+    }
+    let t = trunc(y);
+    // Exact: `y` and its integer part are close.
+    let d = y - t;
+    if d >= 0.5 {
+        t + 1.0
+    } else if d <= -0.5 {
+        t - 1.0
+    } else {
+        t
+    }
+    .copysign(y)
+}
+
 #[cfg(test)]
 mod tests {
     use super::round_py;
+
+    #[test]
+    fn floor_and_round_match_the_standard_library() {
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            1e15,
+            -1e15,
+            4.4e15,
+            4.6e15,
+            1e300,
+            -1e300,
+            0.1,
+            -0.1,
+            123.456,
+            -123.456,
+        ];
+        let mut x = -1e6f64;
+        while x < 1e6 {
+            cases.push(x);
+            x += 0.173_25;
+        }
+        for y in cases {
+            assert_eq!(super::floor(y).to_bits(), y.floor().to_bits(), "floor {y}");
+            assert_eq!(super::round(y).to_bits(), y.round().to_bits(), "round {y}");
+        }
+    }
 
     #[test]
     fn matches_python_on_ties_and_near_ties() {

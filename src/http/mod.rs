@@ -55,7 +55,6 @@ pub struct AppState {
     pub history: ArcSwap<HistoryIndex>,
     started: Instant,
     seed: u64,
-    counter: AtomicU64,
 }
 
 impl std::fmt::Debug for AppState {
@@ -102,7 +101,6 @@ impl AppState {
             history: ArcSwap::from_pointee(history),
             started: Instant::now(),
             seed,
-            counter: AtomicU64::new(0),
         })
     }
 
@@ -135,7 +133,18 @@ impl AppState {
 
     /// A new request id: 16 hex digits, unique within the process, unpredictable across runs.
     fn request_id(&self) -> RequestId {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // Counted per thread (no counter shared by the cores): each thread numbers its own
+        // requests above a base of its own.
+        static THREADS: AtomicU64 = AtomicU64::new(0);
+        thread_local! {
+            static NEXT: std::cell::Cell<u64> =
+                std::cell::Cell::new(THREADS.fetch_add(1, Ordering::Relaxed) << 40);
+        }
+        let n = NEXT.with(|c| {
+            let n = c.get();
+            c.set(n.wrapping_add(1));
+            n
+        });
         // splitmix64 of seed + n
         let mut z = self
             .seed

@@ -2,7 +2,7 @@
 //! a limited JSON request body.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
@@ -140,19 +140,19 @@ pub async fn json_body(
         return Err(too_large());
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut collect = std::pin::pin!(Limited::new(req.into_body(), limit_usize).collect());
+    let mut read = std::pin::pin!(read_body(req.into_body(), limit_usize));
     // A small body usually arrives with the headers: then no timer is armed at all.
     let ready = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(match collect.as_mut().poll(cx) {
+        std::task::Poll::Ready(match read.as_mut().poll(cx) {
             std::task::Poll::Ready(r) => Some(r),
             std::task::Poll::Pending => None,
         })
     })
     .await;
-    let collected = match ready {
+    let read = match ready {
         Some(r) => r,
         // A client that sends its headers and then stalls the body is cut off.
-        None => tokio::time::timeout(timeout, collect).await.map_err(|_| {
+        None => tokio::time::timeout(timeout, read).await.map_err(|_| {
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
@@ -162,21 +162,46 @@ pub async fn json_body(
             )
         })?,
     };
-    let bytes = match collected {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return Err(too_large());
-            }
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read request body: {e}"),
-            ));
+    match read {
+        Ok(bytes) => Ok(bytes),
+        Err(None) => Err(too_large()),
+        Err(Some(e)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read request body: {e}"),
+        )),
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes; `Err(None)` when it is larger. A body that
+/// comes in one piece (nearly always) is returned as it is, without a copy.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Option<hyper::Error>> {
+    let mut first: Option<Bytes> = None;
+    let mut more: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(Some)?.into_data() else {
+            continue; // trailers
+        };
+        len = len.saturating_add(data.len());
+        if len > limit {
+            return Err(None);
         }
-    };
-    Ok(bytes)
+        match (&mut first, &mut more) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut m = bytes::BytesMut::with_capacity(len);
+                m.extend_from_slice(f);
+                m.extend_from_slice(&data);
+                more = Some(m);
+            }
+            (Some(_), Some(m)) => m.extend_from_slice(&data),
+        }
+    }
+    Ok(match (first, more) {
+        (_, Some(m)) => m.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
 }
 
 /// A malformed body: 400 with the line and column.

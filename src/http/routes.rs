@@ -272,6 +272,8 @@ async fn decide(
     // Written straight from the rule set's pre-escaped fragments (same bytes as serde).
     let mut bytes = Vec::with_capacity(1024);
     d.write_json(&mut bytes);
+    // Exactly sized, the buffer becomes the body without a shared header of its own.
+    bytes.shrink_to_fit();
     let out = bytes::Bytes::from(bytes);
     if let (Some((rid, dl)), Some(id)) = (log, d.decision_id) {
         // One buffer holds every text of the entry; the body is copied, so hyper's read
@@ -292,6 +294,7 @@ async fn decide(
             |out| d.write_log_json(out),
         );
         drop(d);
+        drop(ctx);
         drop(rs);
         drop(history);
         dl.push(entry).await.map_err(super::jobs::store_error)?;

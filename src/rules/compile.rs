@@ -785,6 +785,7 @@ fn semantic<'a>(
             if let (Some(cond), Some(choice), Some(reasoning)) = (cond, choice, tpl) {
                 rules.push(Rule {
                     id: rule.id.as_str().into(),
+                    json_id: json_text(&rule.id),
                     cond: Some(cond.eval),
                     pred: Some(cond.pred),
                     choice,
@@ -814,6 +815,7 @@ fn semantic<'a>(
         if let (Some(choice), Some(reasoning)) = (choice, tpl) {
             fallback = Some(Rule {
                 id: fb.id.as_str().into(),
+                json_id: json_text(&fb.id),
                 cond: None,
                 pred: None,
                 choice,
@@ -849,6 +851,7 @@ fn semantic<'a>(
                         choice,
                         quality_risk: a.quality_risk,
                         note: a.note.as_str().into(),
+                        json_note: json_text(&a.note),
                         at: c.at.line_of(&format!("/confidence/alternatives/{i}")),
                     })
                 })
@@ -1130,4 +1133,9 @@ fn monotone_fields(
         }
     }
     out
+}
+
+/// A text as a JSON string literal, escaped once at build time for the hot path.
+fn json_text(s: &str) -> Box<str> {
+    serde_json::to_string(s).unwrap_or_default().into()
 }

@@ -159,6 +159,8 @@ pub struct ContextModel {
     /// Names and aliases with their field's position. A context declares a handful of fields:
     /// a scan that compares lengths first beats hashing the key.
     lookup: Vec<(Box<str>, usize)>,
+    /// Unique to this model (and its clones): the key of each thread's copy of the defaults.
+    id: u64,
     /// Positions of the fields the engine reads.
     pub known: WellKnown,
 }
@@ -186,11 +188,40 @@ impl ContextModel {
                 }
             }
         }
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
             fields,
             lookup,
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             known,
         }
+    }
+
+    /// One value per field, each field's default. Each thread keeps its own copy, texts
+    /// included, so requests on two cores do not share reference counts.
+    fn defaults(&self) -> Vec<Value> {
+        thread_local! {
+            static DEFAULTS: std::cell::RefCell<(u64, Vec<Value>)> =
+                const { std::cell::RefCell::new((u64::MAX, Vec::new())) };
+        }
+        let fresh = || -> Vec<Value> {
+            self.fields
+                .iter()
+                .map(|f| match &f.default {
+                    Value::Str(s) => Value::Str(Arc::from(&**s)),
+                    v => v.clone(),
+                })
+                .collect()
+        };
+        DEFAULTS.with(|d| match d.try_borrow_mut() {
+            Ok(mut d) => {
+                if d.0 != self.id {
+                    *d = (self.id, fresh());
+                }
+                d.1.clone()
+            }
+            Err(_) => fresh(),
+        })
     }
 
     /// The declared fields, in order.
@@ -212,7 +243,7 @@ impl ContextModel {
         &self,
         input: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Context, Vec<InputError>> {
-        let mut c = Collected::new(self.fields.len());
+        let mut c = Collected::new(self);
         for (key, raw) in input {
             c.accept(self, key, raw);
         }
@@ -222,6 +253,24 @@ impl ContextModel {
     /// Parses and checks a JSON request body in one pass, without building a map first.
     pub fn check_json(&self, body: &[u8]) -> Result<Context, JsonCheckError> {
         use serde::de::Deserializer as _;
+        // Nearly every request is a flat object of plain values: read it without serde's
+        // machinery. Anything else, errors included, goes the general way below.
+        let mut c = Collected::new(self);
+        let flat = super::flat_json::each_member(body, |key, raw| {
+            // A declared name is the key itself; any other key must be UTF-8 to be named in
+            // the error (else serde_json reports it).
+            match self.lookup.iter().find(|(n, _)| n.as_bytes() == key) {
+                Some((name, i)) => c.accept_at(self, Some(*i), name, &raw),
+                None => match std::str::from_utf8(key) {
+                    Ok(k) => c.accept_at(self, None, k, &raw),
+                    Err(_) => return false,
+                },
+            }
+            true
+        });
+        if flat {
+            return c.finish(self).map_err(JsonCheckError::Input);
+        }
         let mut de = serde_json::Deserializer::from_slice(body);
         let collected = de
             .deserialize_map(CollectVisitor { model: self })
@@ -269,32 +318,94 @@ fn json_kind_of_text(body: &[u8]) -> &'static str {
 }
 
 /// What a request gave for one field.
-#[derive(Clone)]
-enum Slot {
-    /// Nothing (or null).
+#[derive(Clone, Copy, PartialEq)]
+enum Mark {
+    /// Nothing (or null): the default stands.
     Empty,
     /// A checked value.
-    Given(Value),
+    Given,
     /// A value that failed its check (the error is recorded).
     Rejected,
 }
 
-/// Field values gathered from a request, before defaults and required checks.
+/// One mark per field: in two bit sets for up to 128 fields, else in a vector.
+enum Marks {
+    Inline { given: u128, rejected: u128 },
+    Heap(Vec<Mark>),
+}
+
+impl Marks {
+    fn new(n: usize) -> Self {
+        if n <= 128 {
+            Marks::Inline {
+                given: 0,
+                rejected: 0,
+            }
+        } else {
+            Marks::Heap(vec![Mark::Empty; n])
+        }
+    }
+
+    fn get(&self, i: usize) -> Mark {
+        match self {
+            Marks::Inline { given, rejected } => {
+                if given >> i & 1 == 1 {
+                    Mark::Given
+                } else if rejected >> i & 1 == 1 {
+                    Mark::Rejected
+                } else {
+                    Mark::Empty
+                }
+            }
+            Marks::Heap(v) => v.get(i).copied().unwrap_or(Mark::Empty),
+        }
+    }
+
+    fn set(&mut self, i: usize, m: Mark) {
+        match self {
+            Marks::Inline { given, rejected } => match m {
+                Mark::Given => *given |= 1 << i,
+                Mark::Rejected => *rejected |= 1 << i,
+                Mark::Empty => {}
+            },
+            Marks::Heap(v) => {
+                if let Some(slot) = v.get_mut(i) {
+                    *slot = m;
+                }
+            }
+        }
+    }
+}
+
+/// Field values gathered from a request: the defaults, overwritten by what was given.
 struct Collected {
-    slots: Vec<Slot>,
+    values: Vec<Value>,
+    marks: Marks,
     errors: Vec<InputError>,
 }
 
 impl Collected {
-    fn new(n: usize) -> Self {
+    fn new(m: &ContextModel) -> Self {
         Self {
-            slots: vec![Slot::Empty; n],
+            values: m.defaults(),
+            marks: Marks::new(m.fields.len()),
             errors: Vec::new(),
         }
     }
 
     fn accept(&mut self, m: &ContextModel, key: &str, raw: &serde_json::Value) {
-        let Some(i) = m.index_of(key) else {
+        self.accept_at(m, m.index_of(key), key, raw);
+    }
+
+    /// [`Self::accept`] with the key already looked up.
+    fn accept_at(
+        &mut self,
+        m: &ContextModel,
+        at: Option<usize>,
+        key: &str,
+        raw: &serde_json::Value,
+    ) {
+        let Some(i) = at else {
             self.errors.push(InputError {
                 field: key.to_string(),
                 message: format!("unknown field `{key}`"),
@@ -315,7 +426,7 @@ impl Collected {
         if raw.is_null() {
             return;
         }
-        if !matches!(self.slots[i], Slot::Empty) {
+        if self.marks.get(i) != Mark::Empty {
             self.errors.push(InputError {
                 field: key.to_string(),
                 message: format!("field `{}` is given twice (as `{key}`)", field.name),
@@ -323,19 +434,22 @@ impl Collected {
             });
             return;
         }
-        self.slots[i] = match convert(field, key, raw) {
-            Ok(v) => Slot::Given(v),
+        match convert(field, key, raw) {
+            Ok(v) => {
+                self.values[i] = v;
+                self.marks.set(i, Mark::Given);
+            }
             Err(e) => {
                 self.errors.push(e);
-                Slot::Rejected
+                self.marks.set(i, Mark::Rejected);
             }
-        };
+        }
     }
 
     fn finish(self, m: &ContextModel) -> Result<Context, Vec<InputError>> {
         let mut errors = self.errors;
-        for (f, slot) in m.fields.iter().zip(&self.slots) {
-            if matches!(slot, Slot::Empty) && f.spec.required {
+        for (i, f) in m.fields.iter().enumerate() {
+            if f.spec.required && self.marks.get(i) == Mark::Empty {
                 errors.push(InputError {
                     field: f.name.to_string(),
                     message: format!("missing required field `{}`", f.name),
@@ -343,20 +457,13 @@ impl Collected {
                 });
             }
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        // Mapped in place: the slots' buffer becomes the context's.
-        let values = self
-            .slots
-            .into_iter()
-            .enumerate()
-            .map(|(i, slot)| match slot {
-                Slot::Given(v) => v,
-                _ => m.fields.get(i).map_or(Value::Null, |f| f.default.clone()),
+        if errors.is_empty() {
+            Ok(Context {
+                values: self.values,
             })
-            .collect();
-        Ok(Context { values })
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -394,7 +501,7 @@ impl<'de> serde::de::Visitor<'de> for CollectVisitor<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Collected, A::Error> {
-        let mut c = Collected::new(self.model.fields.len());
+        let mut c = Collected::new(self.model);
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let raw: serde_json::Value = map.next_value()?;
             c.accept(self.model, &key, &raw);

@@ -10,6 +10,7 @@ pub mod condition;
 pub mod context;
 pub mod coverage;
 pub mod fixtures;
+mod flat_json;
 pub mod instrument;
 pub mod schema;
 pub mod script;
@@ -94,6 +95,8 @@ pub struct Resolved {
 pub struct Rule {
     /// Rule id.
     pub id: Arc<str>,
+    /// The id as a JSON string literal.
+    pub json_id: Box<str>,
     /// Condition; `None` for the fallback.
     pub cond: Option<CondFn>,
     /// The condition's structure, for rule analysis; `None` for the fallback.
@@ -151,6 +154,8 @@ pub struct AltModel {
     pub quality_risk: f64,
     /// Note.
     pub note: Arc<str>,
+    /// The note as a JSON string literal.
+    pub json_note: Box<str>,
     /// `file:line` of its entry in `confidence.alternatives`.
     pub at: String,
 }
