@@ -37,18 +37,33 @@ pub fn f64(out: &mut Vec<u8>, x: f64) {
         // The nearest whole number of cents; the check below makes the rounding mode moot.
         let c = (x * 100.0 + 0.5f64.copysign(x)) as i64;
         if c as f64 / 100.0 == x {
-            if c < 0 {
-                out.push(b'-');
-            }
-            let c = c.unsigned_abs();
-            let mut buf = [0u8; 20];
-            out.extend_from_slice(digits(c / 100, &mut buf));
-            let frac = (c % 100) as u8;
-            out.push(b'.');
-            out.push(b'0' + frac / 10);
+            // Built right to left in a small buffer, then copied once: cents, point, units.
+            let mut buf = [0u8; 24];
+            let mut i = buf.len();
+            let cents = c.unsigned_abs();
+            let frac = (cents % 100) as u8;
             if frac % 10 != 0 {
-                out.push(b'0' + frac % 10);
+                i -= 1;
+                buf[i] = b'0' + frac % 10;
             }
+            i -= 1;
+            buf[i] = b'0' + frac / 10;
+            i -= 1;
+            buf[i] = b'.';
+            let mut units = cents / 100;
+            loop {
+                i -= 1;
+                buf[i] = b'0' + (units % 10) as u8;
+                units /= 10;
+                if units == 0 {
+                    break;
+                }
+            }
+            if c < 0 {
+                i -= 1;
+                buf[i] = b'-';
+            }
+            out.extend_from_slice(&buf[i..]);
             return;
         }
     }

@@ -91,8 +91,8 @@ pub struct Outcome<'a> {
     pub confidence: f64,
     /// Why.
     pub reasoning: String,
-    /// Alternatives with their estimates.
-    pub alternatives: Vec<(&'a AltModel, super::estimate::Estimate)>,
+    /// Alternatives with their estimates (a rule set lists a few: kept inline).
+    pub alternatives: smallvec::SmallVec<[(&'a AltModel, super::estimate::Estimate); 4]>,
     /// The trace, when asked for.
     pub trace: Option<Box<Trace>>,
     /// Id in the decision log, set by the caller that logs it.
@@ -323,7 +323,7 @@ pub fn evaluate_with<'a>(
     let domain = ctx.get(known.domain).as_str().unwrap_or("");
     let conf = confidence(&rs.confidence, t_size, domain, &choice.optimizer, history);
 
-    let mut alternatives = Vec::with_capacity(rs.confidence.alternatives.len());
+    let mut alternatives = smallvec::SmallVec::new();
     for alt in &rs.confidence.alternatives {
         if alt.choice.optimizer == choice.optimizer {
             continue;

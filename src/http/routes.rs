@@ -270,11 +270,27 @@ async fn decide(
         _ => None,
     };
     // Written straight from the rule set's pre-escaped fragments (same bytes as serde).
-    let mut bytes = Vec::with_capacity(1024);
-    d.write_json(&mut bytes);
-    // Exactly sized, the buffer becomes the body without a shared header of its own.
-    bytes.shrink_to_fit();
-    let out = bytes::Bytes::from(bytes);
+    // Written in a buffer each thread reuses, then copied once into an exactly sized body.
+    thread_local! {
+        static OUT: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
+    }
+    let out = OUT.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            d.write_json(&mut buf);
+            let body = bytes::Bytes::copy_from_slice(&buf);
+            // A large answer (with `explain`) does not keep its buffer.
+            if buf.capacity() > 64 * 1024 {
+                *buf = Vec::with_capacity(1024);
+            }
+            body
+        }
+        Err(_) => {
+            let mut buf = Vec::with_capacity(1024);
+            d.write_json(&mut buf);
+            bytes::Bytes::from(buf)
+        }
+    });
     if let (Some((rid, dl)), Some(id)) = (log, d.decision_id) {
         // One buffer holds every text of the entry; the body is copied, so hyper's read
         // buffer is not pinned until the batch is written.
