@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Load test of `POST /api/v1/optimization/recommend` against the release build, beside a bare
 # hyper baseline (examples/bare_hyper.rs: same hyper/tokio stack, parses the same JSON body,
-# answers a fixed decision of the same size).
+# answers a fixed decision of the same size). The server is measured twice in the same run:
+# with the decision log on (the shipped configuration: every decision is written to SQLite)
+# and off (`SKILL_FLEET_DECISIONS_LOG=false`: the server alone).
 #
 #   bash scripts/load.sh
 #   LOAD_DURATION=30s LOAD_CONNECTIONS=128 bash scripts/load.sh
@@ -13,7 +15,8 @@
 #   LOAD_WARMUP       wrk duration of the warm-up of each server  (default 3s)
 #   LOAD_ROUNDS       baseline/real alternations, best kept       (default 2)
 #   LOAD_TARGET       required real/baseline ratio in percent     (default 80)
-#   LOAD_STRICT=1     exit 1 when the ratio is under the target   (default: report only)
+#   LOAD_STRICT=1     exit 1 when a ratio is under the target     (default: report only)
+#   LOAD_MODES        which server modes to measure: "log nolog", "log" or "nolog" (default both)
 #   LOAD_SKIP_BUILD=1 use the binaries as they are (no cargo build)
 #   LOAD_REAL_BIN     server binary       (default target/release/skill-fleet)
 #   LOAD_BASE_BIN     baseline binary     (default target/release/examples/bare_hyper)
@@ -140,17 +143,29 @@ BASE_PID=$!
 PIDS+=("$BASE_PID")
 wait_listening "$BASE_PID" "$BASE_PORT" baseline
 
-REAL_PORT=$(free_port)
-[ "$REAL_PORT" != "$BASE_PORT" ] || REAL_PORT=$(free_port)
-say "starting real server: SKILL_FLEET_LOG=warn $REAL_BIN serve --addr 127.0.0.1:$REAL_PORT --db $TMP/load.db --no-watch ${CONFIG_ARGS[*]}"
-SKILL_FLEET_LOG=warn "$REAL_BIN" serve --addr "127.0.0.1:$REAL_PORT" --db "$TMP/load.db" --no-watch "${CONFIG_ARGS[@]}" \
-    >"$TMP/real.log" 2>&1 &
-REAL_PID=$!
-PIDS+=("$REAL_PID")
-wait_listening "$REAL_PID" "$REAL_PORT" real
+MODES=${LOAD_MODES:-log nolog}
+declare -A PORT_OF PID_OF
+for mode in $MODES; do
+    case "$mode" in
+        log) log_setting=true ;;
+        nolog) log_setting=false ;;
+        *) die "LOAD_MODES: unknown mode \`$mode\` (log, nolog)" ;;
+    esac
+    port=$(free_port)
+    while [ "$port" = "$BASE_PORT" ] || [[ " ${PORT_OF[*]:-} " == *" $port "* ]]; do port=$(free_port); done
+    say "starting real server ($mode): SKILL_FLEET_LOG=warn SKILL_FLEET_DECISIONS_LOG=$log_setting $REAL_BIN serve --addr 127.0.0.1:$port --db $TMP/$mode.db --no-watch ${CONFIG_ARGS[*]}"
+    SKILL_FLEET_LOG=warn SKILL_FLEET_DECISIONS_LOG=$log_setting "$REAL_BIN" serve --addr "127.0.0.1:$port" \
+        --db "$TMP/$mode.db" --no-watch "${CONFIG_ARGS[@]}" >"$TMP/$mode.log" 2>&1 &
+    PID_OF[$mode]=$!
+    PORT_OF[$mode]=$port
+    PIDS+=("$!")
+    wait_listening "${PID_OF[$mode]}" "$port" "$mode"
+done
 
 check_answer "$BASE_PORT" baseline
-check_answer "$REAL_PORT" real
+for mode in $MODES; do
+    check_answer "${PORT_OF[$mode]}" "real ($mode)"
+done
 
 cat >"$TMP/post.lua" <<EOF
 wrk.method = "POST"
@@ -204,43 +219,49 @@ run_wrk() { # name port pid duration
 say "machine: $(nproc) cores; $(uptime | sed 's/.*load average/load average/')"
 say "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, POST $BODY; warm-up $WARMUP each"
 run_wrk baseline-warmup "$BASE_PORT" "$BASE_PID" "$WARMUP"
-run_wrk real-warmup "$REAL_PORT" "$REAL_PID" "$WARMUP"
+for mode in $MODES; do
+    run_wrk "$mode-warmup" "${PORT_OF[$mode]}" "${PID_OF[$mode]}" "$WARMUP"
+done
 
-BEST_BASE=0 BEST_REAL=0 MAX_OTHER=0
+declare -A BEST_RPS BEST_P50 BEST_P99 BEST_CPU BEST_WRK
+MAX_OTHER=0
 for r in $(seq 1 "$ROUNDS"); do
-    for side in baseline real; do
-        if [ "$side" = baseline ]; then port=$BASE_PORT pid=$BASE_PID; else port=$REAL_PORT pid=$REAL_PID; fi
+    for side in baseline $MODES; do
+        if [ "$side" = baseline ]; then port=$BASE_PORT pid=$BASE_PID; else port=${PORT_OF[$side]} pid=${PID_OF[$side]}; fi
         run_wrk "$side" "$port" "$pid" "$DURATION"
         printf '    round %d %-8s %8.0f req/s  p50 %6.3f ms  p99 %7.3f ms  CPU/req: server %5s us, wrk %5s us; other load %s cores\n' \
             "$r" "$side" "$RPS" "$P50" "$P99" "$CPU_US" "$WRK_US" "$OTHER"
         MAX_OTHER=$(awk -v a="$OTHER" -v b="$MAX_OTHER" 'BEGIN {print (a > b) ? a : b}')
-        if [ "$side" = baseline ]; then
-            if awk -v a="$RPS" -v b="$BEST_BASE" 'BEGIN {exit !(a > b)}'; then
-                BEST_BASE=$RPS BASE_P50=$P50 BASE_P99=$P99 BASE_CPU=$CPU_US BASE_WRK=$WRK_US
-            fi
-        else
-            if awk -v a="$RPS" -v b="$BEST_REAL" 'BEGIN {exit !(a > b)}'; then
-                BEST_REAL=$RPS REAL_P50=$P50 REAL_P99=$P99 REAL_CPU=$CPU_US REAL_WRK=$WRK_US
-            fi
+        if awk -v a="$RPS" -v b="${BEST_RPS[$side]:-0}" 'BEGIN {exit !(a > b)}'; then
+            BEST_RPS[$side]=$RPS BEST_P50[$side]=$P50 BEST_P99[$side]=$P99 BEST_CPU[$side]=$CPU_US BEST_WRK[$side]=$WRK_US
         fi
     done
 done
-kill -0 "$REAL_PID" 2>/dev/null || { cat "$TMP/real.log" >&2; die "the real server died"; }
+for mode in $MODES; do
+    kill -0 "${PID_OF[$mode]}" 2>/dev/null || { cat "$TMP/$mode.log" >&2; die "the real server ($mode) died"; }
+done
 say "after: $(uptime | sed 's/.*load average/load average/')"
 
-RATIO=$(awk -v r="$BEST_REAL" -v b="$BEST_BASE" 'BEGIN {printf "%.1f", 100 * r / b}')
+label() { case "$1" in baseline) echo "bare hyper" ;; log) echo "decision log on" ;; nolog) echo "decision log off" ;; esac; }
 echo
-printf 'best of %d runs   %12s %12s %12s %16s\n' "$ROUNDS" "requests/s" "p50 ms" "p99 ms" "server CPU/req"
-printf '  %-14s %12.0f %12.3f %12.3f %13s us\n' "bare hyper" "$BEST_BASE" "$BASE_P50" "$BASE_P99" "$BASE_CPU"
-printf '  %-14s %12.0f %12.3f %12.3f %13s us\n' "skill-fleet" "$BEST_REAL" "$REAL_P50" "$REAL_P99" "$REAL_CPU"
+printf 'best of %d runs       %12s %12s %12s %16s\n' "$ROUNDS" "requests/s" "p50 ms" "p99 ms" "server CPU/req"
+for side in baseline $MODES; do
+    printf '  %-18s %12.0f %12.3f %12.3f %13s us\n' "$(label "$side")" "${BEST_RPS[$side]}" "${BEST_P50[$side]}" \
+        "${BEST_P99[$side]}" "${BEST_CPU[$side]}"
+done
 echo
-MET=$(awk -v r="$RATIO" -v t="$TARGET" 'BEGIN {print (r >= t) ? "yes" : "no"}')
-printf 'ratio skill-fleet / bare hyper: %s%% (target %s%%): %s\n' "$RATIO" "$TARGET" \
-    "$([ "$MET" = yes ] && echo "target met" || echo "TARGET MISSED")"
-# With wrk and the server sharing the CPUs, requests/s ~ cores / (server + wrk CPU per request):
-# this ratio does not move with what other processes do.
-printf 'CPU-normalised ratio (server + wrk CPU per request, baseline / skill-fleet): %s%%\n' \
-    "$(awk -v bs="$BASE_CPU" -v bw="$BASE_WRK" -v rs="$REAL_CPU" -v rw="$REAL_WRK" 'BEGIN {printf "%.1f", 100 * (bs + bw) / (rs + rw)}')"
+MISSED=0
+for mode in $MODES; do
+    ratio=$(awk -v r="${BEST_RPS[$mode]}" -v b="${BEST_RPS[baseline]}" 'BEGIN {printf "%.1f", 100 * r / b}')
+    met=$(awk -v r="$ratio" -v t="$TARGET" 'BEGIN {print (r >= t) ? "yes" : "no"}')
+    [ "$met" = yes ] || MISSED=1
+    # With wrk and the server sharing the CPUs, requests/s ~ cores / (server + wrk CPU per
+    # request): this ratio does not move with what other processes do.
+    cpu=$(awk -v bs="${BEST_CPU[baseline]}" -v bw="${BEST_WRK[baseline]}" -v rs="${BEST_CPU[$mode]}" -v rw="${BEST_WRK[$mode]}" \
+        'BEGIN {printf "%.1f", 100 * (bs + bw) / (rs + rw)}')
+    printf 'ratio %-16s / bare hyper: %s%% (target %s%%): %s; CPU-normalised: %s%%\n' "$(label "$mode")" "$ratio" "$TARGET" \
+        "$([ "$met" = yes ] && echo "target met" || echo "TARGET MISSED")" "$cpu"
+done
 if awk -v o="$MAX_OTHER" 'BEGIN {exit !(o > 0.15)}'; then
     printf 'warning: other processes used up to %s cores during the runs: requests/s are disturbed;\n' "$MAX_OTHER"
     printf '         the CPU-per-request figures much less so. Re-run on a quiet machine for the target.\n'
@@ -249,6 +270,6 @@ if [ "$FAILED" != 0 ]; then
     echo "error: non-2xx responses or socket errors (see above)" >&2
     exit 1
 fi
-if [ "$MET" != yes ] && [ "${LOAD_STRICT:-0}" = 1 ]; then
+if [ "$MISSED" != 0 ] && [ "${LOAD_STRICT:-0}" = 1 ]; then
     exit 1
 fi
