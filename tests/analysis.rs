@@ -2,18 +2,8 @@
 //! (the two known regions, budget overruns, exit 0) and a planted rule that can never fire
 //! (`tests/data/analysis/shadowed/`, golden output `tests/data/analysis/shadowed.out`).
 
-use super::support::{assert_golden, render_run, root, run};
+use super::support::{assert_golden, line, render_run, root, run};
 use serde_json::Value;
-
-/// Line of the first line of `file` (under the repository) whose trimmed text is `text`.
-fn line(file: &str, text: &str) -> usize {
-    std::fs::read_to_string(root().join(file))
-        .expect("read")
-        .lines()
-        .position(|l| l.trim() == text)
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("no `{text}` in {file}"))
-}
 
 #[test]
 fn shipped_rules_check_warns_about_the_two_regions_and_still_exits_0() {

@@ -3,19 +3,10 @@
 //! file, whose few fixtures leave rules, guard steps and a function unreached; golden output
 //! `tests/data/coverage/partial.out`).
 
-use super::support::{assert_golden, render_run, root, run};
+use super::support::{assert_golden, line, render_run, root, run};
 use serde_json::Value;
 
 const PARTIAL: &str = "tests/data/coverage/partial";
-
-fn line(file: &str, text: &str) -> usize {
-    std::fs::read_to_string(root().join(file))
-        .expect("read")
-        .lines()
-        .position(|l| l.trim() == text)
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("no `{text}` in {file}"))
-}
 
 #[test]
 fn shipped_fixtures_reach_everything() {

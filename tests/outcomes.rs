@@ -519,20 +519,28 @@ fn diff_reports_exactly_the_decisions_that_move() {
         store.close().expect("close");
         ids
     };
-    let r = run(&[
-        "--rules",
-        &shipped_rules().display().to_string(),
-        "rules",
-        "diff",
-        "--against",
-        &candidate.path().join("rules").display().to_string(),
-        "--db",
-        &db.display().to_string(),
-        "--since",
-        "all",
-        "--format",
-        "json",
-    ]);
+    let (live, against, db_arg) = (
+        shipped_rules().display().to_string(),
+        candidate.path().join("rules").display().to_string(),
+        db.display().to_string(),
+    );
+    let diff = |extra: &[&str]| {
+        let mut args = vec![
+            "--rules",
+            &live,
+            "rules",
+            "diff",
+            "--against",
+            &against,
+            "--db",
+            &db_arg,
+            "--since",
+            "all",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let r = diff(&["--format", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).expect("json");
     assert_eq!(v["decisions"], 7);
@@ -557,18 +565,7 @@ fn diff_reports_exactly_the_decisions_that_move() {
     }
     // T=200 at $16: light 2.5 → fewshot 0.2.
     assert!(group["cost_delta"].as_f64().expect("delta") < 0.0);
-    let human = run(&[
-        "--rules",
-        &shipped_rules().display().to_string(),
-        "rules",
-        "diff",
-        "--against",
-        &candidate.path().join("rules").display().to_string(),
-        "--db",
-        &db.display().to_string(),
-        "--since",
-        "all",
-    ]);
+    let human = diff(&[]);
     assert!(
         human
             .stdout

@@ -467,3 +467,13 @@ pub fn render_run(args: &[String], r: &Run) -> String {
     section(&mut out, "stderr", &r.stderr);
     out
 }
+
+/// Line of the first line of `file` (under the repository) whose trimmed text is `text`.
+pub fn line(file: &str, text: &str) -> usize {
+    std::fs::read_to_string(root().join(file))
+        .expect("read")
+        .lines()
+        .position(|l| l.trim() == text)
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("no `{text}` in {file}"))
+}
