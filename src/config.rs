@@ -44,7 +44,8 @@ pub struct ServerConfig {
     /// Largest accepted request body; larger bodies get 413.
     #[schemars(range(min = 1))]
     pub body_limit_bytes: u64,
-    /// Time a client has to send its request headers before the connection is closed.
+    /// Time a client has to send a request's headers, once connected or answered, before the
+    /// connection is closed (checked four times per period: closed within 1.25 times it).
     #[schemars(range(min = 1))]
     pub header_read_timeout_ms: u64,
     /// Time a client has to send its whole request body once the headers are in (408 after).

@@ -819,6 +819,20 @@ fn header_read_timeout_closes_slow_clients() {
     let _ = s.write_all(b"X-Slow: yes\r\n");
     expect_closed(&mut s);
 
+    // Answered, then silent: an idle keep-alive connection is closed the same way.
+    let mut s = connect(srv.addr);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).status, 200);
+    let start = Instant::now();
+    expect_closed(&mut s);
+    let took = start.elapsed();
+    assert!(
+        took >= timeout - Duration::from_millis(20),
+        "closed after {took:?}"
+    );
+
     // A prompt client is served.
     assert_eq!(srv.get("/health").status, 200);
 }

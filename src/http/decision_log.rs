@@ -98,9 +98,11 @@ impl DecisionLog {
     pub(super) async fn push(&self, d: NewDecision) -> Result<(), StoreError> {
         match self.tx.try_send(Entry::Decision(d)) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(e)) => {
-                self.tx.send(e).await.map_err(|_| StoreError::Closed)
-            }
+            // Waiting for room is rare: its future lives on the heap, so the request's
+            // future stays small.
+            Err(mpsc::error::TrySendError::Full(e)) => Box::pin(self.tx.send(e))
+                .await
+                .map_err(|_| StoreError::Closed),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::Closed),
         }
     }

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod conn;
 pub mod decision_log;
 mod jobs;
 pub mod metrics;
@@ -31,7 +32,7 @@ use arc_swap::ArcSwap;
 use decision_log::DecisionLog;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use metrics::Metrics;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -190,14 +191,12 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let conns = Arc::new(conn::Connections::default());
+    let header_read_timeout = Duration::from_millis(state.config.server.header_read_timeout_ms);
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(
-            state.config.server.header_read_timeout_ms,
-        ))
-        .keep_alive(true);
+    // The header-read timeout is kept per connection by `conn` (hyper's own arms a timer
+    // for every request).
+    builder.header_read_timeout(None).keep_alive(true);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -215,13 +214,20 @@ where
                 // One handle per connection: the per-request clone below then touches a
                 // reference count only this connection's task uses, not one shared by every
                 // core.
-                let st = Arc::new(routes::Conn(Arc::clone(&state)));
+                let st = Arc::new(routes::Conn::new(Arc::clone(&state)));
+                let activity = st.activity();
                 let svc = service_fn(move |req| routes::handle(Arc::clone(&st), req));
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                let watched = graceful.watch(conn);
+                let driven = conns.drive(conn, activity, header_read_timeout);
                 tokio::spawn(async move {
-                    if let Err(e) = watched.await {
-                        tracing::debug!("connection ended with an error: {e}");
+                    match driven.await {
+                        conn::Ended::Closed => {}
+                        conn::Ended::HeaderTimeout => {
+                            tracing::debug!("connection closed: no request headers within {header_read_timeout:?}");
+                        }
+                        conn::Ended::Error(e) => {
+                            tracing::debug!("connection ended with an error: {e}");
+                        }
                     }
                 });
             }
@@ -229,10 +235,14 @@ where
         }
     }
     drop(listener);
+    conns.shut_down();
     let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(grace) => tracing::warn!("grace period of {grace:?} over; closing remaining connections"),
+        () = conns.closed() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!(
+            "grace period of {grace:?} over; closing {} remaining connections",
+            conns.live()
+        ),
     }
     Ok(())
 }

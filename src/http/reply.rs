@@ -109,6 +109,14 @@ pub async fn json_body(
     limit: u64,
     timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
+    let body = json_request_body(req, limit)?;
+    read_json_body(body, limit, timeout).await
+}
+
+/// The checks of [`json_body`] that need only the headers: the content type (415) and the
+/// declared size (413). Gives back the body to read with [`read_json_body`]. Not async, so a
+/// handler's future does not keep the request's headers.
+pub fn json_request_body(req: Request<Incoming>, limit: u64) -> Result<Incoming, ApiError> {
     let ct = req
         .headers()
         .get(CONTENT_TYPE)
@@ -125,22 +133,32 @@ pub async fn json_body(
             },
         ));
     }
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than the limit of {limit} bytes"),
-        )
-    };
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
+        return Err(too_large(limit));
     }
+    Ok(req.into_body())
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// Reads a body of at most `limit` bytes (413 beyond) that must arrive within `timeout` (408).
+pub async fn read_json_body(
+    body: Incoming,
+    limit: u64,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut read = std::pin::pin!(read_body(req.into_body(), limit_usize));
+    let mut read = std::pin::pin!(read_body(body, limit_usize));
     // A small body usually arrives with the headers: then no timer is armed at all.
     let ready = std::future::poll_fn(|cx| {
         std::task::Poll::Ready(match read.as_mut().poll(cx) {
@@ -151,20 +169,24 @@ pub async fn json_body(
     .await;
     let read = match ready {
         Some(r) => r,
-        // A client that sends its headers and then stalls the body is cut off.
-        None => tokio::time::timeout(timeout, read).await.map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "request body not received within {} ms",
-                    timeout.as_millis()
-                ),
-            )
-        })?,
+        // A client that sends its headers and then stalls the body is cut off. The timer
+        // lives on the heap: it is rarely needed, and would make every request's future
+        // larger.
+        None => Box::pin(tokio::time::timeout(timeout, read))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "request body not received within {} ms",
+                        timeout.as_millis()
+                    ),
+                )
+            })?,
     };
     match read {
         Ok(bytes) => Ok(bytes),
-        Err(None) => Err(too_large()),
+        Err(None) => Err(too_large(limit)),
         Err(Some(e)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("cannot read request body: {e}"),

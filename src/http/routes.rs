@@ -1,5 +1,6 @@
 //! Routing and handlers. Every response carries `X-Request-ID`; errors use the JSON error shape.
 
+use super::conn::Activity;
 use super::metrics::{Gauges, Route};
 use super::reply::{self, ApiError, Body};
 use super::AppState;
@@ -57,15 +58,35 @@ fn valid_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The state as one connection holds it (see `serve`).
-pub(super) struct Conn(pub(super) Arc<AppState>);
+/// The state as one connection holds it (see `serve`), and the requests it has handled (for
+/// the header-read timeout, see `conn`).
+pub(super) struct Conn {
+    state: Arc<AppState>,
+    activity: Arc<Activity>,
+}
+
+impl Conn {
+    /// A new connection's handle.
+    pub(super) fn new(state: Arc<AppState>) -> Self {
+        Self {
+            state,
+            activity: Arc::default(),
+        }
+    }
+
+    /// The connection's request counter.
+    pub(super) fn activity(&self) -> Arc<Activity> {
+        Arc::clone(&self.activity)
+    }
+}
 
 /// Handles one request: route, run, add the request id, record metrics.
 pub(super) async fn handle(
     conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let state: &Arc<AppState> = &conn.0;
+    let state: &Arc<AppState> = &conn.state;
+    conn.activity.begin();
     let start = Instant::now();
     let given = req
         .headers()
@@ -89,6 +110,7 @@ pub(super) async fn handle(
     state
         .metrics
         .observe(route, resp.status().as_u16(), start.elapsed());
+    conn.activity.end();
     Ok(resp)
 }
 
@@ -97,7 +119,7 @@ async fn dispatch(
     rid: &str,
     req: Request<Incoming>,
 ) -> (Route, Result<Response<Body>, ApiError>) {
-    let state = &conn.0;
+    let state = &conn.state;
     let path = req.uri().path().trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
     if let Some((route, id)) = super::jobs::match_path(path) {
@@ -105,13 +127,19 @@ async fn dispatch(
         if !methods.contains(req.method()) {
             return (route, Err(method_not_allowed(req.method(), path, methods)));
         }
-        return (route, super::jobs::handle(state, req, route, id).await);
+        return (
+            route,
+            Box::pin(super::jobs::handle(state, req, route, id)).await,
+        );
     }
     if let Some((route, methods)) = super::training::match_path(path) {
         if !methods.contains(req.method()) {
             return (route, Err(method_not_allowed(req.method(), path, methods)));
         }
-        return (route, super::training::handle(state, req, route).await);
+        return (
+            route,
+            Box::pin(super::training::handle(state, req, route)).await,
+        );
     }
     let Some((_, route, methods)) = ROUTES.iter().find(|(p, _, _)| *p == path) else {
         let e = ApiError::new(StatusCode::NOT_FOUND, format!("no route for `{path}`"));
@@ -125,22 +153,22 @@ async fn dispatch(
             StatusCode::OK,
             &serde_json::json!({"status": "ok"}),
         )),
-        Route::Ready => ready(state).await,
+        Route::Ready => Box::pin(ready(state)).await,
         Route::Metrics => Ok(metrics(state)),
         Route::Recommend => decide(state, req, Some(rid)).await,
-        Route::RulesEvaluate => decide(state, req, None).await,
+        Route::RulesEvaluate => Box::pin(decide(state, req, None)).await,
         Route::Outcomes => match authorize(state, &req) {
-            Ok(()) => super::optimization::record_outcome(state, req).await,
+            Ok(()) => Box::pin(super::optimization::record_outcome(state, req)).await,
             Err(e) => Err(e),
         },
-        Route::SelectorMetrics => super::optimization::metrics(state, &req).await,
+        Route::SelectorMetrics => Box::pin(super::optimization::metrics(state, &req)).await,
         Route::RulesRollback => match authorize(state, &req) {
-            Ok(()) => rollback(state, req).await,
+            Ok(()) => Box::pin(rollback(state, req)).await,
             Err(e) => Err(e),
         },
         Route::RulesStatus => Ok(reply::json(StatusCode::OK, &state.rules.status())),
         Route::RulesReload => match authorize(state, &req) {
-            Ok(()) => reload(state).await,
+            Ok(()) => Box::pin(reload(state)).await,
             Err(e) => Err(e),
         },
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),
@@ -215,23 +243,40 @@ fn query_flag(req: &Request<Incoming>, name: &str) -> Result<bool, ApiError> {
 
 /// `recommend` (counted and logged as a decision; `log` has the request id) and `evaluate`
 /// (a dry run, never recorded).
+///
+/// Only reading the body and queueing the log entry wait; the decision itself is made in
+/// [`decide_now`], so its locals do not live in this future, which hyper moves for every
+/// request.
 async fn decide(
     state: &Arc<AppState>,
     req: Request<Incoming>,
     log: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
-    let count = log.is_some();
     let explain = query_flag(&req, "explain")?;
-    let body = reply::json_body(
-        req,
-        state.config.server.body_limit_bytes,
-        std::time::Duration::from_millis(state.config.server.body_read_timeout_ms),
-    )
-    .await?;
-    // No `.await` below: a guard is enough and avoids a shared reference count.
+    let limit = state.config.server.body_limit_bytes;
+    let body = reply::json_request_body(req, limit)?;
+    let timeout = std::time::Duration::from_millis(state.config.server.body_read_timeout_ms);
+    let body = reply::read_json_body(body, limit, timeout).await?;
+    let (resp, entry) = decide_now(state, &body, explain, log)?;
+    if let (Some(entry), Some(dl)) = (entry, &state.decisions) {
+        dl.push(entry).await.map_err(super::jobs::store_error)?;
+    }
+    Ok(resp)
+}
+
+/// The decision for a request body: the response, and the decision log's entry when it is
+/// logged.
+fn decide_now(
+    state: &AppState,
+    body: &bytes::Bytes,
+    explain: bool,
+    log: Option<&str>,
+) -> Result<(Response<Body>, Option<NewDecision>), ApiError> {
+    let count = log.is_some();
+    // No `.await` here: a guard is enough and avoids a shared reference count.
     let rs = state.rules.guard();
     // Parsed and checked in one pass: no intermediate map.
-    let ctx = rs.check_input_json(&body).map_err(|e| match e {
+    let ctx = rs.check_input_json(body).map_err(|e| match e {
         JsonCheckError::Syntax(e) => reply::malformed(&e),
         JsonCheckError::NotObject(kind) => reply::not_an_object(kind),
         JsonCheckError::Input(errors) => {
@@ -265,7 +310,7 @@ async fn decide(
     let log = match (log, &state.decisions) {
         (Some(rid), Some(dl)) => {
             d.decision_id = Some(dl.next_id().map_err(super::jobs::store_error)?);
-            Some((rid, dl))
+            Some(rid)
         }
         _ => None,
     };
@@ -291,10 +336,10 @@ async fn decide(
             bytes::Bytes::from(buf)
         }
     });
-    if let (Some((rid, dl)), Some(id)) = (log, d.decision_id) {
+    let entry = match (log, d.decision_id) {
         // One buffer holds every text of the entry; the body is copied, so hyper's read
         // buffer is not pinned until the batch is written.
-        let entry = NewDecision::new(
+        (Some(rid), Some(id)) => Some(NewDecision::new(
             id,
             now_ms(),
             "http",
@@ -305,17 +350,13 @@ async fn decide(
                 rule: &d.rule.id[..],
                 optimizer: &d.choice.optimizer[..],
                 variant: d.choice.variant.as_deref(),
-                input: &body,
+                input: body,
             },
             |out| d.write_log_json(out),
-        );
-        drop(d);
-        drop(ctx);
-        drop(rs);
-        drop(history);
-        dl.push(entry).await.map_err(super::jobs::store_error)?;
-    }
-    Ok(reply::full(StatusCode::OK, "application/json", out))
+        )),
+        _ => None,
+    };
+    Ok((reply::full(StatusCode::OK, "application/json", out), entry))
 }
 
 fn now_ms() -> i64 {
