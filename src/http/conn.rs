@@ -107,7 +107,6 @@ impl Connections {
             period,
             last_seen: 0,
             idle_ticks: 0,
-            timed_out: false,
         }
     }
 
@@ -192,13 +191,12 @@ pub(super) struct Driven<C> {
     period: Duration,
     last_seen: u64,
     idle_ticks: u32,
-    timed_out: bool,
 }
 
 impl<C> Driven<C> {
     /// One tick of the header-read watchdog: true when the connection has waited for request
     /// headers for `TICKS` ticks in a row.
-    fn tick(&mut self) -> bool {
+    fn idle_tick(&mut self) -> bool {
         let seen = self.activity.get();
         if seen != self.last_seen || seen % 2 == 1 {
             self.last_seen = seen;
@@ -216,9 +214,6 @@ impl<C: GracefulConn> Future for Driven<C> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
         let this = &mut *self;
-        if this.timed_out {
-            return Poll::Ready(Ended::HeaderTimeout);
-        }
         // The shutdown and the timer wake this waker: registered again only when it changed.
         let new_waker = !this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
         if new_waker {
@@ -244,8 +239,7 @@ impl<C: GracefulConn> Future for Driven<C> {
             match this.tick.as_mut().poll(cx) {
                 Poll::Pending => poll_timer = false,
                 Poll::Ready(()) => {
-                    if this.tick() {
-                        this.timed_out = true;
+                    if this.idle_tick() {
                         return Poll::Ready(Ended::HeaderTimeout);
                     }
                     let next = this.tick.deadline() + this.period;
