@@ -98,8 +98,6 @@ impl Connections {
         let period = (header_read_timeout / TICKS).max(Duration::from_millis(1));
         Driven {
             conn: Box::pin(conn),
-            conns: Arc::clone(self),
-            id,
             waker: None,
             shutting_down: false,
             activity,
@@ -107,6 +105,10 @@ impl Connections {
             period,
             last_seen: 0,
             idle_ticks: 0,
+            reg: Registration {
+                conns: Arc::clone(self),
+                id,
+            },
         }
     }
 
@@ -180,10 +182,12 @@ pub(super) enum Ended {
 }
 
 /// The future [`Connections::drive`] returns.
+///
+/// Fields drop in declaration order: the connection (and the handler state it holds) goes
+/// before the registration, so once [`Connections::closed`] returns no connection holds the
+/// state any more.
 pub(super) struct Driven<C> {
     conn: Pin<Box<C>>,
-    conns: Arc<Connections>,
-    id: u64,
     waker: Option<Waker>,
     shutting_down: bool,
     activity: Arc<Activity>,
@@ -191,6 +195,19 @@ pub(super) struct Driven<C> {
     period: Duration,
     last_seen: u64,
     idle_ticks: u32,
+    reg: Registration,
+}
+
+/// A connection's entry in [`Connections`], removed when dropped.
+struct Registration {
+    conns: Arc<Connections>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.conns.remove(self.id);
+    }
 }
 
 impl<C> Driven<C> {
@@ -217,12 +234,12 @@ impl<C: GracefulConn> Future for Driven<C> {
         // The shutdown and the timer wake this waker: registered again only when it changed.
         let new_waker = !this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
         if new_waker {
-            this.conns.register(this.id, cx.waker());
+            this.reg.conns.register(this.reg.id, cx.waker());
             this.waker = Some(cx.waker().clone());
         }
         // After registering: a shutdown that started before is seen here, one that starts
         // after wakes the waker just registered.
-        if !this.shutting_down && this.conns.closing.load(Ordering::SeqCst) {
+        if !this.shutting_down && this.reg.conns.closing.load(Ordering::SeqCst) {
             this.shutting_down = true;
             this.conn.as_mut().graceful_shutdown();
         }
@@ -250,12 +267,6 @@ impl<C: GracefulConn> Future for Driven<C> {
             }
         }
         Poll::Pending
-    }
-}
-
-impl<C> Drop for Driven<C> {
-    fn drop(&mut self) {
-        self.conns.remove(self.id);
     }
 }
 
@@ -373,5 +384,46 @@ mod tests {
         let ended = d.await;
         assert!(matches!(ended, Ended::Closed), "{ended:?}");
         conns.closed().await;
+    }
+
+    /// A connection that records how many connections were still registered when it dropped.
+    struct Recording {
+        conns: Arc<Connections>,
+        live_at_drop: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Future for Recording {
+        type Output = Result<(), hyper::Error>;
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl GracefulConn for Recording {
+        fn graceful_shutdown(self: Pin<&mut Self>) {}
+    }
+
+    impl Drop for Recording {
+        fn drop(&mut self) {
+            self.live_at_drop.store(self.conns.live(), Ordering::SeqCst);
+        }
+    }
+
+    /// `serve` closes the database once `closed()` returns: by then no connection may still
+    /// hold the handler state, so a connection drops before it leaves the registry.
+    #[tokio::test]
+    async fn a_connection_is_dropped_before_it_counts_as_closed() {
+        let conns = Arc::new(Connections::default());
+        let live_at_drop = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+        let conn = Recording {
+            conns: Arc::clone(&conns),
+            live_at_drop: Arc::clone(&live_at_drop),
+        };
+        let ended = conns
+            .drive(conn, Arc::new(Activity::default()), Duration::from_secs(1))
+            .await;
+        assert!(matches!(ended, Ended::Closed), "{ended:?}");
+        assert_eq!(live_at_drop.load(Ordering::SeqCst), 1);
+        assert_eq!(conns.live(), 0);
     }
 }

@@ -70,7 +70,15 @@ impl DecisionLog {
             let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("skill-fleet-decision-log".into())
-                .spawn(move || run(rx, &store, &stats, linger))
+                .spawn(move || {
+                    let stopped = run(rx, &store, &stats, linger);
+                    // The store handle goes before the stop is answered: whoever closed the log
+                    // may then own the store alone (and close the database).
+                    drop(store);
+                    for (w, outcome) in stopped {
+                        let _ = w.send(outcome);
+                    }
+                })
                 .map_err(|e| StoreError::Invalid(format!("cannot start the decision log: {e}")))?;
         }
         Ok(Self {
@@ -113,7 +121,8 @@ impl DecisionLog {
     }
 
     /// Writes what is queued and stops the writer thread (at shutdown, after the last
-    /// request); entries pushed afterwards are refused.
+    /// request); entries pushed afterwards are refused. Once this returns, the thread has let
+    /// go of its handle on the store.
     pub async fn close(&self) -> Result<(), StoreError> {
         self.ask(Entry::Stop).await
     }
@@ -135,14 +144,22 @@ impl DecisionLog {
     }
 }
 
+/// A waiter and what to tell it.
+type Answer = (oneshot::Sender<Result<(), String>>, Result<(), String>);
+
+/// Writes batches until the queue is closed and empty; returns the answers owed to the `Stop`
+/// entries, which are sent once the thread no longer holds the store.
 fn run(
     mut rx: mpsc::Receiver<Entry>,
     store: &Store,
     stats: &LogStats,
     linger: std::time::Duration,
-) {
+) -> Vec<Answer> {
     let mut batch: Vec<NewDecision> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<Result<(), String>>> = Vec::new();
+    let mut stopping: Vec<oneshot::Sender<Result<(), String>>> = Vec::new();
+    // The first failed write after a stop was asked for: what the stop is answered with.
+    let mut after_stop = Ok(());
     while let Some(first) = rx.blocking_recv() {
         // Let a batch gather: one transaction per interval instead of one per entry keeps the
         // write-ahead log and checkpoint traffic close to the data itself.
@@ -157,7 +174,7 @@ fn run(
                 Entry::Stop(s) => {
                     // Nothing new gets in; what is already queued is still written.
                     rx.close();
-                    waiting.push(s);
+                    stopping.push(s);
                 }
             }
             if batch.len() >= MAX_BATCH {
@@ -182,8 +199,78 @@ fn run(
                 }
             }
         }
+        if !stopping.is_empty() && after_stop.is_ok() {
+            after_stop = outcome.clone();
+        }
         for w in waiting.drain(..) {
             let _ = w.send(outcome.clone());
+        }
+    }
+    stopping
+        .into_iter()
+        .map(|w| (w, after_stop.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::decisions::DecisionTexts;
+
+    fn temp_db(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "skill-fleet-decision-log-{name}-{}.db",
+            std::process::id()
+        ));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+        }
+        p
+    }
+
+    fn decision(log: &DecisionLog) -> NewDecision {
+        let texts = DecisionTexts {
+            request_id: None,
+            revision: "r1",
+            rule: "small",
+            optimizer: "BootstrapFewShot",
+            variant: None,
+            input: b"{}",
+        };
+        NewDecision::new(log.next_id().unwrap(), 0, "http", (0.1, 1.0), texts, |b| {
+            b.extend_from_slice(b"{}")
+        })
+    }
+
+    /// `serve` closes the database only when it owns the store alone once the log is closed:
+    /// the writer thread must have let go of its handle by the time `close` returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_writes_what_is_queued_and_leaves_the_store_to_the_caller() {
+        let path = temp_db("close");
+        let mut store = Arc::new(Store::open(&path, true).unwrap());
+        // Many rounds: the writer thread used to drop its handle just after answering.
+        for round in 0..200 {
+            let log =
+                DecisionLog::start(Arc::clone(&store), 16, std::time::Duration::ZERO).unwrap();
+            for _ in 0..3 {
+                log.push(decision(&log)).await.unwrap();
+            }
+            log.close().await.unwrap();
+            assert!(matches!(
+                log.push(decision(&log)).await,
+                Err(StoreError::Closed)
+            ));
+            drop(log);
+            let owned = Arc::try_unwrap(store).unwrap_or_else(|_| {
+                panic!("round {round}: the writer thread still holds the store")
+            });
+            assert_eq!(owned.decision_counts(0).unwrap().total, 3 * (round + 1));
+            store = Arc::new(owned);
+        }
+        let owned = Arc::try_unwrap(store).unwrap_or_else(|_| panic!("store shared"));
+        owned.close().unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
 }
