@@ -120,9 +120,17 @@ impl Route {
     }
 }
 
-const STATUSES: [u16; 15] = [
-    200, 201, 204, 400, 401, 404, 405, 408, 409, 413, 415, 422, 500, 503, 0,
+const STATUSES: [u16; 17] = [
+    200, 201, 204, 400, 401, 404, 405, 408, 409, 413, 414, 415, 422, 431, 500, 503, 0,
 ];
+/// Where `status` is counted: its own slot, or the last one (`other`).
+fn status_index(status: u16) -> usize {
+    STATUSES
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or(STATUSES.len() - 1)
+}
+
 const BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
 ];
@@ -212,10 +220,7 @@ impl Metrics {
     /// Records one request.
     pub fn observe(&self, route: Route, status: u16, elapsed: Duration) {
         let r = &self.shard().routes[route.index()];
-        let si = STATUSES
-            .iter()
-            .position(|s| *s == status)
-            .unwrap_or(STATUSES.len() - 1);
+        let si = status_index(status);
         r.statuses[si].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
         if let Some(b) = BUCKETS.iter().position(|b| secs <= *b) {
@@ -226,6 +231,14 @@ impl Metrics {
             elapsed.as_nanos().min(u64::MAX as u128) as u64,
             Ordering::Relaxed,
         );
+    }
+
+    /// Counts a request hyper could not parse (answered by `parse_errors`): in the request
+    /// count under `unmatched`, not in the latency histogram (no handler ran).
+    pub fn unparsed(&self, status: u16) {
+        let r = &self.shard().routes[Route::Unmatched.index()];
+        let si = status_index(status);
+        r.statuses[si].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a decision for an optimizer.

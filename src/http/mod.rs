@@ -20,6 +20,7 @@ pub mod decision_log;
 mod jobs;
 pub mod metrics;
 mod optimization;
+mod parse_errors;
 pub mod reply;
 mod routes;
 mod training;
@@ -217,7 +218,8 @@ where
                 let st = Arc::new(routes::Conn::new(Arc::clone(&state)));
                 let activity = st.activity();
                 let svc = service_fn(move |req| routes::handle(Arc::clone(&st), req));
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let io = parse_errors::Io::new(TokioIo::new(stream), Arc::clone(&state));
+                let conn = builder.serve_connection(io, svc);
                 let driven = conns.drive(conn, activity, header_read_timeout);
                 tokio::spawn(async move {
                     match driven.await {
