@@ -197,7 +197,11 @@ where
     let mut builder = http1::Builder::new();
     // The header-read timeout is kept per connection by `conn` (hyper's own arms a timer
     // for every request).
-    builder.header_read_timeout(None).keep_alive(true);
+    builder
+        .header_read_timeout(None)
+        .keep_alive(true)
+        // Set, not assumed: `parse_errors` names this limit in its 431 answer.
+        .max_buf_size(parse_errors::MAX_HEAD_BYTES);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

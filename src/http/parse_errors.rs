@@ -16,9 +16,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-/// Most request headers hyper accepts (its default).
+/// Most request headers hyper accepts: its default, left as it is (setting any value makes
+/// hyper allocate the header array on the heap for every request).
 pub const MAX_HEADERS: usize = 100;
-/// Most bytes of request head hyper buffers (its default).
+/// Most bytes of request head hyper buffers (its default, set explicitly by `serve`).
 pub const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 /// Longest request target hyper accepts.
 pub const MAX_TARGET_BYTES: usize = u16::MAX as usize - 1;
