@@ -11,6 +11,7 @@ mod crash;
 mod diagnostics;
 mod examples;
 mod jobs_api;
+mod oracle;
 mod outcomes;
 mod properties;
 mod server;

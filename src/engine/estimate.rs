@@ -31,8 +31,11 @@ pub fn estimate(
         .unwrap_or(0.0);
     let (raw_cost, raw_minutes) = match &rs.cost.script {
         None => (
-            // Left to right, as the original: base × multiplier × T / 100.
-            choice.cost_factor * t / 100.0 * model.cost_multiplier,
+            // The original's order, operation for operation (another order can differ in the
+            // last bit and round to the other cent): cost is `base × multiplier × (T / 100)`,
+            // the quotient first; time is `trunc(base) × T / 100`, left to right. The model's
+            // multiplier comes last (1 for the default model, so the value is the original's).
+            choice.cost_factor * (t / 100.0) * model.cost_multiplier,
             choice.time_base * t / 100.0 * model.time_multiplier,
         ),
         Some((name, origin)) => scripted(rs, name, origin, choice, ctx, model)?,
@@ -147,7 +150,7 @@ pub fn trace(
         ),
         None => (
             format!(
-                "{} usd/100 × {} ({}) × {t} / 100 × {} (model {}) = {}",
+                "{} usd/100 × {} ({}) × ({t} / 100) × {} (model {}) = {}",
                 choice.usd_per_100,
                 choice.variant_multiplier,
                 choice.variant.as_deref().unwrap_or("no variant"),

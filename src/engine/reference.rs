@@ -102,7 +102,7 @@ pub fn estimate(optimizer: &str, config: &Config, t: i64) -> (f64, u64) {
     } else {
         1.0
     };
-    let cost = round_py(base * mult * t as f64 / 100.0, 2);
+    let cost = round_py(base * mult * (t as f64 / 100.0), 2);
     let time_base = (base_time as f64 * mult) as i64;
     let minutes = ((time_base * t) as f64 / 100.0) as i64;
     (cost, minutes.max(1) as u64)
