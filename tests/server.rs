@@ -2,7 +2,7 @@
 //! timeouts, graceful shutdown), and the binary's start-up errors and SIGTERM.
 
 use super::support::{
-    bin, connect, free_port, read_response, request, request_head, rules_copy, shipped_rules,
+    bin, connect, free_port, read_response, request, request_head, root, rules_copy, shipped_rules,
     test_config, wait_for, Resp, TempDir, TestServer, DEADLINE,
 };
 use serde_json::Value;
@@ -1261,4 +1261,20 @@ fn serve_binary_answers_and_stops_cleanly_on_sigterm() {
     );
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(log.contains("database closed"), "{log}");
+}
+
+#[test]
+fn the_openapi_document_is_served_and_equals_the_committed_one() {
+    let (_t, srv) = server("srv-openapi");
+    let r = srv.get("/openapi.json");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let committed = std::fs::read_to_string(root().join("schemas/openapi.json")).unwrap();
+    assert_eq!(r.body, committed);
+    let doc = r.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/api/v1/jobs/{id}/complete"]["post"].is_object());
+    // Wrong method: 405 naming what is allowed, like every route.
+    let r = srv.post_json("/openapi.json", "{}");
+    assert_eq!(r.status, 405, "{r:?}");
 }

@@ -511,7 +511,11 @@ fn dry(rs: &RuleSet, a: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
 }
 
 fn schema_cmd(a: &SchemaArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let docs = schema::all();
+    let mut docs = schema::all();
+    docs.push(schema::SchemaDoc {
+        file: "openapi.json",
+        text: crate::http::openapi::text(),
+    });
     if a.check {
         let mut stale = Vec::new();
         for d in &docs {

@@ -792,7 +792,7 @@ pub fn analytics(spec: &TrainingSpec, examples: &[Example]) -> Analytics {
 }
 
 /// The outcome of one example in an optimization run (a record of `--results`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunResult {
     /// Example id.

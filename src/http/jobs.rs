@@ -18,6 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, LOCATION, TRANSFER_ENCODING};
 use hyper::{Method, Request, Response, StatusCode};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -173,67 +174,94 @@ pub(super) async fn handle(
 // Request bodies
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/jobs/claim`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ClaimBody {
+pub(super) struct ClaimBody {
+    /// The worker's name (kept as the lease owner).
     worker: String,
+    /// Job types this worker runs; empty or absent: any.
     #[serde(default)]
     types: Option<Vec<String>>,
+    /// Lease length; the server's default when absent.
     #[serde(default)]
     lease_seconds: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/jobs/{id}/heartbeat`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct HeartbeatBody {
+pub(super) struct HeartbeatBody {
+    /// The token the claim returned.
     lease_token: String,
+    /// Extend the lease by this much; the server's default when absent.
     #[serde(default)]
     lease_seconds: Option<u64>,
     /// Checked separately as [`ProgressBody`], so its errors name `progress.<field>`.
     #[serde(default)]
+    #[schemars(with = "Option<ProgressBody>")]
     progress: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Progress reported with a heartbeat.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ProgressBody {
+pub(super) struct ProgressBody {
+    /// 0..100.
     percent: f64,
+    /// For people.
     #[serde(default)]
     message: Option<String>,
+    /// The run's phase, e.g. `compiling`.
     #[serde(default)]
     phase: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/jobs/{id}/complete`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CompleteBody {
+pub(super) struct CompleteBody {
+    /// The token the claim returned.
     lease_token: String,
+    /// The run's result. For an `optimization` job, `optimizer_used` and `quality` (and
+    /// optionally `actual_cost`, `actual_time_minutes`) record an outcome, and
+    /// `example_results` updates the training examples.
     #[serde(default)]
     result: Value,
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/jobs/{id}/fail`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct FailBody {
+pub(super) struct FailBody {
+    /// The token the claim returned.
     lease_token: String,
+    /// What went wrong.
     error: String,
+    /// Back to `pending` (attempt + 1, with backoff) while attempts are left.
     #[serde(default)]
     retry: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/jobs/{id}/hitl`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct HitlBody {
+pub(super) struct HitlBody {
+    /// The token the claim returned.
     lease_token: String,
+    /// The kind of question, e.g. `approval`.
     #[serde(rename = "type")]
     kind: String,
+    /// What the human needs to answer.
     #[serde(default)]
     data: Value,
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /api/v1/jobs/{id}/hitl/response`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ResponseBody {
+pub(super) struct ResponseBody {
+    /// The human's answer, e.g. `{"approved": true}`.
     response: Value,
 }
 
@@ -242,15 +270,15 @@ struct ResponseBody {
 struct EmptyBody {}
 
 /// The answer to a successful claim.
-#[derive(Serialize)]
-struct Claimed<'a> {
+#[derive(Serialize, JsonSchema)]
+pub(super) struct Claimed<'a> {
     job: &'a Job,
     lease_token: &'a str,
 }
 
 /// `GET /api/v1/jobs/{id}/hitl`.
-#[derive(Serialize)]
-struct HitlView<'a> {
+#[derive(Serialize, JsonSchema)]
+pub(super) struct HitlView<'a> {
     status: Status,
     #[serde(rename = "type")]
     kind: &'a str,

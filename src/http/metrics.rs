@@ -16,6 +16,8 @@ pub enum Route {
     Ready,
     /// `GET /metrics`
     Metrics,
+    /// `GET /openapi.json`
+    OpenApi,
     /// `POST /api/v1/optimization/recommend`
     Recommend,
     /// `GET /api/v1/rules/status`
@@ -60,10 +62,11 @@ pub enum Route {
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 23] = [
+    pub const ALL: [Route; 24] = [
         Route::Health,
         Route::Ready,
         Route::Metrics,
+        Route::OpenApi,
         Route::Recommend,
         Route::RulesStatus,
         Route::RulesReload,
@@ -92,6 +95,7 @@ impl Route {
             Route::Health => "/health",
             Route::Ready => "/ready",
             Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.json",
             Route::Recommend => "/api/v1/optimization/recommend",
             Route::RulesStatus => "/api/v1/rules/status",
             Route::RulesReload => "/api/v1/rules/reload",

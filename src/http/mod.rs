@@ -19,6 +19,7 @@ mod conn;
 pub mod decision_log;
 mod jobs;
 pub mod metrics;
+pub mod openapi;
 mod optimization;
 mod parse_errors;
 pub mod reply;

@@ -12,20 +12,35 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// The body of `POST /api/v1/optimization/outcomes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // the report fields are read by `parse_report`
-struct OutcomeBody {
+pub(super) struct OutcomeBody {
+    /// The logged decision the run followed (`decision_id` of the recommend answer).
     decision_id: Option<i64>,
+    /// Optimizer the run used.
+    #[schemars(with = "String")]
     optimizer_used: Value,
+    /// Quality reached, 0..1.
+    #[schemars(with = "f64")]
     quality: Value,
+    /// Actual cost in USD.
+    #[schemars(with = "Option<f64>")]
     actual_cost: Option<Value>,
+    /// Actual wall time in minutes.
+    #[schemars(with = "Option<f64>")]
     actual_time_minutes: Option<Value>,
+    /// Domain, when no decision is named.
     domain: Option<String>,
+    /// Trainset size, when no decision is named.
     trainset_size: Option<i64>,
+    /// Budget in USD, when no decision is named.
     budget_usd: Option<f64>,
+    /// Quality target, when no decision is named.
     quality_target: Option<f64>,
+    /// Model, when no decision is named.
     model: Option<String>,
+    /// Variant (e.g. MIPROv2's `auto` level).
     variant: Option<String>,
 }
 

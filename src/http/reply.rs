@@ -12,6 +12,17 @@ use std::future::Future;
 /// The response body type.
 pub type Body = Full<Bytes>;
 
+/// The error shape of every error answer.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct ErrorBody<'a> {
+    /// What went wrong, lower case.
+    pub error: &'a str,
+    /// Field-level details, e.g. `{"field": "budget_usd", "message": …, "help": …}`.
+    pub details: &'a [serde_json::Value],
+    /// The request's id (also in the `X-Request-ID` header).
+    pub request_id: &'a str,
+}
+
 /// An error answered as JSON.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -50,11 +61,11 @@ impl ApiError {
 
     /// The response, carrying the request id.
     pub fn into_response(self, request_id: &str) -> Response<Body> {
-        let body = serde_json::json!({
-            "error": self.error,
-            "details": self.details,
-            "request_id": request_id,
-        });
+        let body = ErrorBody {
+            error: &self.error,
+            details: &self.details,
+            request_id,
+        };
         let mut r = json(self.status, &body);
         for (name, value) in self.headers {
             if let Ok(v) = HeaderValue::from_str(&value) {
@@ -94,8 +105,12 @@ pub fn full(status: StatusCode, content_type: &'static str, body: Bytes) -> Resp
 }
 
 /// A plain-text response.
-pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+pub fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -15,10 +15,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-const ROUTES: [(&str, Route, &[Method]); 10] = [
+const ROUTES: [(&str, Route, &[Method]); 11] = [
     ("/health", Route::Health, &[Method::GET]),
     ("/ready", Route::Ready, &[Method::GET]),
     ("/metrics", Route::Metrics, &[Method::GET]),
+    ("/openapi.json", Route::OpenApi, &[Method::GET]),
     (
         "/api/v1/optimization/recommend",
         Route::Recommend,
@@ -78,6 +79,14 @@ impl Conn {
     pub(super) fn activity(&self) -> Arc<Activity> {
         Arc::clone(&self.activity)
     }
+}
+
+/// The route of a fixed path (not a job or training route), with its methods.
+pub(super) fn static_route(path: &str) -> Option<(Route, &'static [Method])> {
+    ROUTES
+        .iter()
+        .find(|(p, _, _)| *p == path)
+        .map(|(_, route, methods)| (*route, *methods))
 }
 
 /// Handles one request: route, run, add the request id, record metrics.
@@ -141,12 +150,12 @@ async fn dispatch(
             Box::pin(super::training::handle(state, req, route)).await,
         );
     }
-    let Some((_, route, methods)) = ROUTES.iter().find(|(p, _, _)| *p == path) else {
+    let Some((route, methods)) = static_route(path) else {
         let e = ApiError::new(StatusCode::NOT_FOUND, format!("no route for `{path}`"));
         return (Route::Unmatched, Err(e));
     };
     if !methods.contains(req.method()) {
-        return (*route, Err(method_not_allowed(req.method(), path, methods)));
+        return (route, Err(method_not_allowed(req.method(), path, methods)));
     }
     let result = match route {
         Route::Health => Ok(reply::json(
@@ -155,6 +164,7 @@ async fn dispatch(
         )),
         Route::Ready => Box::pin(ready(state)).await,
         Route::Metrics => Ok(metrics(state)),
+        Route::OpenApi => Ok(openapi()),
         Route::Recommend => decide(state, req, Some(rid)).await,
         Route::RulesEvaluate => Box::pin(decide(state, req, None)).await,
         Route::Outcomes => match authorize(state, &req) {
@@ -173,7 +183,7 @@ async fn dispatch(
         },
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),
     };
-    (*route, result)
+    (route, result)
 }
 
 /// 405 with the `Allow` header.
@@ -402,16 +412,19 @@ async fn reload(state: &Arc<AppState>) -> Result<Response<Body>, ApiError> {
     ))
 }
 
+/// The body of `POST /api/v1/rules/rollback`.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RollbackBody {
+    /// A kept revision (or a unique prefix of one).
+    revision: String,
+}
+
 /// `POST /api/v1/rules/rollback {"revision": "..."}`: serve a kept revision again.
 async fn rollback(
     state: &Arc<AppState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct RollbackBody {
-        revision: String,
-    }
     let b: RollbackBody = super::jobs::body(state, req).await?;
     let live = Arc::clone(&state.rules);
     let rev = b.revision.trim().to_string();
@@ -483,6 +496,13 @@ async fn ready(state: &Arc<AppState>) -> Result<Response<Body>, ApiError> {
             ]),
         ),
     }
+}
+
+/// `GET /openapi.json`: the document, built once.
+fn openapi() -> Response<Body> {
+    static TEXT: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let text = TEXT.get_or_init(|| super::openapi::text().into());
+    reply::text(StatusCode::OK, "application/json", text.clone())
 }
 
 fn metrics(state: &Arc<AppState>) -> Response<Body> {

@@ -28,9 +28,9 @@ pub(super) fn match_path(path: &str) -> Option<(Route, &'static [Method])> {
 }
 
 /// Body of `POST /api/v2/training/select`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SelectBody {
+pub(super) struct SelectBody {
     /// Preferred style.
     style: Option<String>,
     /// At most this many.
@@ -50,9 +50,9 @@ struct SelectBody {
 }
 
 /// Body of `POST /api/v2/training/results`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ResultsBody {
+pub(super) struct ResultsBody {
     /// The outcomes.
     results: Vec<RunResult>,
 }

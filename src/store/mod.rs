@@ -169,7 +169,7 @@ impl Default for StoreOptions {
 }
 
 /// A page of jobs, newest first.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Page {
     /// The jobs.
     pub jobs: Vec<Job>,
