@@ -195,11 +195,17 @@ pub struct ConfigError {
     pub message: String,
     /// Advice.
     pub help: Option<String>,
+    /// The config file could not be read (exit code 5, not 6).
+    pub unreadable: bool,
 }
 
 impl ConfigError {
     fn new(message: String, help: Option<String>) -> Self {
-        Self { message, help }
+        Self {
+            message,
+            help,
+            unreadable: false,
+        }
     }
 }
 
@@ -479,8 +485,9 @@ pub fn load(
         Some(p) => Some(
             std::fs::read_to_string(p)
                 .map(|t| SourceFile::new(p.display().to_string(), t))
-                .map_err(|e| {
-                    ConfigError::new(
+                .map_err(|e| ConfigError {
+                    unreadable: true,
+                    ..ConfigError::new(
                         format!("cannot read config file `{}`: {e}", p.display()),
                         Some("pass --config PATH, or run from the repository root".into()),
                     )

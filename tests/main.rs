@@ -10,6 +10,7 @@ mod coverage;
 mod crash;
 mod diagnostics;
 mod examples;
+mod exit_codes;
 mod jobs_api;
 mod oracle;
 mod outcomes;

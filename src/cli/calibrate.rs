@@ -178,9 +178,10 @@ pub fn run(dir: &Path, a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Writ
     };
     let files = match crate::loader::read_dir(dir) {
         Ok(f) => f,
-        Err(d) => {
-            let _ = write!(err, "{}", render_all(&[d], &[]));
-            return Exit::InvalidRules;
+        Err(e) => {
+            let code = super::read_error_exit(&e);
+            let _ = write!(err, "{}", render_all(&[e.into_diagnostic()], &[]));
+            return code;
         }
     };
     if let Err(diags) = crate::rules::build(&files) {

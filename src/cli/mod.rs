@@ -37,6 +37,35 @@ pub enum Exit {
     InvalidConfig = 6,
 }
 
+/// Why an input file (trainset, training records, results) gives nothing to work with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    /// The file cannot be read (exit code 5).
+    #[error("{0}")]
+    Unreadable(String),
+    /// The file is read but is not a trainset (exit code 4).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FileError {
+    /// The exit code of the table: 5 for a file that cannot be read, 4 for bad content.
+    pub fn exit(&self) -> Exit {
+        match self {
+            FileError::Unreadable(_) => Exit::Io,
+            FileError::Invalid(_) => Exit::InvalidInput,
+        }
+    }
+}
+
+/// The exit code for a rules directory that cannot be read (5) or holds no rule set (3).
+pub fn read_error_exit(e: &crate::loader::ReadError) -> Exit {
+    match e {
+        crate::loader::ReadError::Unreadable(_) => Exit::Io,
+        crate::loader::ReadError::Invalid(_) => Exit::InvalidRules,
+    }
+}
+
 impl Exit {
     /// The process exit code.
     pub fn code(self) -> i32 {

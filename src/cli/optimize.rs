@@ -2,7 +2,7 @@
 //! pending `optimization` job carrying the optimizer and its config.
 
 use super::db::{open, resolve_path, DbArgs, Format};
-use super::{render, Exit};
+use super::{render, Exit, FileError};
 use crate::diagnostic::{did_you_mean, render_all};
 use crate::engine::{self, Options};
 use crate::store::job::NewJob;
@@ -61,9 +61,10 @@ pub struct OptimizeArgs {
 }
 
 /// Reads the records of a trainset file: a JSON array, an object with `examples`, or JSON Lines.
-pub fn read_trainset(path: &Path) -> Result<Vec<Value>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read trainset `{}`: {e}", path.display()))?;
+pub fn read_trainset(path: &Path) -> Result<Vec<Value>, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        FileError::Unreadable(format!("cannot read trainset `{}`: {e}", path.display()))
+    })?;
     if let Ok(v) = serde_json::from_str::<Value>(&text) {
         return match v {
             Value::Array(a) => Ok(a),
@@ -71,7 +72,10 @@ pub fn read_trainset(path: &Path) -> Result<Vec<Value>, String> {
                 Some(Value::Array(a)) => Ok(a),
                 _ => Ok(vec![Value::Object(m)]),
             },
-            _ => Err(format!("trainset `{}` holds no examples", path.display())),
+            _ => Err(FileError::Invalid(format!(
+                "trainset `{}` holds no examples",
+                path.display()
+            ))),
         };
     }
     let mut records = Vec::new();
@@ -80,19 +84,16 @@ pub fn read_trainset(path: &Path) -> Result<Vec<Value>, String> {
             continue;
         }
         records.push(serde_json::from_str::<Value>(line).map_err(|e| {
-            format!(
-                "trainset `{}`: line {} is not JSON: {e}",
+            FileError::Invalid(format!(
+                "{}:{}:{}: line {} is not JSON: {e}",
                 path.display(),
+                i + 1,
+                e.column(),
                 i + 1
-            )
+            ))
         })?);
     }
     Ok(records)
-}
-
-/// Counts the examples of a trainset file.
-pub fn count_examples(path: &Path) -> Result<usize, String> {
-    read_trainset(path).map(|r| r.len())
 }
 
 /// The trainset after the quality filter of the training rules: the ids of the file's records
@@ -177,14 +178,14 @@ pub fn run(
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
-            return Exit::InvalidInput;
+            return e.exit();
         }
     };
     let files = match crate::loader::read_dir(rules_dir) {
         Ok(f) => f,
-        Err(d) => {
-            let _ = write!(err, "{}", d.render(&[]));
-            return Exit::InvalidRules;
+        Err(e) => {
+            let _ = write!(err, "{}", e.diagnostic().render(&[]));
+            return super::read_error_exit(&e);
         }
     };
     let rs = match crate::rules::build(&files) {

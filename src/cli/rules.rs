@@ -142,9 +142,15 @@ fn load(
 ) -> Result<(RuleSet, Vec<SourceFile>), Exit> {
     let files = match crate::loader::read_dir(dir) {
         Ok(f) => f,
-        Err(d) => {
-            report(&[d], &[], format, dir, out, err);
-            return Err(Exit::InvalidRules);
+        Err(e) => {
+            let code = super::read_error_exit(&e);
+            if code == Exit::Io && format == Format::Human {
+                // Nothing was read, so there is no rule set to call invalid.
+                let _ = write!(err, "{}", render_all(&[e.into_diagnostic()], &[]));
+            } else {
+                report(&[e.into_diagnostic()], &[], format, dir, out, err);
+            }
+            return Err(code);
         }
     };
     match rules::build(&files) {

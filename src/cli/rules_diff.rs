@@ -1,7 +1,7 @@
 //! `skill-fleet rules diff --against DIR [--since 7d]`: what a rules change would do, replayed
 //! on the logged decisions and the fixtures of both rule sets.
 
-use super::Exit;
+use super::{read_error_exit, Exit};
 use crate::diagnostic::render_all;
 use crate::engine::impact::{Impact, Replay, Source};
 use crate::rules::RuleSet;
@@ -36,15 +36,16 @@ pub struct DiffArgs {
 }
 
 fn build(dir: &Path, flag: &str, err: &mut dyn Write) -> Result<RuleSet, Exit> {
-    let files = crate::loader::read_dir(dir).map_err(|d| {
-        let d = match flag {
-            "--against" => d.with_help(
+    let files = crate::loader::read_dir(dir).map_err(|e| {
+        let e = match flag {
+            "--against" => e.with_help(
                 "--against names the candidate rule set, e.g. `--against ../candidate/rules`",
             ),
-            _ => d,
+            _ => e,
         };
-        let _ = write!(err, "{}", render_all(&[d], &[]));
-        Exit::InvalidRules
+        let code = read_error_exit(&e);
+        let _ = write!(err, "{}", render_all(&[e.into_diagnostic()], &[]));
+        code
     })?;
     crate::rules::build(&files).map_err(|diags| {
         let _ = write!(err, "{}", render_all(&diags, &files));

@@ -170,7 +170,11 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
             if let Some(h) = &e.help {
                 let _ = writeln!(err, "  = help: {h}");
             }
-            return Exit::InvalidConfig;
+            return if e.unreadable {
+                Exit::Io
+            } else {
+                Exit::InvalidConfig
+            };
         }
     };
     let filter = match tracing_subscriber::EnvFilter::try_new(&config.log.level) {
@@ -191,6 +195,17 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 
+    if let Err(e @ crate::loader::ReadError::Unreadable(_)) =
+        crate::loader::read_dir(&config.rules.dir)
+    {
+        let _ = write!(err, "{}", render_all(&[e.into_diagnostic()], &[]));
+        let _ = writeln!(
+            err,
+            "\nerror: cannot start: rules directory `{}` cannot be read",
+            config.rules.dir.display()
+        );
+        return Exit::Io;
+    }
     let live = match LiveRules::load(&config.rules.dir, config.rules.run_fixtures_on_reload) {
         Ok(l) => Arc::new(l.keep_revisions(config.rules.keep_revisions)),
         Err((diags, files)) => {

@@ -2,7 +2,7 @@
 //! the database, scored and analysed with the training rules.
 
 use super::db::{open, resolve_path, DbArgs, Format};
-use super::Exit;
+use super::{Exit, FileError};
 use crate::diagnostic::render_all;
 use crate::engine::training::{
     self, Analytics, Example, RunResult, SelectRequest, Selection, Style,
@@ -76,9 +76,9 @@ pub struct UpdateArgs {
 }
 
 fn load_spec(rules_dir: &Path, err: &mut dyn Write) -> Result<TrainingSpec, Exit> {
-    let files = crate::loader::read_dir(rules_dir).map_err(|d| {
-        let _ = write!(err, "{}", d.render(&[]));
-        Exit::InvalidRules
+    let files = crate::loader::read_dir(rules_dir).map_err(|e| {
+        let _ = write!(err, "{}", e.diagnostic().render(&[]));
+        super::read_error_exit(&e)
     })?;
     let rs = crate::rules::build(&files).map_err(|d| {
         let _ = write!(err, "{}", render_all(&d, &files));
@@ -106,11 +106,11 @@ fn json_out(out: &mut dyn Write, v: &impl serde::Serialize) {
 }
 
 /// Reads and checks a metadata file; errors name the record and the field.
-pub fn read_records(file: &Path) -> Result<Vec<Example>, String> {
+pub fn read_records(file: &Path) -> Result<Vec<Example>, FileError> {
     let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+        .map_err(|e| FileError::Unreadable(format!("cannot read `{}`: {e}", file.display())))?;
     training::parse_records(&text)
-        .map_err(|e| format!("`{}`: {e}; nothing was imported", file.display()))
+        .map_err(|e| FileError::Invalid(format!("`{}`: {e}; nothing was imported", file.display())))
 }
 
 /// Imports the shipped examples when the table is empty; returns how many were imported.
@@ -253,9 +253,9 @@ fn run_inner(
 ) -> Result<Exit, Exit> {
     match cmd {
         TrainingCommand::Import(a) => {
-            let records = read_records(&a.file).map_err(|m| {
-                let _ = writeln!(err, "error: {m}");
-                Exit::InvalidInput
+            let records = read_records(&a.file).map_err(|e| {
+                let _ = writeln!(err, "error: {e}");
+                e.exit()
             })?;
             let store = open_db(&a.db, err)?;
             let c = store

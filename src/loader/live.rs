@@ -190,7 +190,7 @@ pub fn build_dir(
     dir: &Path,
     run_fixtures: bool,
 ) -> Result<(RuleSet, FixtureSummary), (Vec<Diagnostic>, Vec<SourceFile>)> {
-    let files = read_dir(dir).map_err(|d| (vec![d], Vec::new()))?;
+    let files = read_dir(dir).map_err(|e| (vec![e.into_diagnostic()], Vec::new()))?;
     let rs = rules::build(&files).map_err(|d| (d, files.clone()))?;
     if !run_fixtures {
         return Ok((rs, FixtureSummary::default()));
