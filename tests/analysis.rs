@@ -28,14 +28,26 @@ fn shipped_rules_check_warns_about_the_two_regions_and_still_exits_0() {
             ),
         ]
     );
+    // The guard is on: its overruns are moot, hidden, and counted; `--all` shows them.
+    assert!(!r.stderr.contains("with the guard off"), "{}", r.stderr);
     assert!(
-        r.stderr.contains(
+        r.stdout.ends_with(
+            "2 warnings\n8 notes hidden: estimates above the budget with the guard off, while `guard.enabled` is true; `rules check --all` shows them\n"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stderr.contains("never fire"), "{}", r.stderr);
+    let all = run(&["rules", "check", "--all"]);
+    assert_eq!(all.code, 0, "{all:?}");
+    assert!(
+        all.stderr.contains(
             "warning: rule `high_budget` can cost more than the budget with the guard off: 10000 examples at $500 → miprov2 (heavy) at $625"
         ),
         "{}",
-        r.stderr
+        all.stderr
     );
-    assert!(!r.stderr.contains("never fire"), "{}", r.stderr);
+    assert!(all.stdout.ends_with(", 10 warnings\n"), "{}", all.stdout);
 }
 
 #[test]
@@ -60,6 +72,8 @@ fn shipped_rules_check_json_lists_the_warnings() {
         })
         .collect();
     assert_eq!(regions.len(), 2);
+    assert_eq!(v["warnings"], 2);
+    assert_eq!(v["hidden"], 8);
     for d in regions {
         assert_eq!(d["file"], "rules/selection.yaml");
         assert_eq!(

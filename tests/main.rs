@@ -14,6 +14,7 @@ mod exit_codes;
 mod jobs_api;
 mod oracle;
 mod outcomes;
+mod pre_commit;
 mod properties;
 mod server;
 mod training;

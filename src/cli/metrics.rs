@@ -155,10 +155,11 @@ fn spread(map: &BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
-fn rate(r: &Option<Rate>, what: &str) -> String {
+/// A rate with what it counts, or what is missing when there is nothing to count.
+fn rate(r: &Option<Rate>, what: &str, none: &str) -> String {
     match r {
         Some(r) => format!("{:.1}% ({} of {} {what})", r.rate * 100.0, r.count, r.of),
-        None => format!("- (no {what} yet)"),
+        None => format!("- ({none})"),
     }
 }
 
@@ -196,12 +197,17 @@ pub fn render(m: &SelectorMetrics, window: &str, db: &str) -> String {
         "acceptance    {}\n",
         rate(
             &m.acceptance,
-            "auto-selected runs used the recommended optimizer"
+            "auto-selected runs used the recommended optimizer",
+            "no auto-selected run yet"
         )
     ));
     s.push_str(&format!(
         "target hit    {}\n",
-        rate(&m.target_hit, "runs with a quality target reached it")
+        rate(
+            &m.target_hit,
+            "runs with a quality target reached it",
+            "no run had a quality target"
+        )
     ));
     if !m.accuracy.is_empty() {
         s.push_str(&format!(

@@ -46,6 +46,10 @@ pub struct CheckArgs {
     /// Output format (human or json).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// Also show the notes the configuration makes moot (estimates above the budget with the
+    /// guard off, while the guard is on).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Arguments of `rules test`.
@@ -124,7 +128,7 @@ fn parse_set(s: &str) -> Result<(String, serde_json::Value), String> {
 /// Runs a `rules` subcommand.
 pub fn run(dir: &Path, cmd: RulesCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     match cmd {
-        RulesCommand::Check(a) => check(dir, a.format, out, err),
+        RulesCommand::Check(a) => check(dir, a.format, a.all, out, err),
         RulesCommand::Test(a) => test(dir, a, out, err),
         RulesCommand::Schema(a) => schema_cmd(&a, out, err),
         RulesCommand::Bench(a) => bench(dir, &a, out, err),
@@ -217,13 +221,20 @@ fn plural(n: usize, what: &str) -> String {
     }
 }
 
-fn check(dir: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+fn check(dir: &Path, format: Format, all: bool, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let (mut rs, files) = match load(dir, format, out, err) {
         Ok(x) => x,
         Err(code) => return code,
     };
     // Rule analysis: warnings only, so the exit code stays 0.
-    let findings = engine::analysis::analyze(&rs);
+    let analysis = engine::analysis::analyze_for_check(&rs);
+    let mut findings = analysis.shown;
+    let hidden = if all {
+        findings.extend(analysis.moot);
+        0
+    } else {
+        analysis.moot.len()
+    };
     if format == Format::Human {
         let _ = write!(err, "{}", render_all(&findings, &files));
     }
@@ -238,6 +249,7 @@ fn check(dir: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Write) -
             "fixtures": rs.fixtures.len(),
             "errors": 0,
             "warnings": rs.warnings.len(),
+            "hidden": hidden,
             "diagnostics": rs.warnings,
         });
         let _ = writeln!(
@@ -260,6 +272,13 @@ fn check(dir: &Path, format: Format, out: &mut dyn Write, err: &mut dyn Write) -
                 format!(", {}", plural(rs.warnings.len(), "warning"))
             }
         );
+        if hidden > 0 {
+            let _ = writeln!(
+                out,
+                "{} hidden: estimates above the budget with the guard off, while `guard.enabled` is true; `rules check --all` shows them",
+                plural(hidden, "note")
+            );
+        }
     }
     Exit::Ok
 }

@@ -160,7 +160,7 @@ pub fn render_analytics(a: &Analytics, spec: &TrainingSpec) -> String {
     o.push_str("\ntop performers\n");
     for p in &a.top_performers {
         o.push_str(&format!(
-            "  {:<16} score {:.3}  success {:.3}\n",
+            "  {:<16} score {:.4}  success {:.4}\n",
             p.name, p.score, p.success_rate
         ));
     }
@@ -203,20 +203,20 @@ fn render_selection(s: &Selection, explain: bool) -> String {
     );
     for x in &s.selected {
         let mut parts = format!(
-            "quality {:.3}, success {:.3}",
+            "quality {:.4}, success {:.4}",
             x.parts.quality, x.parts.success_rate
         );
         if let Some(r) = x.parts.relevance {
             parts.push_str(&format!(", relevance {r:.0}"));
         }
         if let Some(d) = x.parts.diversity {
-            parts.push_str(&format!(", diversity {d:.3}"));
+            parts.push_str(&format!(", diversity {d:.4}"));
         }
         if x.parts.category_weight != 1.0 {
             parts.push_str(&format!(", × {}", x.parts.category_weight));
         }
         o.push_str(&format!(
-            "  {:.3}  {:<16} {:<10} {:<15} {parts}\n",
+            "  {:.4}  {:<16} {:<10} {:<15} {parts}\n",
             x.score, x.example_id, x.category, x.style
         ));
     }
@@ -225,7 +225,7 @@ fn render_selection(s: &Selection, explain: bool) -> String {
         for x in &s.excluded {
             let score = x
                 .score
-                .map(|v| format!("{v:.3}"))
+                .map(|v| format!("{v:.4}"))
                 .unwrap_or_else(|| "  -  ".into());
             o.push_str(&format!("  {score}  {:<16} {}\n", x.example_id, x.reason));
         }
@@ -368,7 +368,7 @@ fn run_inner(
                 for e in &outcome.updated {
                     let _ = writeln!(
                         out,
-                        "  {:<16} quality {:.3}  success {:.3}  used {}",
+                        "  {:<16} quality {:.4}  success {:.4}  used {}",
                         e.example_id,
                         e.quality_score,
                         e.success_rate.unwrap_or(spec.neutral_success_rate),

@@ -50,8 +50,10 @@ pub struct Group {
     /// Inputs that moved.
     pub count: u64,
     /// Sum of (new − old) estimated cost over the inputs both sides estimated.
+    #[serde(serialize_with = "super::round::four")]
     pub cost_delta: f64,
     /// Mean of the same.
+    #[serde(serialize_with = "super::round::four")]
     pub cost_delta_mean: f64,
     /// A few of the inputs.
     pub examples: Vec<Example>,

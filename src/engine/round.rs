@@ -4,6 +4,28 @@
 //! ties away from zero. Python gives `round(0.125, 2) == 0.12` and `round(0.825, 2) == 0.82`
 //! (0.825 is stored as 0.82499999…).
 
+/// Decimals of every score, weight, rate and ratio the API and the CLI print (stored values
+/// keep full precision).
+pub const DISPLAY_DECIMALS: u32 = 4;
+
+/// A number as printed: rounded to [`DISPLAY_DECIMALS`].
+pub fn display(x: f64) -> f64 {
+    round_py(x, DISPLAY_DECIMALS)
+}
+
+/// Serializers for output types: `#[serde(serialize_with = "round::four")]`.
+pub fn four<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(display(*x))
+}
+
+/// [`four`] for an optional number.
+pub fn four_opt<S: serde::Serializer>(x: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match x {
+        Some(x) => s.serialize_some(&display(*x)),
+        None => s.serialize_none(),
+    }
+}
+
 /// Rounds like Python's `round(x, decimals)`.
 pub fn round_py(x: f64, decimals: u32) -> f64 {
     if !x.is_finite() {
@@ -67,7 +89,21 @@ pub fn round(y: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::round_py;
+    use super::{display, four, round_py};
+
+    #[test]
+    fn printed_numbers_have_four_decimals() {
+        assert_eq!(display(0.9279999999999999), 0.928);
+        assert_eq!(display(0.9140000000000001), 0.914);
+        assert_eq!(display(2.0 / 3.0), 0.6667);
+        #[derive(serde::Serialize)]
+        struct S {
+            #[serde(serialize_with = "four")]
+            x: f64,
+        }
+        let json = serde_json::to_string(&S { x: 0.1 + 0.2 }).unwrap();
+        assert_eq!(json, r#"{"x":0.3}"#);
+    }
 
     #[test]
     fn floor_and_round_match_the_standard_library() {

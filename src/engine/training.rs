@@ -4,6 +4,7 @@
 //! Everything here is pure: the rules come in as a [`TrainingSpec`], the examples as a slice,
 //! and time as an argument. Persistence lives in [`crate::store::examples`].
 
+use super::round;
 use crate::rules::spec::TrainingSpec;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -319,16 +320,25 @@ pub fn parse_records(text: &str) -> Result<Vec<Example>, RecordError> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScoreParts {
     /// Quality (the overall score, or the weighted sub-scores).
+    #[serde(serialize_with = "round::four")]
     pub quality: f64,
     /// Success rate (the neutral one without history).
+    #[serde(serialize_with = "round::four")]
     pub success_rate: f64,
     /// Style match with the request (1 or 0); only when a style was asked.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "round::four_opt"
+    )]
     pub relevance: Option<f64>,
     /// Bonus for a category under-represented in the selection; only when diversity was asked.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "round::four_opt"
+    )]
     pub diversity: Option<f64>,
     /// Factor of the example's category.
+    #[serde(serialize_with = "round::four")]
     pub category_weight: f64,
 }
 
@@ -359,6 +369,7 @@ pub struct Scored {
     /// Style.
     pub style: Style,
     /// Score.
+    #[serde(serialize_with = "round::four")]
     pub score: f64,
     /// Its parts.
     pub parts: ScoreParts,
@@ -370,7 +381,10 @@ pub struct Excluded {
     /// Example id.
     pub example_id: String,
     /// Score, when it was scored.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "round::four_opt"
+    )]
     pub score: Option<f64>,
     /// Why (shared text: the score is in `score`).
     pub reason: std::sync::Arc<str>,
@@ -380,6 +394,7 @@ pub struct Excluded {
 #[derive(Debug, Clone, Serialize)]
 pub struct Selection {
     /// Minimum score applied.
+    #[serde(serialize_with = "round::four")]
     pub min_score: f64,
     /// Maximum size applied.
     pub max_examples: usize,
@@ -684,8 +699,10 @@ pub struct Performer {
     /// Example id.
     pub name: String,
     /// Score with nothing asked.
+    #[serde(serialize_with = "round::four")]
     pub score: f64,
     /// Success rate (neutral without history).
+    #[serde(serialize_with = "round::four")]
     pub success_rate: f64,
 }
 
@@ -708,11 +725,6 @@ pub struct Analytics {
     pub style_breakdown: BTreeMap<String, u64>,
     /// What to do about it.
     pub recommendations: Vec<String>,
-}
-
-/// Rounds for display in reports (4 decimals), so JSON shows `0.82`, not `0.8200000000000001`.
-fn r4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
 }
 
 /// The analytics of a set of examples.
@@ -738,8 +750,8 @@ pub fn analytics(spec: &TrainingSpec, examples: &[Example]) -> Analytics {
         .take(5)
         .map(|(s, e)| Performer {
             name: e.example_id.clone(),
-            score: r4(*s),
-            success_rate: r4(success(spec, e)),
+            score: *s,
+            success_rate: success(spec, e),
         })
         .collect();
     let gaps = gaps(spec, examples);

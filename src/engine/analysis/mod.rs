@@ -28,16 +28,50 @@ pub const MAX_CELLS: usize = 200_000;
 
 /// Analyses a valid rule set; every finding is a warning, sorted by file and position.
 pub fn analyze(rs: &RuleSet) -> Vec<Diagnostic> {
+    let a = analyze_for_check(rs);
+    let mut out = a.shown;
+    out.extend(a.moot);
+    sort(&mut out);
+    out
+}
+
+/// The findings of `rules check`: those that matter for the rule set as configured, and those
+/// its configuration makes moot (estimates above the budget with the guard off, while the
+/// guard is on), which `rules check --all` shows too.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    /// Shown by default.
+    pub shown: Vec<Diagnostic>,
+    /// Made moot by the configuration.
+    pub moot: Vec<Diagnostic>,
+}
+
+/// Analyses a valid rule set, setting apart what its configuration makes moot.
+pub fn analyze_for_check(rs: &RuleSet) -> Analysis {
     let grid = grid::build(rs);
     let cells = grid.cells();
     if cells > MAX_CELLS {
-        return vec![skipped(cells)];
+        return Analysis {
+            shown: vec![skipped(cells)],
+            moot: Vec::new(),
+        };
     }
     let mut failures = Failures::default();
-    let mut out = shadow::check(rs, &grid);
-    out.extend(monotone::check(rs, &grid, &mut failures));
-    out.extend(overrun::check(rs, &grid, &mut failures));
-    out.extend(failures.into_diagnostic(&grid));
+    let mut shown = shadow::check(rs, &grid);
+    shown.extend(monotone::check(rs, &grid, &mut failures));
+    let overruns = overrun::check(rs, &grid, &mut failures);
+    let moot = if rs.guard.enabled {
+        overruns
+    } else {
+        shown.extend(overruns);
+        Vec::new()
+    };
+    shown.extend(failures.into_diagnostic(&grid));
+    sort(&mut shown);
+    Analysis { shown, moot }
+}
+
+fn sort(out: &mut [Diagnostic]) {
     out.sort_by(|a, b| {
         let key = |d: &Diagnostic| {
             (
@@ -48,7 +82,6 @@ pub fn analyze(rs: &RuleSet) -> Vec<Diagnostic> {
         };
         key(a).cmp(&key(b))
     });
-    out
 }
 
 fn skipped(n: usize) -> Diagnostic {
