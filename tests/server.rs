@@ -523,7 +523,7 @@ fn unknown_route_is_404_and_wrong_method_is_405_with_allow() {
 }
 
 #[test]
-fn api_token_guards_mutating_endpoints() {
+fn api_token_guards_every_api_route() {
     let t = rules_copy("srv-401");
     let token = "0123456789abcdef-test-token";
     let mut cfg = test_config(&t.path().join("rules"));
@@ -553,10 +553,41 @@ fn api_token_guards_mutating_endpoints() {
     );
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["result"], "unchanged");
-    // Reads stay open.
-    assert_eq!(srv.get(STATUS).status, 200);
-    assert_eq!(srv.get("/health").status, 200);
-    assert_eq!(srv.get("/metrics").status, 200);
+    // Every `/api/…` route needs it, reads and recommend included: nothing is logged or shown
+    // to anonymous callers.
+    for (method, path, body) in [
+        ("GET", STATUS, None),
+        ("POST", "/api/v1/optimization/recommend", Some(INPUT)),
+        ("POST", "/api/v1/rules/evaluate", Some(INPUT)),
+        ("GET", "/api/v1/optimization/metrics", None),
+        ("GET", "/api/v2/training/analytics", None),
+    ] {
+        let body = body.map(str::as_bytes);
+        let r = request(
+            srv.addr,
+            method,
+            path,
+            &[("content-type", "application/json")],
+            body,
+        );
+        assert_eq!(r.status, 401, "{path}: {r:?}");
+        let r = request(
+            srv.addr,
+            method,
+            path,
+            &[
+                ("Authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            body,
+        );
+        assert_ne!(r.status, 401, "{path}: {r:?}");
+    }
+    // Health, readiness, metrics and the API document stay open.
+    for path in ["/health", "/metrics", "/openapi.json"] {
+        assert_eq!(srv.get(path).status, 200, "{path}");
+    }
+    assert_ne!(srv.get("/ready").status, 401);
 }
 
 #[test]

@@ -8,10 +8,9 @@
 
 use super::metrics::Route;
 use super::reply::{self, ApiError, Body};
-use super::routes::authorize;
 use super::AppState;
 use crate::diagnostic::did_you_mean;
-use crate::store::job::{Job, NewJob, Progress, Status};
+use crate::store::job::{self, Job, NewJob, Progress, Status};
 use crate::store::{Filter, Store, StoreError};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -74,9 +73,6 @@ pub(super) async fn handle(
     id: Option<String>,
 ) -> Result<Response<Body>, ApiError> {
     let post = req.method() == Method::POST;
-    if post {
-        authorize(state, &req)?;
-    }
     let Some(store) = state.store.clone() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -133,12 +129,8 @@ pub(super) async fn handle(
         Route::JobHitl if post => {
             let b: HitlBody = body(state, req).await?;
             let kind = b.kind.trim().to_string();
-            if kind.is_empty() || kind.len() > 100 {
-                return Err(invalid(
-                    "type",
-                    "`type` must be 1 to 100 characters".into(),
-                    None,
-                ));
+            if let Err(m) = job::check_len("type", &kind, 1, job::MAX_HITL_TYPE) {
+                return Err(invalid("type", m, None));
             }
             let job = blocking(store, move |s| {
                 s.request_hitl(&id, &b.lease_token, &kind, b.data)

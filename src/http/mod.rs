@@ -25,6 +25,7 @@ mod parse_errors;
 pub mod reply;
 mod routes;
 mod training;
+mod unique_json;
 
 use crate::config::Config;
 use crate::engine::history::HistoryIndex;

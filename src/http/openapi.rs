@@ -19,21 +19,11 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::JsonSchema;
 use serde_json::{json, Map, Value};
 
-/// Who may call an operation when the server has an API token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    /// Open to everyone.
-    Open,
-    /// Needs `Authorization: Bearer <token>` when a token is configured.
-    Token,
-}
-
 /// One operation: a method on a route.
 struct Operation {
     route: Route,
     method: &'static str,
     summary: &'static str,
-    access: Access,
     query: &'static [(&'static str, &'static str)],
     request: Option<Value>,
     responses: Vec<(u16, &'static str, Option<Value>)>,
@@ -47,12 +37,11 @@ fn object(description: &str) -> Value {
     json!({"type": "object", "description": description})
 }
 
-fn op(route: Route, method: &'static str, summary: &'static str, access: Access) -> Operation {
+fn op(route: Route, method: &'static str, summary: &'static str) -> Operation {
     Operation {
         route,
         method,
         summary,
-        access,
         query: &[],
         request: None,
         responses: Vec::new(),
@@ -81,44 +70,43 @@ const CONTEXT: &str = "the fields of the served rule set's context model (`rules
     time_constraint_minutes, model, style); aliases accepted, unknown fields refused with 422";
 
 fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
-    use Access::{Open, Token};
     let job = schema::<Job>(g);
     let decision = schema::<Decision>(g);
     vec![
-        op(Route::Health, "get", "liveness", Open).answers(200, "alive", Some(object("`{\"status\": \"ok\"}`"))),
-        op(Route::Ready, "get", "readiness: rules loaded and database usable", Open)
+        op(Route::Health, "get", "liveness").answers(200, "alive", Some(object("`{\"status\": \"ok\"}`"))),
+        op(Route::Ready, "get", "readiness: rules loaded and database usable")
             .answers(200, "ready", Some(object("what is ready")))
             .answers(503, "not ready", None),
-        op(Route::Metrics, "get", "Prometheus metrics (text exposition format)", Open)
+        op(Route::Metrics, "get", "Prometheus metrics (text exposition format)")
             .answers(200, "metrics", None),
-        op(Route::OpenApi, "get", "this document", Open).answers(200, "the OpenAPI document", Some(object("OpenAPI 3.1"))),
-        op(Route::Recommend, "post", "recommend an optimizer; the decision is logged", Open)
+        op(Route::OpenApi, "get", "this document").answers(200, "the OpenAPI document", Some(object("OpenAPI 3.1"))),
+        op(Route::Recommend, "post", "recommend an optimizer; the decision is logged")
             .query(&[("explain", "`true` adds the trace")])
             .body(object(CONTEXT))
             .answers(200, "the decision, with `decision_id` when the decision log is on", Some(decision.clone())),
-        op(Route::RulesEvaluate, "post", "dry run of a recommendation (never logged)", Open)
+        op(Route::RulesEvaluate, "post", "dry run of a recommendation (never logged)")
             .query(&[("explain", "`true` adds the trace")])
             .body(object(CONTEXT))
             .answers(200, "the decision", Some(decision)),
-        op(Route::RulesStatus, "get", "served revision, state, files, last error, kept revisions", Open)
+        op(Route::RulesStatus, "get", "served revision, state, files, last error, kept revisions")
             .answers(200, "the status", Some(object("revision, state, loaded_at, files, error, kept_revisions"))),
-        op(Route::RulesReload, "post", "rebuild the rule set from disk now", Token)
+        op(Route::RulesReload, "post", "rebuild the rule set from disk now")
             .answers(200, "`reloaded` or `unchanged`", Some(object("outcome and revision")))
             .answers(422, "the rule set on disk is invalid; the old one keeps serving", None),
-        op(Route::RulesRollback, "post", "serve a kept revision again", Token)
+        op(Route::RulesRollback, "post", "serve a kept revision again")
             .body(schema::<RollbackBody>(g))
             .answers(200, "`rolled_back` or `unchanged`", Some(object("outcome and revision"))),
-        op(Route::Outcomes, "post", "record the outcome of a run that is not a job", Token)
+        op(Route::Outcomes, "post", "record the outcome of a run that is not a job")
             .body(schema::<OutcomeBody>(g))
             .answers(201, "the recorded outcome", Some(object("the outcome with the decision's facts"))),
-        op(Route::SelectorMetrics, "get", "selector metrics over a window", Open)
+        op(Route::SelectorMetrics, "get", "selector metrics over a window")
             .query(&[("since", "`30d`, `12h`, `2w`, … or `all`")])
             .answers(200, "the metrics", Some(object("decisions, outcomes, acceptance, target hit rate, accuracy per optimizer"))),
-        op(Route::Jobs, "post", "create a job (idempotent with `idempotency_key`)", Token)
+        op(Route::Jobs, "post", "create a job (idempotent with `idempotency_key`)")
             .body(schema::<NewJob>(g))
             .answers(201, "created", Some(job.clone()))
             .answers(200, "the existing job for a known idempotency key", Some(job.clone())),
-        op(Route::Jobs, "get", "list jobs, newest first", Open)
+        op(Route::Jobs, "get", "list jobs, newest first")
             .query(&[
                 ("status", "only this status"),
                 ("type", "only this job type"),
@@ -127,36 +115,36 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
                 ("cursor", "`next_cursor` of the previous page"),
             ])
             .answers(200, "a page", Some(schema::<Page>(g))),
-        op(Route::JobsClaim, "post", "claim the oldest claimable job with a lease", Token)
+        op(Route::JobsClaim, "post", "claim the oldest claimable job with a lease")
             .body(schema::<ClaimBody>(g))
             .answers(200, "claimed", Some(schema::<Claimed<'static>>(g)))
             .answers(204, "nothing to claim", None),
-        op(Route::Job, "get", "one job", Open).answers(200, "the job", Some(job.clone())),
-        op(Route::JobHeartbeat, "post", "extend the lease and report progress", Token)
+        op(Route::Job, "get", "one job").answers(200, "the job", Some(job.clone())),
+        op(Route::JobHeartbeat, "post", "extend the lease and report progress")
             .body(schema::<HeartbeatBody>(g))
             .answers(200, "the job", Some(job.clone())),
-        op(Route::JobComplete, "post", "complete with a result", Token)
+        op(Route::JobComplete, "post", "complete with a result")
             .body(schema::<CompleteBody>(g))
             .answers(200, "the job", Some(job.clone())),
-        op(Route::JobFail, "post", "fail, or retry later", Token)
+        op(Route::JobFail, "post", "fail, or retry later")
             .body(schema::<FailBody>(g))
             .answers(200, "the job", Some(job.clone())),
-        op(Route::JobHitl, "post", "park the job in `pending_hitl` with a question", Token)
+        op(Route::JobHitl, "post", "park the job in `pending_hitl` with a question")
             .body(schema::<HitlBody>(g))
             .answers(200, "the job", Some(job.clone())),
-        op(Route::JobHitl, "get", "the question and the answer, once given", Open)
+        op(Route::JobHitl, "get", "the question and the answer, once given")
             .answers(200, "the question", Some(schema::<HitlView<'static>>(g))),
-        op(Route::JobHitlResponse, "post", "a human answers; the job goes back to `pending`", Token)
+        op(Route::JobHitlResponse, "post", "a human answers; the job goes back to `pending`")
             .body(schema::<ResponseBody>(g))
             .answers(200, "the job", Some(job.clone())),
-        op(Route::JobCancel, "post", "cancel a job that is not finished", Token)
+        op(Route::JobCancel, "post", "cancel a job that is not finished")
             .answers(200, "the job", Some(job)),
-        op(Route::TrainingAnalytics, "get", "training data analytics", Open)
+        op(Route::TrainingAnalytics, "get", "training data analytics")
             .answers(200, "analytics", Some(object("total_examples, quality_distribution, top_performers, underrepresented, recommendations"))),
-        op(Route::TrainingSelect, "post", "select a trainset, best first", Open)
+        op(Route::TrainingSelect, "post", "select a trainset, best first")
             .body(schema::<SelectBody>(g))
             .answers(200, "the selection", Some(object("selected examples with their scores"))),
-        op(Route::TrainingResults, "post", "apply per-example results of a run", Token)
+        op(Route::TrainingResults, "post", "apply per-example results of a run")
             .body(schema::<ResultsBody>(g))
             .answers(200, "updated and unknown ids", Some(object("what was updated"))),
     ]
@@ -215,7 +203,8 @@ pub fn document() -> Value {
                 "content": {"application/json": {"schema": body}},
             });
         }
-        if o.access == Access::Token {
+        // With a token configured, every `/api/…` route needs it.
+        if o.route.label().starts_with("/api/") {
             operation["security"] = json!([{"bearer": []}]);
         }
         let path = paths
@@ -229,8 +218,9 @@ pub fn document() -> Value {
             "title": "skill-fleet",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Rules-driven DSPy optimizer selection, cost model and job store. \
-                Operations marked with `bearer` need `Authorization: Bearer <token>` when the \
-                server has an API token.",
+                With an API token configured, every `/api/…` operation (marked `bearer`) needs \
+                `Authorization: Bearer <token>`; `/health`, `/ready`, `/metrics` and this \
+                document stay open.",
         },
         "paths": paths,
         "components": {
@@ -255,13 +245,7 @@ mod tests {
     /// Where the server's router sends `path` (`{id}` filled in), with its methods.
     fn routed(path: &str) -> Option<(Route, Vec<Method>)> {
         let path = path.replace("{id}", "0b7a1c2e-1111-4222-8333-944455556666");
-        if let Some((route, _)) = super::super::jobs::match_path(&path) {
-            return Some((route, super::super::jobs::methods(route).to_vec()));
-        }
-        if let Some((route, methods)) = super::super::training::match_path(&path) {
-            return Some((route, methods.to_vec()));
-        }
-        super::super::routes::static_route(&path).map(|(r, m)| (r, m.to_vec()))
+        super::super::routes::resolve(&path).map(|(r, m, _)| (r, m.to_vec()))
     }
 
     #[test]

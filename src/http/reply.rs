@@ -274,9 +274,18 @@ pub async fn json_object(
     timeout: std::time::Duration,
 ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let bytes = json_body(req, limit, timeout).await?;
-    match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(serde_json::Value::Object(m)) => Ok(m),
-        Ok(other) => Err(not_an_object(match other {
+    match super::unique_json::parse(&bytes) {
+        Ok((_, Some(path))) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("field `{path}` is given twice"),
+        )
+        .details(vec![serde_json::json!({
+            "field": path,
+            "message": format!("field `{path}` is given twice"),
+            "help": "send each field once",
+        })])),
+        Ok((serde_json::Value::Object(m), None)) => Ok(m),
+        Ok((other, None)) => Err(not_an_object(match other {
             serde_json::Value::Array(_) => "an array",
             serde_json::Value::String(_) => "a string",
             serde_json::Value::Number(_) => "a number",

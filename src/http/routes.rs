@@ -81,8 +81,19 @@ impl Conn {
     }
 }
 
+/// The route of a path, its methods, and the job id in it (job routes with an id).
+pub(super) fn resolve(path: &str) -> Option<(Route, &'static [Method], Option<String>)> {
+    if let Some((route, id)) = super::jobs::match_path(path) {
+        return Some((route, super::jobs::methods(route), id));
+    }
+    if let Some((route, methods)) = super::training::match_path(path) {
+        return Some((route, methods, None));
+    }
+    static_route(path).map(|(route, methods)| (route, methods, None))
+}
+
 /// The route of a fixed path (not a job or training route), with its methods.
-pub(super) fn static_route(path: &str) -> Option<(Route, &'static [Method])> {
+fn static_route(path: &str) -> Option<(Route, &'static [Method])> {
     ROUTES
         .iter()
         .find(|(p, _, _)| *p == path)
@@ -131,31 +142,24 @@ async fn dispatch(
     let state = &conn.state;
     let path = req.uri().path().trim_end_matches('/');
     let path = if path.is_empty() { "/" } else { path };
-    if let Some((route, id)) = super::jobs::match_path(path) {
-        let methods = super::jobs::methods(route);
-        if !methods.contains(req.method()) {
-            return (route, Err(method_not_allowed(req.method(), path, methods)));
-        }
-        return (
-            route,
-            Box::pin(super::jobs::handle(state, req, route, id)).await,
-        );
-    }
-    if let Some((route, methods)) = super::training::match_path(path) {
-        if !methods.contains(req.method()) {
-            return (route, Err(method_not_allowed(req.method(), path, methods)));
-        }
-        return (
-            route,
-            Box::pin(super::training::handle(state, req, route)).await,
-        );
-    }
-    let Some((route, methods)) = static_route(path) else {
+    let Some((route, methods, id)) = resolve(path) else {
         let e = ApiError::new(StatusCode::NOT_FOUND, format!("no route for `{path}`"));
         return (Route::Unmatched, Err(e));
     };
     if !methods.contains(req.method()) {
         return (route, Err(method_not_allowed(req.method(), path, methods)));
+    }
+    // With a token configured, every `/api/…` route needs it, reads included.
+    if route.label().starts_with("/api/") {
+        if let Err(e) = authorize(state, &req) {
+            return (route, Err(e));
+        }
+    }
+    if let Some(id) = id {
+        return (
+            route,
+            Box::pin(super::jobs::handle(state, req, route, Some(id))).await,
+        );
     }
     let result = match route {
         Route::Health => Ok(reply::json(
@@ -167,20 +171,17 @@ async fn dispatch(
         Route::OpenApi => Ok(openapi()),
         Route::Recommend => decide(state, req, Some(rid)).await,
         Route::RulesEvaluate => Box::pin(decide(state, req, None)).await,
-        Route::Outcomes => match authorize(state, &req) {
-            Ok(()) => Box::pin(super::optimization::record_outcome(state, req)).await,
-            Err(e) => Err(e),
-        },
+        Route::Outcomes => Box::pin(super::optimization::record_outcome(state, req)).await,
         Route::SelectorMetrics => Box::pin(super::optimization::metrics(state, &req)).await,
-        Route::RulesRollback => match authorize(state, &req) {
-            Ok(()) => Box::pin(rollback(state, req)).await,
-            Err(e) => Err(e),
-        },
+        Route::RulesRollback => Box::pin(rollback(state, req)).await,
         Route::RulesStatus => Ok(reply::json(StatusCode::OK, &state.rules.status())),
-        Route::RulesReload => match authorize(state, &req) {
-            Ok(()) => Box::pin(reload(state)).await,
-            Err(e) => Err(e),
-        },
+        Route::RulesReload => Box::pin(reload(state)).await,
+        Route::Jobs | Route::JobsClaim => {
+            Box::pin(super::jobs::handle(state, req, route, None)).await
+        }
+        Route::TrainingAnalytics | Route::TrainingSelect | Route::TrainingResults => {
+            Box::pin(super::training::handle(state, req, route)).await
+        }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),
     };
     (route, result)

@@ -377,11 +377,17 @@ impl Marks {
     }
 }
 
+/// Most problems listed for one request; the rest are counted (so refusing a body with
+/// thousands of bad keys costs little and answers briefly).
+pub const MAX_INPUT_ERRORS: usize = 20;
+
 /// Field values gathered from a request: the defaults, overwritten by what was given.
 struct Collected {
     values: Vec<Value>,
     marks: Marks,
     errors: Vec<InputError>,
+    /// Problems past [`MAX_INPUT_ERRORS`], counted only.
+    omitted: usize,
 }
 
 impl Collected {
@@ -390,6 +396,16 @@ impl Collected {
             values: m.defaults(),
             marks: Marks::new(m.fields.len()),
             errors: Vec::new(),
+            omitted: 0,
+        }
+    }
+
+    /// Records a problem; past the limit it is only counted and `make` is not called.
+    fn problem(&mut self, make: impl FnOnce() -> InputError) {
+        if self.errors.len() < MAX_INPUT_ERRORS {
+            self.errors.push(make());
+        } else {
+            self.omitted += 1;
         }
     }
 
@@ -406,7 +422,7 @@ impl Collected {
         raw: &serde_json::Value,
     ) {
         let Some(i) = at else {
-            self.errors.push(InputError {
+            self.problem(|| InputError {
                 field: key.to_string(),
                 message: format!("unknown field `{key}`"),
                 help: did_you_mean(key, m.lookup.iter().map(|(n, _)| &**n)).or_else(|| {
@@ -427,7 +443,7 @@ impl Collected {
             return;
         }
         if self.marks.get(i) != Mark::Empty {
-            self.errors.push(InputError {
+            self.problem(|| InputError {
                 field: key.to_string(),
                 message: format!("field `{}` is given twice (as `{key}`)", field.name),
                 help: Some("send the field under one name only".into()),
@@ -440,22 +456,32 @@ impl Collected {
                 self.marks.set(i, Mark::Given);
             }
             Err(e) => {
-                self.errors.push(e);
+                self.problem(|| e);
                 self.marks.set(i, Mark::Rejected);
             }
         }
     }
 
-    fn finish(self, m: &ContextModel) -> Result<Context, Vec<InputError>> {
-        let mut errors = self.errors;
+    fn finish(mut self, m: &ContextModel) -> Result<Context, Vec<InputError>> {
         for (i, f) in m.fields.iter().enumerate() {
             if f.spec.required && self.marks.get(i) == Mark::Empty {
-                errors.push(InputError {
+                self.problem(|| InputError {
                     field: f.name.to_string(),
                     message: format!("missing required field `{}`", f.name),
                     help: f.spec.description.clone(),
                 });
             }
+        }
+        let mut errors = self.errors;
+        if self.omitted > 0 {
+            errors.push(InputError {
+                field: String::new(),
+                message: format!(
+                    "{} more problems not listed (at most {MAX_INPUT_ERRORS} are)",
+                    self.omitted
+                ),
+                help: Some("fix the ones listed first".into()),
+            });
         }
         if errors.is_empty() {
             Ok(Context {

@@ -178,9 +178,77 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
 }
 
+/// Longest `job_type`, in bytes.
+pub const MAX_JOB_TYPE: usize = 100;
+/// Longest `user_id`, in bytes.
+pub const MAX_USER_ID: usize = 200;
+/// Longest `task`, in bytes.
+pub const MAX_TASK: usize = 10_000;
+/// Longest `idempotency_key`, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+/// Longest worker name, in bytes.
+pub const MAX_WORKER: usize = 200;
+/// Longest failure message, in bytes.
+pub const MAX_ERROR: usize = 10_000;
+/// Longest HITL question type, in bytes.
+pub const MAX_HITL_TYPE: usize = 100;
+
+/// Checks the length of a text field: `min..=max` bytes. The message quotes the field first
+/// (the HTTP layer names the field from it).
+pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), String> {
+    if (min..=max).contains(&value.len()) {
+        Ok(())
+    } else if min == 0 {
+        Err(format!(
+            "`{field}` is {} bytes; it may be at most {max}",
+            value.len()
+        ))
+    } else {
+        Err(format!(
+            "`{field}` is {} bytes; it must be {min} to {max}",
+            value.len()
+        ))
+    }
+}
+
+impl NewJob {
+    /// Checks the text fields' lengths.
+    pub fn check(&self) -> Result<(), String> {
+        check_len("job_type", self.job_type.trim(), 1, MAX_JOB_TYPE)?;
+        if let Some(u) = &self.user_id {
+            check_len("user_id", u, 0, MAX_USER_ID)?;
+        }
+        check_len("task", &self.task, 0, MAX_TASK)?;
+        if let Some(k) = &self.idempotency_key {
+            check_len("idempotency_key", k, 1, MAX_IDEMPOTENCY_KEY)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Status::{self, *};
+
+    #[test]
+    fn text_fields_have_limits_named_in_the_message() {
+        let mut j = super::NewJob {
+            job_type: "optimization".into(),
+            ..Default::default()
+        };
+        assert_eq!(j.check(), Ok(()));
+        j.task = "x".repeat(super::MAX_TASK + 1);
+        assert_eq!(
+            j.check(),
+            Err("`task` is 10001 bytes; it may be at most 10000".into())
+        );
+        j.task.clear();
+        j.job_type = " ".into();
+        assert_eq!(
+            j.check(),
+            Err("`job_type` is 0 bytes; it must be 1 to 100".into())
+        );
+    }
 
     #[test]
     fn only_the_documented_transitions_are_legal() {

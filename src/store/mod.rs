@@ -475,6 +475,7 @@ impl Store {
 
     /// Creates a job; with an idempotency key that exists, returns that job and `false`.
     pub fn create(&self, new: NewJob) -> Result<(Job, bool), StoreError> {
+        new.check().map_err(StoreError::Invalid)?;
         match self.write(Op::Create(new))? {
             Done::Created(j, created) => Ok((j, created)),
             _ => Err(StoreError::Invalid("unexpected writer answer".into())),
@@ -573,6 +574,7 @@ impl Store {
         if worker.trim().is_empty() {
             return Err(StoreError::Invalid("`worker` must not be empty".into()));
         }
+        job::check_len("worker", worker, 1, job::MAX_WORKER).map_err(StoreError::Invalid)?;
         if !(1_000..=86_400_000).contains(&lease_ms) {
             return Err(StoreError::Invalid(format!(
                 "lease of {lease_ms} ms is outside 1000..=86400000"
@@ -641,6 +643,7 @@ impl Store {
 
     /// Fails a running job; with `retry`, it goes back to pending while attempts remain.
     pub fn fail(&self, id: &str, token: &str, error: &str, retry: bool) -> Result<Job, StoreError> {
+        job::check_len("error", error, 0, job::MAX_ERROR).map_err(StoreError::Invalid)?;
         Self::job_of(self.write(Op::Fail {
             id: id.to_string(),
             token: token.to_string(),

@@ -499,12 +499,8 @@ impl Ctx<'_> {
 
     fn create(&self, new: &NewJob) -> Result<Done, StoreError> {
         let c = self.conn;
+        // Lengths were checked by `Store::create` (`NewJob::check`).
         let job_type = new.job_type.trim();
-        if job_type.is_empty() || job_type.len() > 100 {
-            return Err(StoreError::Invalid(
-                "`job_type` must be 1 to 100 characters".into(),
-            ));
-        }
         let max_attempts = new.max_attempts.unwrap_or(self.opts.default_max_attempts);
         if !(1..=100).contains(&max_attempts) {
             return Err(StoreError::Invalid(format!(
@@ -512,11 +508,6 @@ impl Ctx<'_> {
             )));
         }
         if let Some(key) = &new.idempotency_key {
-            if key.is_empty() || key.len() > 200 {
-                return Err(StoreError::Invalid(
-                    "`idempotency_key` must be 1 to 200 characters".into(),
-                ));
-            }
             let existing: Option<String> = c
                 .prepare_cached("SELECT id FROM jobs WHERE idempotency_key = ?1")?
                 .query_row([key], |r| r.get(0))
