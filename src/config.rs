@@ -73,6 +73,10 @@ pub struct RulesConfig {
     /// Good revisions kept in memory for `POST /api/v1/rules/rollback` (the live one included).
     #[schemars(range(min = 1, max = 100))]
     pub keep_revisions: usize,
+    /// Time limit of one evaluation's Rhai code (a script past it stops with an error naming
+    /// it; the request gets a 500). Fixtures run under it too.
+    #[schemars(range(min = 1, max = 60000))]
+    pub eval_timeout_ms: u64,
 }
 
 /// Database settings.
@@ -156,6 +160,7 @@ impl Default for RulesConfig {
             debounce_ms: 100,
             poll_interval_ms: 2_000,
             keep_revisions: 5,
+            eval_timeout_ms: crate::rules::deadline::DEFAULT_BUDGET_MS,
         }
     }
 }
@@ -429,7 +434,7 @@ fn check(c: &Config, source: &BTreeMap<String, String>) -> Result<(), ConfigErro
                 from("server.addr")
             ),
             Some(
-                "set SKILL_FLEET_API_TOKEN (or server.api_token) so mutating endpoints require it"
+                "set SKILL_FLEET_API_TOKEN (or server.api_token) so every `/api` route requires it"
                     .into(),
             ),
         ));
@@ -441,6 +446,7 @@ fn check(c: &Config, source: &BTreeMap<String, String>) -> Result<(), ConfigErro
             c.server.header_read_timeout_ms,
         ),
         ("rules.debounce_ms", c.rules.debounce_ms),
+        ("rules.eval_timeout_ms", c.rules.eval_timeout_ms),
         ("jobs.sweep_interval_ms", c.jobs.sweep_interval_ms),
         ("jobs.default_lease_seconds", c.jobs.default_lease_seconds),
     ] {

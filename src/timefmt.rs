@@ -1,7 +1,20 @@
 //! RFC 3339 timestamps (UTC) without a date-time crate. Used at the edges (loader, http,
 //! store); the pure core takes time as an argument.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Monotonic nanoseconds since the first call: the clock the edges hand to
+/// `rules::deadline` (`install_clock`).
+pub fn monotonic_ns() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Installs [`monotonic_ns`] as the clock of the Rhai time limits.
+pub fn install_deadline_clock() {
+    crate::rules::deadline::install_clock(monotonic_ns);
+}
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {

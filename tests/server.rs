@@ -2,14 +2,13 @@
 //! timeouts, graceful shutdown), and the binary's start-up errors and SIGTERM.
 
 use super::support::{
-    bin, connect, free_port, read_response, request, request_head, root, rules_copy, shipped_rules,
-    test_config, wait_for, Resp, TempDir, TestServer, DEADLINE,
+    connect, read_response, request, request_head, root, rules_copy, shipped_rules, test_config,
+    wait_for, Resp, ServeProc, TempDir, TestServer, DEADLINE,
 };
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const RECOMMEND: &str = "/api/v1/optimization/recommend";
@@ -1019,98 +1018,6 @@ fn graceful_shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
 
 // ---- the binary ------------------------------------------------------------------------------
 
-/// A `skill-fleet serve` child with its stderr collected by a thread; killed on drop, so a
-/// failing test leaves no server behind.
-struct ServeProc {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ServeProc {
-    fn spawn(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> ServeProc {
-        let mut cmd = Command::new(bin());
-        cmd.current_dir(cwd)
-            .arg("serve")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SKILL_FLEET_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.envs(env.iter().copied());
-        let mut child = cmd.spawn().expect("spawn skill-fleet serve");
-        let mut pipe = child.stderr.take().expect("stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        ServeProc {
-            child,
-            stderr,
-            reader: Some(reader),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Panics when the process has exited.
-    fn assert_running(&mut self) {
-        if let Ok(Some(st)) = self.child.try_wait() {
-            if let Some(r) = self.reader.take() {
-                let _ = r.join();
-            }
-            panic!("skill-fleet exited early ({st}):\n{}", self.log());
-        }
-    }
-
-    /// Waits for the exit (killing the process when it overstays `limit`): (code, stderr).
-    fn wait(&mut self, limit: Duration) -> (i32, String) {
-        let end = Instant::now() + limit;
-        let status = loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                break st;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("skill-fleet still running after {limit:?}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // The pipe closes with the process: the reader ends and has everything.
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        let text = self.log();
-        assert!(!text.contains("panicked"), "{text}");
-        (status.code().unwrap_or(-1), text)
-    }
-}
-
-impl Drop for ServeProc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// Runs `serve` that is expected to stop on its own.
 fn serve_fails(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     ServeProc::spawn(cwd, args, env).wait(DEADLINE)
@@ -1231,36 +1138,8 @@ fn serve_skip_db_init_needs_an_existing_database() {
 fn serve_binary_answers_and_stops_cleanly_on_sigterm() {
     let t = TempDir::new("srv-bin-sigterm");
     let rules = shipped_rules().display().to_string();
-    // A port picked free may be taken again before the binary binds it: then try another.
-    let (mut proc, addr) = (0..3)
-        .find_map(|_| {
-            let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let a = addr.to_string();
-            let args = [
-                "--rules",
-                rules.as_str(),
-                "--db",
-                "sf.db",
-                "--addr",
-                a.as_str(),
-            ];
-            let mut proc = ServeProc::spawn(t.path(), &args, &[]);
-            let up = wait_for(DEADLINE, "the binary to answer /health", || {
-                if let Ok(Some(_)) = proc.child.try_wait() {
-                    return Some(false);
-                }
-                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-                    .ok()
-                    .map(|_| true)
-            });
-            if !up {
-                let (code, log) = proc.wait(DEADLINE);
-                assert!(log.contains("cannot listen"), "exit {code}:\n{log}");
-                return None;
-            }
-            Some((proc, addr))
-        })
-        .expect("no free port after 3 tries");
+    let (mut proc, addr) =
+        ServeProc::on_free_port(t.path(), &["--rules", rules.as_str(), "--db", "sf.db"], &[]);
     let health = request(addr, "GET", "/health", &[], None);
     assert_eq!(health.status, 200, "{health:?}");
     let ready = request(addr, "GET", "/ready", &[], None);

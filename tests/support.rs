@@ -477,3 +477,143 @@ pub fn line(file: &str, text: &str) -> usize {
         .map(|i| i + 1)
         .unwrap_or_else(|| panic!("no `{text}` in {file}"))
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real `serve` binary as a child process.
+// ---------------------------------------------------------------------------------------------
+
+use std::process::Child;
+use std::sync::Mutex;
+
+/// A `skill-fleet serve` child with its stderr collected by a thread; killed on drop, so a
+/// failing test leaves no server behind.
+pub struct ServeProc {
+    pub child: Child,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServeProc {
+    pub fn spawn(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> ServeProc {
+        let mut cmd = Command::new(bin());
+        cmd.current_dir(cwd)
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SKILL_FLEET_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().copied());
+        let mut child = cmd.spawn().expect("spawn skill-fleet serve");
+        let mut pipe = child.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        ServeProc {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    /// Starts `serve` with `args` on a free loopback port and waits until it accepts
+    /// connections (a port picked free may be taken again before the binary binds it: then it
+    /// tries another).
+    pub fn on_free_port(
+        cwd: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (ServeProc, SocketAddr) {
+        (0..3)
+            .find_map(|_| {
+                let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+                let a = addr.to_string();
+                let all = [args, &["--addr", a.as_str()]].concat();
+                let mut proc = ServeProc::spawn(cwd, &all, env);
+                let up = wait_for(DEADLINE, "the binary to answer /health", || {
+                    if let Ok(Some(_)) = proc.child.try_wait() {
+                        return Some(false);
+                    }
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                        .ok()
+                        .map(|_| true)
+                });
+                if !up {
+                    let (code, log) = proc.wait(DEADLINE);
+                    assert!(log.contains("cannot listen"), "exit {code}:\n{log}");
+                    return None;
+                }
+                Some((proc, addr))
+            })
+            .expect("no free port after 3 tries")
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(kill.success());
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Panics when the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            if let Some(r) = self.reader.take() {
+                let _ = r.join();
+            }
+            panic!("skill-fleet exited early ({st}):\n{}", self.log());
+        }
+    }
+
+    /// Waits for the exit (killing the process when it overstays `limit`): (code, stderr).
+    pub fn wait(&mut self, limit: Duration) -> (i32, String) {
+        let end = Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                break st;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("skill-fleet still running after {limit:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The pipe closes with the process: the reader ends and has everything.
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let text = self.log();
+        assert!(!text.contains("panicked"), "{text}");
+        (status.code().unwrap_or(-1), text)
+    }
+}
+
+impl Drop for ServeProc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

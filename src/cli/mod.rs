@@ -119,6 +119,7 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
+    crate::timefmt::install_deadline_clock();
     let rules_dir = || {
         cli.rules
             .clone()

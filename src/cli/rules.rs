@@ -50,6 +50,10 @@ pub struct CheckArgs {
     /// guard off, while the guard is on).
     #[arg(long)]
     pub all: bool,
+    /// Time budget of the rule analysis in seconds; past it, Rhai scripts stop and the
+    /// analysis reports what it covered.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub analysis_timeout: u64,
 }
 
 /// Arguments of `rules test`.
@@ -128,7 +132,7 @@ fn parse_set(s: &str) -> Result<(String, serde_json::Value), String> {
 /// Runs a `rules` subcommand.
 pub fn run(dir: &Path, cmd: RulesCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     match cmd {
-        RulesCommand::Check(a) => check(dir, a.format, a.all, out, err),
+        RulesCommand::Check(a) => check(dir, &a, out, err),
         RulesCommand::Test(a) => test(dir, a, out, err),
         RulesCommand::Schema(a) => schema_cmd(&a, out, err),
         RulesCommand::Bench(a) => bench(dir, &a, out, err),
@@ -221,13 +225,17 @@ fn plural(n: usize, what: &str) -> String {
     }
 }
 
-fn check(dir: &Path, format: Format, all: bool, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+fn check(dir: &Path, a: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let (format, all) = (a.format, a.all);
     let (mut rs, files) = match load(dir, format, out, err) {
         Ok(x) => x,
         Err(code) => return code,
     };
     // Rule analysis: warnings only, so the exit code stays 0.
-    let analysis = engine::analysis::analyze_for_check(&rs);
+    let analysis = {
+        let _budget = crate::rules::deadline::overall(a.analysis_timeout.saturating_mul(1000));
+        engine::analysis::analyze_for_check(&rs)
+    };
     let mut findings = analysis.shown;
     let hidden = if all {
         findings.extend(analysis.moot);

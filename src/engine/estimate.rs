@@ -25,6 +25,7 @@ pub fn estimate(
     ctx: &Context,
     model: &ModelInfo,
 ) -> Result<Estimate, EvalError> {
+    let _timed = crate::rules::deadline::evaluation();
     let t = ctx
         .get(rs.context.known.trainset_size)
         .as_f64()

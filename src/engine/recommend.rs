@@ -72,6 +72,7 @@ fn select<'a>(
 /// The rule that decides for a checked request (the first whose condition holds, or the
 /// fallback), without estimates or the guard.
 pub fn select_rule<'a>(rs: &'a RuleSet, ctx: &Context) -> Result<&'a Rule, EvalError> {
+    let _timed = crate::rules::deadline::evaluation();
     select(rs, ctx, None)
 }
 
@@ -228,6 +229,8 @@ pub fn evaluate_with<'a>(
     history: &dyn History,
     opts: Options,
 ) -> Result<Outcome<'a>, EvalError> {
+    // Rhai code of this evaluation runs under its time limit (`rules::deadline`).
+    let _timed = crate::rules::deadline::evaluation();
     let known = rs.context.known;
     let values = ctx.values();
     let mut trace = opts.explain.then(|| Box::new(Trace::default()));

@@ -194,6 +194,8 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send,
 {
+    crate::timefmt::install_deadline_clock();
+    crate::rules::deadline::set_budget_ms(state.config.rules.eval_timeout_ms);
     let conns = Arc::new(conn::Connections::default());
     let header_read_timeout = Duration::from_millis(state.config.server.header_read_timeout_ms);
     let mut builder = http1::Builder::new();

@@ -209,6 +209,7 @@ impl LiveRules {
         dir: &Path,
         run_fixtures: bool,
     ) -> Result<Self, (Vec<Diagnostic>, Vec<SourceFile>)> {
+        crate::timefmt::install_deadline_clock();
         let (rs, fixtures) = build_dir(dir, run_fixtures)?;
         let status = Status {
             state: State::Loaded,

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod condition;
 pub mod context;
 pub mod coverage;
+pub mod deadline;
 pub mod fixtures;
 mod flat_json;
 pub mod instrument;

@@ -44,6 +44,8 @@ pub fn sandbox_engine() -> Engine {
         .disable_symbol("eval");
     engine.on_print(|_| {});
     engine.on_debug(|_, _, _| {});
+    // Time limits (see `deadline`): the token says which one stopped the script.
+    engine.on_progress(|ops| super::deadline::progress(ops).map(Dynamic::from));
     engine
 }
 
@@ -366,6 +368,25 @@ impl ScriptHost {
                 ),
                 Some(
                     "look for a loop that never ends, here or in a script function called from here"
+                        .to_string(),
+                ),
+            ),
+            EvalAltResult::ErrorTerminated(token, _)
+                if token.clone().into_string().ok().as_deref()
+                    == Some(super::deadline::OVERALL_TOKEN) =>
+            {
+                (
+                    "script stopped: the rule analysis ran out of its time budget".to_string(),
+                    Some("the findings cover the inputs evaluated before that".to_string()),
+                )
+            }
+            EvalAltResult::ErrorTerminated(_, _) => (
+                format!(
+                    "script stopped after {} ms, its time limit (`rules.eval_timeout_ms`)",
+                    super::deadline::budget_ms()
+                ),
+                Some(
+                    "a step over a large array or string is slow even within the operation budget; make the script cheaper, or raise `rules.eval_timeout_ms`"
                         .to_string(),
                 ),
             ),

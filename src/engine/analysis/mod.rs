@@ -67,6 +67,14 @@ pub fn analyze_for_check(rs: &RuleSet) -> Analysis {
         Vec::new()
     };
     shown.extend(failures.into_diagnostic(&grid));
+    if crate::rules::deadline::overall_expired() {
+        shown.push(
+            Diagnostic::warning(
+                "rule analysis stopped at its time budget: Rhai scripts were cut short, so the findings cover only the inputs evaluated before".to_string(),
+            )
+            .with_help("a script is slow on some inputs (see the warning above); make it cheaper, or give `rules check --analysis-timeout SECONDS` more time"),
+        );
+    }
     sort(&mut shown);
     Analysis { shown, moot }
 }
