@@ -499,7 +499,7 @@ fn worker(addr: SocketAddr, name: String, seed: u64, stop: Arc<AtomicBool>) -> W
                 t.claimed.push(id.to_string());
                 // About half the jobs are completed; the others are abandoned, as by a worker
                 // that died, and come back through the sweeper.
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     continue;
                 }
                 let body = json!({"lease_token": token, "result": {"by": name}});

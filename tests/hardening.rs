@@ -235,3 +235,110 @@ fn jobs_refuse_duplicate_keys_and_oversized_fields_by_name() {
     assert_eq!(list["jobs"], json!([]));
     stop(proc);
 }
+
+#[test]
+fn a_deleted_database_file_is_noticed_and_nothing_more_is_acknowledged() {
+    let t = rules_copy("hard-deleted");
+    let (proc, addr) = serve(t.path());
+    let created = post(addr, "/api/v1/jobs", r#"{"job_type": "t"}"#);
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(request(addr, "GET", "/ready", &[], None).status, 200);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(t.path().join(format!("sf.db{suffix}")));
+    }
+    let ready = wait_for(DEADLINE, "/ready to say 503", || {
+        let r = request(addr, "GET", "/ready", &[], None);
+        (r.status == 503).then_some(r)
+    });
+    assert!(ready.body.contains("deleted or replaced"), "{ready:?}");
+    let r = post(addr, "/api/v1/jobs", r#"{"job_type": "t"}"#);
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("was deleted or replaced"));
+    let log = stop(proc);
+    assert!(
+        log.contains("was deleted or replaced while in use"),
+        "{log}"
+    );
+}
+
+#[test]
+fn one_sqlite_file_has_one_writer_and_readers_work_beside_it() {
+    let t = rules_copy("hard-two");
+    let (proc, addr) = serve(t.path());
+    let created = post(
+        addr,
+        "/api/v1/jobs",
+        r#"{"job_type": "t", "task": "first"}"#,
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    // A second server on the same file stops at start-up, naming the first.
+    let (code, log) = ServeProc::spawn(
+        t.path(),
+        &["--rules", "rules", "--db", "sf.db", "--addr", "127.0.0.1:0"],
+        &[],
+    )
+    .wait(DEADLINE);
+    assert_eq!(code, 5, "{log}");
+    let first = proc.child.id().to_string();
+    assert!(log.contains("is in use by pid"), "{log}");
+    assert!(log.contains(&first), "{log}");
+    assert!(log.contains("skill-fleet serve on http://"), "{log}");
+    assert!(log.contains("one SQLite database, one server"), "{log}");
+    // Other writers are refused too; readers work.
+    let w = super::support::run_in(t.path(), &["db", "init", "--db", "sf.db"], None);
+    assert_eq!(w.code, 5, "{w:?}");
+    assert!(w.stderr.contains("is in use by pid"), "{w:?}");
+    for args in [
+        &["db", "status", "--db", "sf.db"][..],
+        &["jobs", "list", "--db", "sf.db"],
+        &["training", "analytics", "--db", "sf.db"],
+        &["metrics", "--db", "sf.db"],
+    ] {
+        let r = super::support::run_in(t.path(), args, None);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+    }
+    let list = super::support::run_in(
+        t.path(),
+        &["jobs", "list", "--db", "sf.db", "--format", "json"],
+        None,
+    );
+    assert!(list.stdout.contains("\"first\""), "{list:?}");
+    // Changes go through the server with --url, which the refusal names.
+    std::fs::write(t.path().join("train.jsonl"), "{\"q\": 1}\n{\"q\": 2}\n").unwrap();
+    let optimize = [
+        "optimize",
+        "--auto-select",
+        "--trainset",
+        "train.jsonl",
+        "--yes",
+    ];
+    let refused = super::support::run_in(
+        t.path(),
+        &[&optimize[..], &["--db", "sf.db"]].concat(),
+        None,
+    );
+    assert_eq!(refused.code, 5, "{refused:?}");
+    let url = format!("http://{addr}");
+    let hint = format!("pass `--url {url}`");
+    assert!(refused.stderr.contains(&hint), "{}", refused.stderr);
+    let made = super::support::run_in(
+        t.path(),
+        &[&optimize[..], &["--url", &url, "--format", "json"]].concat(),
+        None,
+    );
+    assert_eq!(made.code, 0, "{made:?}");
+    let job: Value = serde_json::from_str(&made.stdout).unwrap();
+    assert!(job["payload"]["decision_id"].is_i64(), "{job}");
+    let id = job["id"].as_str().unwrap();
+    let cancel = super::support::run_in(t.path(), &["jobs", "cancel", id, "--url", &url], None);
+    assert_eq!(cancel.code, 0, "{cancel:?}");
+    let got = request(addr, "GET", &format!("/api/v1/jobs/{id}"), &[], None).json();
+    assert_eq!(got["status"], "cancelled");
+    stop(proc);
+    // Once it stopped, the file is free again.
+    let w = super::support::run_in(t.path(), &["db", "init", "--db", "sf.db"], None);
+    assert_eq!(w.code, 0, "{w:?}");
+}

@@ -1,7 +1,7 @@
 //! `skill-fleet rules calibrate`: proposes new cost and time constants per optimizer from the
 //! recorded outcomes, as a patch to the rule files. Nothing is applied.
 
-use super::db::{open, resolve_path};
+use super::db::resolve_path;
 use super::Exit;
 use crate::diagnostic::{render_all, SourceFile};
 use crate::engine::calibrate::{propose, Proposal};
@@ -200,7 +200,7 @@ pub fn run(dir: &Path, a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Writ
         Ok(p) => p,
         Err(code) => return code,
     };
-    let store = match open(&path, false, err) {
+    let store = match super::db::open_read(&path, err) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -77,19 +77,49 @@ pub fn resolve_path(flag: Option<&Path>, err: &mut dyn Write) -> Result<PathBuf,
     }
 }
 
-/// Opens an existing database (`init` false) or creates it; errors are printed.
+/// Opens an existing database (`init` false) or creates it, to write; errors are printed.
 pub fn open(path: &Path, init: bool, err: &mut dyn Write) -> Result<Store, Exit> {
-    Store::open(path, init).map_err(|e| {
-        let _ = writeln!(err, "error: {e}");
-        if matches!(e, StoreError::Missing(_)) {
+    let opts = crate::store::StoreOptions {
+        owner: format!(
+            "skill-fleet {}",
+            std::env::args().nth(1).unwrap_or_default()
+        ),
+        ..Default::default()
+    };
+    Store::open_with(path, init, opts, crate::store::system_clock())
+        .map_err(|e| open_error(path, e, err))
+}
+
+/// Opens an existing database to read only: works beside a running server.
+pub fn open_read(path: &Path, err: &mut dyn Write) -> Result<Store, Exit> {
+    Store::open_read_only(path).map_err(|e| open_error(path, e, err))
+}
+
+fn open_error(path: &Path, e: StoreError, err: &mut dyn Write) -> Exit {
+    let _ = writeln!(err, "error: {e}");
+    match e {
+        StoreError::Missing(_) => {
             let _ = writeln!(
                 err,
                 "  = help: run `skill-fleet db init --db {}` first",
                 path.display()
             );
         }
-        Exit::Io
-    })
+        StoreError::Locked { holder, .. } => {
+            let _ = match super::api::url_in(&holder) {
+                Some(url) => writeln!(
+                    err,
+                    "  = help: one SQLite database has one writer; pass `--url {url}` to make the change through that server, or stop it first"
+                ),
+                None => writeln!(
+                    err,
+                    "  = help: one SQLite database has one writer; wait for that process to finish"
+                ),
+            };
+        }
+        _ => {}
+    }
+    Exit::Io
 }
 
 fn human_bytes(n: u64) -> String {
@@ -172,7 +202,7 @@ pub fn run(
                     pending.len()
                 );
             }
-            let store = match Store::open(&path, false) {
+            let store = match Store::open_read_only(&path) {
                 Ok(s) => s,
                 Err(StoreError::Invalid(msg)) => {
                     let _ = writeln!(err, "error: {msg}");

@@ -15,7 +15,7 @@ pub enum JobsCommand {
     /// Show one job.
     Show(IdArgs),
     /// Cancel a job that is not finished.
-    Cancel(IdArgs),
+    Cancel(ChangeArgs),
     /// Answer a job waiting for a human (pending_hitl); it goes back to pending.
     Respond(RespondArgs),
 }
@@ -53,6 +53,20 @@ pub struct IdArgs {
     pub db: DbArgs,
 }
 
+/// Arguments of `jobs cancel`.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// Job id.
+    pub id: String,
+    /// Make the change through the running server at this URL instead of writing the
+    /// database (one SQLite file has one writer: use this while `serve` runs).
+    #[arg(long, value_name = "URL", env = "SKILL_FLEET_URL")]
+    pub url: Option<String>,
+    /// Database and format.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
 /// Arguments of `jobs respond`.
 #[derive(Debug, Args)]
 pub struct RespondArgs {
@@ -61,9 +75,48 @@ pub struct RespondArgs {
     /// The answer, as JSON (plain text is taken as a string).
     #[arg(long, value_name = "JSON")]
     pub data: String,
+    /// Make the change through the running server at this URL instead of writing the
+    /// database (one SQLite file has one writer: use this while `serve` runs).
+    #[arg(long, value_name = "URL", env = "SKILL_FLEET_URL")]
+    pub url: Option<String>,
     /// Database and format.
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+/// Posts a change to the server at `url`; prints the job it answers with.
+fn through_server(
+    url: &str,
+    path: &str,
+    body: &serde_json::Value,
+    format: Format,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
+    let answer = super::api::Api::new(url).and_then(|api| api.post(path, body));
+    match answer {
+        Ok(job) if format == Format::Json => {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&job).unwrap_or_default()
+            );
+            Exit::Ok
+        }
+        Ok(job) => {
+            let _ = writeln!(
+                out,
+                "job {} is {} (through {url})",
+                job["id"].as_str().unwrap_or("?"),
+                job["status"].as_str().unwrap_or("?")
+            );
+            Exit::Ok
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            e.exit()
+        }
+    }
 }
 
 fn store_error(e: &StoreError, err: &mut dyn Write) -> Exit {
@@ -166,6 +219,11 @@ fn with_store(db: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
     open(&path, false, err)
 }
 
+fn with_store_read(db: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
+    let path = resolve_path(db.db.as_deref(), err)?;
+    super::db::open_read(&path, err)
+}
+
 /// Runs a `jobs` subcommand.
 pub fn run(cmd: JobsCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     match cmd {
@@ -185,7 +243,7 @@ pub fn run(cmd: JobsCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
                 Some((_, st)) => st,
                 None => None,
             };
-            let store = match with_store(&a.db, err) {
+            let store = match with_store_read(&a.db, err) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
@@ -236,7 +294,7 @@ pub fn run(cmd: JobsCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             Exit::Ok
         }
         JobsCommand::Show(a) => {
-            let store = match with_store(&a.db, err) {
+            let store = match with_store_read(&a.db, err) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
@@ -252,6 +310,10 @@ pub fn run(cmd: JobsCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             }
         }
         JobsCommand::Cancel(a) => {
+            if let Some(url) = &a.url {
+                let path = format!("/api/v1/jobs/{}/cancel", a.id);
+                return through_server(url, &path, &serde_json::json!({}), a.db.format, out, err);
+            }
             let store = match with_store(&a.db, err) {
                 Ok(s) => s,
                 Err(code) => return code,
@@ -269,6 +331,11 @@ pub fn run(cmd: JobsCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
         JobsCommand::Respond(a) => {
             let data =
                 serde_json::from_str(&a.data).unwrap_or(serde_json::Value::String(a.data.clone()));
+            if let Some(url) = &a.url {
+                let path = format!("/api/v1/jobs/{}/hitl/response", a.id);
+                let body = serde_json::json!({ "response": data });
+                return through_server(url, &path, &body, a.db.format, out, err);
+            }
             let store = match with_store(&a.db, err) {
                 Ok(s) => s,
                 Err(code) => return code,

@@ -1,6 +1,7 @@
 //! The `skill-fleet` command line: argument types (clap) and dispatch. One file per command
 //! group; output goes to the writers handed in, so tests can capture it.
 
+pub mod api;
 pub mod calibrate;
 pub mod coverage;
 pub mod db;

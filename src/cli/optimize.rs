@@ -55,6 +55,10 @@ pub struct OptimizeArgs {
     /// Show the recommendation only; create nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Create the job through the running server at this URL (it logs the decision and owns
+    /// the database) instead of writing the database: use this while `serve` runs.
+    #[arg(long, value_name = "URL", env = "SKILL_FLEET_URL")]
+    pub url: Option<String>,
     /// Database and format.
     #[command(flatten)]
     pub db: DbArgs,
@@ -131,7 +135,7 @@ fn filtered(
         );
         return None;
     };
-    let known = match crate::store::Store::open(path, false).and_then(|s| {
+    let known = match crate::store::Store::open_read_only(path).and_then(|s| {
         let all = s.examples();
         let _ = s.close();
         all
@@ -361,6 +365,14 @@ pub fn run(
             return Exit::Ok;
         }
     }
+    let task = format!(
+        "optimize with {optimizer} on {} ({size} examples)",
+        a.trainset.display()
+    );
+    if let Some(url) = &a.url {
+        let input = logged.as_ref().map(|(input, _)| input.clone());
+        return create_through_server(url, input, payload, task, &a, out, err);
+    }
     let path = match resolve_path(a.db.db.as_deref(), err) {
         Ok(p) => p,
         Err(code) => return code,
@@ -385,10 +397,7 @@ pub fn run(
     let created = store.create(NewJob {
         job_type: "optimization".into(),
         user_id: a.user.clone(),
-        task: format!(
-            "optimize with {optimizer} on {} ({size} examples)",
-            a.trainset.display()
-        ),
+        task,
         payload: Some(payload),
         ..NewJob::default()
     });
@@ -415,6 +424,72 @@ pub fn run(
             let _ = writeln!(err, "error: {e}");
             Exit::Io
         }
+    }
+}
+
+/// `optimize --url`: the server logs the decision (its `recommend`, with the same input) and
+/// creates the job; nothing here writes the database.
+fn create_through_server(
+    url: &str,
+    input: Option<Value>,
+    mut payload: Value,
+    task: String,
+    a: &OptimizeArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
+    let api = match super::api::Api::new(url) {
+        Ok(api) => api,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return e.exit();
+        }
+    };
+    let fail = |e: super::api::ApiCallError, err: &mut dyn Write| {
+        let _ = writeln!(err, "error: {e}");
+        e.exit()
+    };
+    if let Some(input) = input {
+        match api.post("/api/v1/optimization/recommend", &input) {
+            Ok(d) => {
+                payload["decision_id"] = d["decision_id"].clone();
+                payload["decision"]["decision_id"] = d["decision_id"].clone();
+                if d["recommended"] != payload["optimizer"] {
+                    let _ = writeln!(
+                        err,
+                        "note: the server's rules recommend {} (revision {}); the job runs {} as shown",
+                        d["recommended"], d["rules_revision"], payload["optimizer"]
+                    );
+                }
+            }
+            Err(e) => return fail(e, err),
+        }
+    }
+    let body = json!({
+        "job_type": "optimization",
+        "user_id": a.user,
+        "task": task,
+        "payload": payload,
+    });
+    match api.post("/api/v1/jobs", &body) {
+        Ok(job) => {
+            if a.db.format == Format::Json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&job).unwrap_or_default()
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "created job {} (pending) through {}",
+                    job["id"].as_str().unwrap_or("?"),
+                    api.url()
+                );
+            }
+            Exit::Ok
+        }
+        Err(e) => fail(e, err),
     }
 }
 

@@ -78,7 +78,7 @@ pub fn run(dir: &Path, a: DiffArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     };
     let mut note = None;
     if path.exists() {
-        let store = match super::db::open(&path, false, err) {
+        let store = match super::db::open_read(&path, err) {
             Ok(s) => s,
             Err(code) => return code,
         };

@@ -220,6 +220,7 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
     };
     let opts = StoreOptions {
         cache_capacity: config.database.cache_capacity,
+        owner: format!("skill-fleet serve on http://{}", config.server.addr),
         ..StoreOptions::default()
     };
     let store = match Store::open_with(
@@ -231,10 +232,11 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
         Ok(s) => Arc::new(s),
         Err(e) => {
             let _ = writeln!(err, "error: cannot open the database: {e}");
-            let _ = writeln!(
-                err,
-                "  = help: drop --skip-db-init to create it, or pass --db PATH (SKILL_FLEET_DB)"
-            );
+            let help = match e {
+                store::StoreError::Locked { .. } => "one SQLite database, one server: stop the other one, or give this one its own --db PATH; several nodes share a PostgreSQL database instead",
+                _ => "drop --skip-db-init to create it, or pass --db PATH (SKILL_FLEET_DB)",
+            };
+            let _ = writeln!(err, "  = help: {help}");
             return Exit::Io;
         }
     };

@@ -92,6 +92,11 @@ fn open_db(a: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
     open(&path, false, err)
 }
 
+fn open_db_read(a: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
+    let path = resolve_path(a.db.as_deref(), err)?;
+    super::db::open_read(&path, err)
+}
+
 fn store_error(e: &crate::store::StoreError, err: &mut dyn Write) -> Exit {
     let _ = writeln!(err, "error: {e}");
     Exit::Io
@@ -276,7 +281,7 @@ fn run_inner(
             Ok(Exit::Ok)
         }
         TrainingCommand::Export(a) => {
-            let store = open_db(&a.db, err)?;
+            let store = open_db_read(&a.db, err)?;
             let all = store.examples().map_err(|e| store_error(&e, err))?;
             let _ = store.close();
             let mut text = serde_json::to_string_pretty(&all).unwrap_or_default();
@@ -319,7 +324,7 @@ fn run_inner(
                 }
             }
             let spec = load_spec(rules_dir, err)?;
-            let store = open_db(&a.db, err)?;
+            let store = open_db_read(&a.db, err)?;
             let all = store.examples().map_err(|e| store_error(&e, err))?;
             let _ = store.close();
             let req = SelectRequest {
@@ -393,7 +398,7 @@ fn run_inner(
         }
         TrainingCommand::Analytics(a) => {
             let spec = load_spec(rules_dir, err)?;
-            let store = open_db(&a, err)?;
+            let store = open_db_read(&a, err)?;
             let all = store.examples().map_err(|e| store_error(&e, err))?;
             let _ = store.close();
             let an = training::analytics(&spec, &all);

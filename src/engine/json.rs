@@ -42,7 +42,7 @@ pub fn f64(out: &mut Vec<u8>, x: f64) {
             let mut i = buf.len();
             let cents = c.unsigned_abs();
             let frac = (cents % 100) as u8;
-            if frac % 10 != 0 {
+            if !frac.is_multiple_of(10) {
                 i -= 1;
                 buf[i] = b'0' + frac % 10;
             }

@@ -444,6 +444,7 @@ pub(super) fn store_error(e: StoreError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, e.to_string())
                 .details(vec![json!({"current_status": from})])
         }
+        StoreError::Lost(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         StoreError::Invalid(msg) => {
             // Store messages quote the field first: "`job_type` must be 1 to 100 characters".
             let field = msg.split('`').nth(1).unwrap_or("");

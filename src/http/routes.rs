@@ -474,7 +474,8 @@ async fn ready(state: &Arc<AppState>) -> Result<Response<Body>, ApiError> {
         None => Err("no database is open".to_string()),
         Some(store) => {
             let s = Arc::clone(store);
-            match tokio::task::spawn_blocking(move || s.ping()).await {
+            match tokio::task::spawn_blocking(move || s.check_file().and_then(|()| s.ping())).await
+            {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(e.to_string()),

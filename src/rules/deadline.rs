@@ -127,7 +127,7 @@ fn progress_with(clock: fn() -> u64, ops: u64) -> Option<&'static str> {
     EVAL.with(|e| {
         let eval = e.get();
         let first = eval == Eval::Armed;
-        if !first && ops % CHECK_EVERY != 0 {
+        if !first && !ops.is_multiple_of(CHECK_EVERY) {
             return None;
         }
         let now = clock();

@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod decisions;
 pub mod examples;
+pub mod file;
 pub mod job;
 pub mod outcomes;
 mod sql;
@@ -154,6 +155,9 @@ pub struct StoreOptions {
     pub backoff_max_ms: i64,
     /// Attempts when a job does not say.
     pub default_max_attempts: i64,
+    /// Who holds the writer lock, for the message another process gets (e.g. `serve on
+    /// http://127.0.0.1:8000`).
+    pub owner: String,
 }
 
 impl Default for StoreOptions {
@@ -164,6 +168,7 @@ impl Default for StoreOptions {
             backoff_base_ms: 1_000,
             backoff_max_ms: 60_000,
             default_max_attempts: 3,
+            owner: "skill-fleet".into(),
         }
     }
 }
@@ -241,6 +246,20 @@ pub enum StoreError {
         /// Latest version this build knows.
         supported: i64,
     },
+    /// Another process writes to this database.
+    #[error("database `{}` is in use by {holder}", path.display())]
+    Locked {
+        /// File.
+        path: PathBuf,
+        /// Who holds the lock, as it wrote it (`pid 12 (serve on http://127.0.0.1:8000)`).
+        holder: String,
+    },
+    /// The file at the path is no longer the one opened (deleted or replaced).
+    #[error("the database file `{}` was deleted or replaced while in use; nothing more is accepted: restart the server", .0.display())]
+    Lost(PathBuf),
+    /// A change was asked of a store opened read-only.
+    #[error("the database is open read-only here")]
+    ReadOnly,
     /// SQLite reported an error.
     #[error("database `{path}`: {source}")]
     Sqlite {
@@ -255,7 +274,10 @@ pub enum StoreError {
 impl StoreError {
     /// A copy for every request of a failed batch (SQLite errors are not `Clone`).
     pub fn clone_shallow(&self) -> StoreError {
-        StoreError::Batch(self.to_string())
+        match self {
+            StoreError::Lost(p) => StoreError::Lost(p.clone()),
+            _ => StoreError::Batch(self.to_string()),
+        }
     }
 }
 
@@ -264,6 +286,9 @@ pub struct Store {
     path: PathBuf,
     tx: mpsc::Sender<Request>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Held while the store may write; `None` for a read-only store.
+    lock: Option<file::WriterLock>,
+    watch: Arc<file::FileWatch>,
     readers: Mutex<Vec<Connection>>,
     cache: Arc<Mutex<Cache>>,
     clock: Clock,
@@ -351,6 +376,8 @@ impl Store {
         if !init && !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
+        // One writer per file: taken before SQLite opens it, held until the store is closed.
+        let lock = file::WriterLock::acquire(path, &opts.owner)?;
         let flags = if init {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
         } else {
@@ -393,26 +420,71 @@ impl Store {
         }
         let cache = Arc::new(Mutex::new(Cache::new(opts.cache_capacity)));
         let stats = Arc::new(WriterStats::default());
+        let watch = Arc::new(file::FileWatch::new(path));
         let (tx, rx) = mpsc::channel();
         let writer = {
             let cache = Arc::clone(&cache);
             let clock = Arc::clone(&clock);
-            let path = path.to_path_buf();
             let stats = Arc::clone(&stats);
+            let watch = Arc::clone(&watch);
             std::thread::Builder::new()
                 .name("skill-fleet-writer".into())
-                .spawn(move || writer::run(conn, rx, cache, clock, opts, path, stats))
+                .spawn(move || writer::run(conn, rx, cache, clock, opts, stats, watch))
                 .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Self {
             path: path.to_path_buf(),
             tx,
             writer: Some(writer),
+            lock: Some(lock),
+            watch,
             readers: Mutex::new(Vec::new()),
             cache,
             clock,
             stats,
         })
+    }
+
+    /// Opens an existing database for reading only: no lock, no writer, no cache, so it works
+    /// beside a running server (`db status`, `jobs list`, `training export`, …). Every change
+    /// is refused with [`StoreError::ReadOnly`].
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let conn = open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                supported,
+            });
+        }
+        if version < supported {
+            return Err(StoreError::Invalid(format!(
+                "database `{}` has schema version {version}; this build needs {supported}: run `skill-fleet db migrate`",
+                path.display()
+            )));
+        }
+        let (tx, _) = mpsc::channel();
+        Ok(Self {
+            path: path.to_path_buf(),
+            tx,
+            writer: None,
+            lock: None,
+            watch: Arc::new(file::FileWatch::new(path)),
+            readers: Mutex::new(vec![conn]),
+            cache: Arc::new(Mutex::new(Cache::new(0))),
+            clock: system_clock(),
+            stats: Arc::new(WriterStats::default()),
+        })
+    }
+
+    /// `Err(Lost)` when the path no longer names the file this store opened.
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        self.watch.check()
     }
 
     /// The file path.
@@ -426,6 +498,9 @@ impl Store {
     }
 
     fn write(&self, op: Op) -> Result<Done, StoreError> {
+        if self.lock.is_none() {
+            return Err(StoreError::ReadOnly);
+        }
         let (reply, rx) = mpsc::channel();
         self.tx
             .send(Request { op, reply })

@@ -13,7 +13,6 @@ use super::job::{Job, NewJob, Progress, Status};
 use super::sql::{self, head, Head};
 use super::{Clock, StoreError, StoreOptions};
 use rusqlite::{params, Connection, TransactionBehavior};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -569,10 +568,20 @@ pub fn run(
     cache: Arc<Mutex<Cache>>,
     clock: Clock,
     opts: StoreOptions,
-    path: PathBuf,
     stats: Arc<WriterStats>,
+    watch: Arc<super::file::FileWatch>,
 ) {
-    while let Ok(first) = rx.recv() {
+    let path = watch.path().to_path_buf();
+    loop {
+        let first = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(r) => r,
+            // Idle: look at the file anyway, so a deleted database is logged at once.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = watch.check();
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < opts.max_batch {
             match rx.try_recv() {
@@ -580,7 +589,11 @@ pub fn run(
                 Err(_) => break,
             }
         }
-        let results = run_batch(&mut conn, &batch, &clock, &opts, &path, &stats);
+        // A file that is no longer at its path would take the commits with it: refuse.
+        let results = match watch.check() {
+            Ok(()) => run_batch(&mut conn, &batch, &clock, &opts, &path, &stats),
+            Err(e) => Err(e),
+        };
         match results {
             Ok(results) => {
                 // Committed: now the cache may learn the new states, then the clients.
