@@ -342,3 +342,50 @@ fn one_sqlite_file_has_one_writer_and_readers_work_beside_it() {
     let w = super::support::run_in(t.path(), &["db", "init", "--db", "sf.db"], None);
     assert_eq!(w.code, 0, "{w:?}");
 }
+
+/// Sends the whole request (head and body) before reading anything, as Python's `urllib` does.
+fn send_all_then_read(addr: SocketAddr, head: &str, body: &[u8]) -> Resp {
+    use std::io::Write;
+    let mut s = super::support::connect(addr);
+    s.write_all(head.as_bytes()).expect("write head");
+    s.write_all(body)
+        .expect("the server kept reading the body (no reset while sending)");
+    super::support::read_response(&mut s)
+}
+
+#[test]
+fn a_client_that_sends_a_body_over_the_limit_before_reading_gets_the_413() {
+    let t = rules_copy("hard-linger");
+    let (proc, addr) = serve(t.path());
+    let body = vec![b' '; 2 * 1024 * 1024];
+    for path in ["/api/v1/optimization/recommend", "/api/v1/jobs"] {
+        // Declared length over the limit.
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        for _ in 0..3 {
+            let r = send_all_then_read(addr, &head, &body);
+            assert_eq!(r.status, 413, "{path}: {r:?}");
+            assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+            assert!(r.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("larger than the limit"));
+        }
+        // Chunked: the limit is found while reading.
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let mut chunked = Vec::new();
+        for piece in body.chunks(256 * 1024) {
+            chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            chunked.extend_from_slice(piece);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let r = send_all_then_read(addr, &head, &chunked);
+        assert_eq!(r.status, 413, "{path} chunked: {r:?}");
+    }
+    stop(proc);
+}

@@ -124,14 +124,65 @@ pub async fn json_body(
     limit: u64,
     timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
-    let body = json_request_body(req, limit)?;
+    let body = match json_request_body(req, limit) {
+        Ok(b) => b,
+        Err(r) => return Err(Box::pin(r.linger(timeout)).await),
+    };
     read_json_body(body, limit, timeout).await
+}
+
+/// Most bytes of a refused body read and discarded before the 413 is sent.
+pub const MAX_DISCARD_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A body refused from its headers: the answer, and for one over the limit, the body itself,
+/// to be read and discarded first.
+#[derive(Debug)]
+pub struct Refused {
+    error: ApiError,
+    rest: Option<Incoming>,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Refused { error, rest: None }
+    }
+}
+
+impl Refused {
+    /// The answer, after a lingering close (RFC 9112 §9.6): a client that sends its whole body
+    /// before it reads (Python's `urllib`, most simple clients) would otherwise have its
+    /// connection reset while still sending, and never see the 413. The rest of the body is read
+    /// and discarded, up to [`MAX_DISCARD_BYTES`] and `timeout`; then the answer closes the
+    /// connection.
+    pub async fn linger(self, timeout: std::time::Duration) -> ApiError {
+        if let Some(body) = self.rest {
+            discard(body, timeout).await;
+            return self.error.header("connection", "close".into());
+        }
+        self.error
+    }
+}
+
+/// Reads and drops a body, up to [`MAX_DISCARD_BYTES`] and `timeout`.
+async fn discard(mut body: Incoming, timeout: std::time::Duration) {
+    let drain = async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len() as u64;
+                if seen > MAX_DISCARD_BYTES {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 /// The checks of [`json_body`] that need only the headers: the content type (415) and the
 /// declared size (413). Gives back the body to read with [`read_json_body`]. Not async, so a
 /// handler's future does not keep the request's headers.
-pub fn json_request_body(req: Request<Incoming>, limit: u64) -> Result<Incoming, ApiError> {
+pub fn json_request_body(req: Request<Incoming>, limit: u64) -> Result<Incoming, Refused> {
     let ct = req
         .headers()
         .get(CONTENT_TYPE)
@@ -139,24 +190,28 @@ pub fn json_request_body(req: Request<Incoming>, limit: u64) -> Result<Incoming,
         .unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::new(
+        return Err(Refused::from(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             if ct.is_empty() {
                 "missing content type: send `Content-Type: application/json`".to_string()
             } else {
                 format!("unsupported content type `{ct}`: send `Content-Type: application/json`")
             },
-        ));
+        )));
     }
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(limit));
+    match declared {
+        // Over the limit: refused, after reading and dropping the rest when that is bounded.
+        Some(n) if n > limit => Err(Refused {
+            error: too_large(limit),
+            rest: (n <= MAX_DISCARD_BYTES).then(|| req.into_body()),
+        }),
+        _ => Ok(req.into_body()),
     }
-    Ok(req.into_body())
 }
 
 fn too_large(limit: u64) -> ApiError {
@@ -201,27 +256,42 @@ pub async fn read_json_body(
     };
     match read {
         Ok(bytes) => Ok(bytes),
-        Err(None) => Err(too_large(limit)),
-        Err(Some(e)) => Err(ApiError::new(
+        Err(Unread::TooLarge(rest)) => Err(Box::pin(
+            Refused {
+                error: too_large(limit),
+                rest: Some(rest),
+            }
+            .linger(timeout),
+        )
+        .await),
+        Err(Unread::Failed(e)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("cannot read request body: {e}"),
         )),
     }
 }
 
-/// Reads a whole body of at most `limit` bytes; `Err(None)` when it is larger. A body that
+/// Why a body was not read whole.
+enum Unread {
+    /// Over the limit; the rest of it.
+    TooLarge(Incoming),
+    /// The connection failed.
+    Failed(hyper::Error),
+}
+
+/// Reads a whole body of at most `limit` bytes; the rest of it when it is larger. A body that
 /// comes in one piece (nearly always) is returned as it is, without a copy.
-async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Option<hyper::Error>> {
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Unread> {
     let mut first: Option<Bytes> = None;
     let mut more: Option<bytes::BytesMut> = None;
     let mut len = 0usize;
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(Some)?.into_data() else {
+        let Ok(data) = frame.map_err(Unread::Failed)?.into_data() else {
             continue; // trailers
         };
         len = len.saturating_add(data.len());
         if len > limit {
-            return Err(None);
+            return Err(Unread::TooLarge(body));
         }
         match (&mut first, &mut more) {
             (None, _) => first = Some(data),

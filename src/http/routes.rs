@@ -265,8 +265,11 @@ async fn decide(
 ) -> Result<Response<Body>, ApiError> {
     let explain = query_flag(&req, "explain")?;
     let limit = state.config.server.body_limit_bytes;
-    let body = reply::json_request_body(req, limit)?;
     let timeout = std::time::Duration::from_millis(state.config.server.body_read_timeout_ms);
+    let body = match reply::json_request_body(req, limit) {
+        Ok(b) => b,
+        Err(r) => return Err(Box::pin(r.linger(timeout)).await),
+    };
     let body = reply::read_json_body(body, limit, timeout).await?;
     let (resp, entry) = decide_now(state, &body, explain, log)?;
     if let (Some(entry), Some(dl)) = (entry, &state.decisions) {
