@@ -178,6 +178,9 @@ pub(super) struct ClaimBody {
     /// Lease length; the server's default when absent.
     #[serde(default)]
     lease_seconds: Option<u64>,
+    /// Claim this job only (204 when it is not claimable): a worker started for one job.
+    #[serde(default)]
+    id: Option<String>,
 }
 
 /// The body of `POST /api/v1/jobs/{id}/heartbeat`.
@@ -611,7 +614,10 @@ async fn claim(
     let b: ClaimBody = body(state, req).await?;
     let lease = lease_ms(b.lease_seconds, state.config.jobs.default_lease_seconds)?;
     let types = b.types.unwrap_or_default();
-    let claimed = blocking(store, move |s| s.claim(&b.worker, &types, lease)).await?;
+    let claimed = blocking(store, move |s| {
+        s.claim_job(&b.worker, &types, lease, b.id.as_deref())
+    })
+    .await?;
     Ok(match claimed {
         Some((job, lease_token)) => reply::json(
             StatusCode::OK,

@@ -646,6 +646,18 @@ impl Store {
         types: &[String],
         lease_ms: i64,
     ) -> Result<Option<(Job, String)>, StoreError> {
+        self.claim_job(worker, types, lease_ms, None)
+    }
+
+    /// [`Self::claim`], limited to the job `id` when given: that job if it is claimable
+    /// (pending, of one of `types`), else nothing.
+    pub fn claim_job(
+        &self,
+        worker: &str,
+        types: &[String],
+        lease_ms: i64,
+        id: Option<&str>,
+    ) -> Result<Option<(Job, String)>, StoreError> {
         if worker.trim().is_empty() {
             return Err(StoreError::Invalid("`worker` must not be empty".into()));
         }
@@ -659,6 +671,7 @@ impl Store {
             worker: worker.to_string(),
             types: types.to_vec(),
             lease_ms,
+            job: id.map(str::to_string),
         })? {
             Done::Claimed(c) => Ok(c),
             _ => Err(StoreError::Invalid("unexpected writer answer".into())),

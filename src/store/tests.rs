@@ -133,6 +133,25 @@ fn claim_respects_types_and_order() {
 }
 
 #[test]
+fn claim_by_id_takes_that_job_or_nothing() {
+    let t = setup("by-id");
+    let first = t.new_job();
+    t.advance(1);
+    let second = t.new_job();
+    let opt = ["optimization".to_string()];
+    let (j, _) = t
+        .store
+        .claim_job("w", &opt, 60_000, Some(&second))
+        .unwrap()
+        .unwrap();
+    assert_eq!(j.id, second, "not the older one");
+    // Taken already, or unknown: nothing, and nothing else is claimed instead.
+    assert!(t.store.claim_job("w", &opt, 60_000, Some(&second)).unwrap().is_none());
+    assert!(t.store.claim_job("w", &opt, 60_000, Some("nope")).unwrap().is_none());
+    assert_eq!(t.store.get(&first).unwrap().unwrap().status, Status::Pending);
+}
+
+#[test]
 fn running_to_completed() {
     let t = setup("complete");
     let (id, token) = t.claimed();

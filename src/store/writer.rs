@@ -33,6 +33,8 @@ pub enum Op {
         types: Vec<String>,
         /// Lease length.
         lease_ms: i64,
+        /// Only this job (when it is claimable).
+        job: Option<String>,
     },
     /// Extend the lease and report progress.
     Heartbeat {
@@ -229,6 +231,7 @@ impl Ctx<'_> {
                 worker,
                 types,
                 lease_ms,
+                job,
             } => {
                 let mut sql = String::from(
                     "SELECT id FROM jobs WHERE status = 'pending' AND (not_before IS NULL OR not_before <= ?1)",
@@ -238,6 +241,9 @@ impl Ctx<'_> {
                         (0..types.len()).map(|i| format!("?{}", i + 2)).collect();
                     sql.push_str(&format!(" AND job_type IN ({})", marks.join(", ")));
                 }
+                if job.is_some() {
+                    sql.push_str(&format!(" AND id = ?{}", types.len() + 2));
+                }
                 sql.push_str(" ORDER BY created_at, id LIMIT 1");
                 let mut values: Vec<rusqlite::types::Value> = vec![now.into()];
                 values.extend(
@@ -245,6 +251,9 @@ impl Ctx<'_> {
                         .iter()
                         .map(|t| rusqlite::types::Value::from(t.clone())),
                 );
+                if let Some(id) = job {
+                    values.push(rusqlite::types::Value::from(id.clone()));
+                }
                 let id: Option<String> = {
                     let mut stmt = c.prepare_cached(&sql)?;
                     let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
