@@ -18,6 +18,7 @@ mod outcomes;
 mod pre_commit;
 mod properties;
 mod python;
+mod readme;
 mod server;
 mod training;
 mod worker;

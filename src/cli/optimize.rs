@@ -59,6 +59,16 @@ pub struct OptimizeArgs {
     /// the database) instead of writing the database: use this while `serve` runs.
     #[arg(long, value_name = "URL", env = "SKILL_FLEET_URL")]
     pub url: Option<String>,
+    /// Then run the job at once: start `skill-fleet-worker --task TASK --job ID` (the Python
+    /// worker of `python/`, on the PATH) against the server of --url, and wait for it. TASK
+    /// names the DSPy task, e.g. `examples/dspy_task/skill_router.py:task`.
+    #[arg(
+        long,
+        value_name = "TASK",
+        requires = "url",
+        conflicts_with = "dry_run"
+    )]
+    pub run: Option<String>,
     /// Database and format.
     #[command(flatten)]
     pub db: DbArgs,
@@ -159,7 +169,53 @@ fn filtered(
         &subset,
         &crate::engine::training::SelectRequest::default(),
     );
-    Some(sel.selected.into_iter().map(|s| s.example_id).collect())
+    let selected: Vec<String> = sel.selected.into_iter().map(|s| s.example_id).collect();
+    // Say what was left out, and why: the filter is the point of the command.
+    let known: std::collections::HashSet<&str> =
+        subset.iter().map(|e| e.example_id.as_str()).collect();
+    let kept: std::collections::HashSet<&str> = selected.iter().map(String::as_str).collect();
+    let mut sorted: Vec<&str> = ids.iter().copied().collect();
+    sorted.sort_unstable();
+    let low: Vec<&str> = sorted
+        .iter()
+        .copied()
+        .filter(|id| known.contains(id) && !kept.contains(id))
+        .collect();
+    let unknown: Vec<&str> = sorted
+        .iter()
+        .copied()
+        .filter(|id| !known.contains(id))
+        .collect();
+    let without = records.len() - ids.len().min(records.len());
+    let mut parts = Vec::new();
+    if !low.is_empty() {
+        parts.push(format!(
+            "{} below the training filter (minimum score {}): {}",
+            low.len(),
+            spec.filter.min_score,
+            low.join(", ")
+        ));
+    }
+    if !unknown.is_empty() {
+        parts.push(format!(
+            "{} not in the training database: {}",
+            unknown.len(),
+            unknown.join(", ")
+        ));
+    }
+    if without > 0 {
+        parts.push(format!("{without} without `example_id`"));
+    }
+    if !parts.is_empty() {
+        let _ = writeln!(
+            err,
+            "note: {} of {} records left out: {}",
+            records.len() - selected.len(),
+            records.len(),
+            parts.join("; ")
+        );
+    }
+    Some(selected)
 }
 
 /// Runs `optimize`.
@@ -371,7 +427,14 @@ pub fn run(
     );
     if let Some(url) = &a.url {
         let input = logged.as_ref().map(|(input, _)| input.clone());
-        return create_through_server(url, input, payload, task, &a, out, err);
+        let job = match create_through_server(url, input, payload, task, &a, out, err) {
+            Ok(job) => job,
+            Err(code) => return code,
+        };
+        return match &a.run {
+            Some(task) => run_worker(url, task, job["id"].as_str().unwrap_or_default(), err),
+            None => Exit::Ok,
+        };
     }
     let path = match resolve_path(a.db.db.as_deref(), err) {
         Ok(p) => p,
@@ -437,12 +500,12 @@ fn create_through_server(
     a: &OptimizeArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Exit {
+) -> Result<Value, Exit> {
     let api = match super::api::Api::new(url) {
         Ok(api) => api,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
-            return e.exit();
+            return Err(e.exit());
         }
     };
     let fail = |e: super::api::ApiCallError, err: &mut dyn Write| {
@@ -462,7 +525,7 @@ fn create_through_server(
                     );
                 }
             }
-            Err(e) => return fail(e, err),
+            Err(e) => return Err(fail(e, err)),
         }
     }
     let body = json!({
@@ -487,9 +550,40 @@ fn create_through_server(
                     api.url()
                 );
             }
-            Exit::Ok
+            Ok(job)
         }
-        Err(e) => fail(e, err),
+        Err(e) => Err(fail(e, err)),
+    }
+}
+
+/// `optimize --run TASK`: the Python worker runs the job just created; its exit code is ours
+/// (0 completed, 1 failed, …; see `skill-fleet-worker --help`).
+fn run_worker(url: &str, task: &str, job: &str, err: &mut dyn Write) -> Exit {
+    let _ = writeln!(
+        err,
+        "running job {job} with skill-fleet-worker --task {task}"
+    );
+    let status = std::process::Command::new("skill-fleet-worker")
+        .args(["--url", url, "--task", task, "--job", job])
+        .status();
+    match status {
+        Ok(s) if s.success() => Exit::Ok,
+        Ok(s) => {
+            let _ = writeln!(
+                err,
+                "error: skill-fleet-worker exited with {}; the job keeps its state (`skill-fleet jobs show {job}`)",
+                s.code().map_or("a signal".to_string(), |c| format!("code {c}"))
+            );
+            Exit::Failed
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: cannot start `skill-fleet-worker`: {e}");
+            let _ = writeln!(
+                err,
+                "  = help: install the worker with `pip install ./python` (see \"Use it from DSPy\" in the README); job {job} stays pending for any worker"
+            );
+            Exit::Io
+        }
     }
 }
 

@@ -146,9 +146,20 @@ fn claim_by_id_takes_that_job_or_nothing() {
         .unwrap();
     assert_eq!(j.id, second, "not the older one");
     // Taken already, or unknown: nothing, and nothing else is claimed instead.
-    assert!(t.store.claim_job("w", &opt, 60_000, Some(&second)).unwrap().is_none());
-    assert!(t.store.claim_job("w", &opt, 60_000, Some("nope")).unwrap().is_none());
-    assert_eq!(t.store.get(&first).unwrap().unwrap().status, Status::Pending);
+    assert!(t
+        .store
+        .claim_job("w", &opt, 60_000, Some(&second))
+        .unwrap()
+        .is_none());
+    assert!(t
+        .store
+        .claim_job("w", &opt, 60_000, Some("nope"))
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        t.store.get(&first).unwrap().unwrap().status,
+        Status::Pending
+    );
 }
 
 #[test]
