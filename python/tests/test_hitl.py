@@ -1,0 +1,66 @@
+"""Approval before spending: a job estimated above the threshold parks in ``pending_hitl``;
+approving runs it, refusing cancels it; below the threshold it runs at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import EXAMPLE_TASK, Server, job_payload, train_ids
+
+from skill_fleet.task import load_task
+from skill_fleet.worker import Worker
+
+
+def _setup(server: Server, tmp_path: Path, threshold: float) -> tuple[Worker, str, dict]:
+    api = server.client()
+    ids = train_ids()
+    decision = api.recommend(trainset_size=len(ids), budget_usd=10)
+    job = api.create_job("optimization", payload=job_payload(decision, "bootstrap_fewshot", ids=ids))
+    worker = Worker(api, load_task(EXAMPLE_TASK), worker_id="w-hitl", approve_above=threshold, output_dir=tmp_path)
+    return worker, job["id"], decision
+
+
+def test_approved_runs(server: Server, tmp_path: Path) -> None:
+    worker, job_id, decision = _setup(server, tmp_path, threshold=0.001)
+    api = worker.client
+    parked = worker.run_once()
+    assert parked is not None and parked.status == "parked"
+    job = api.get_job(job_id)
+    assert job["status"] == "pending_hitl"
+    question = api.get_hitl(job_id)
+    assert question["type"] == "approval"
+    data = question["data"]
+    estimate = next(a for a in decision["alternatives"] if a["optimizer"] == "bootstrap_fewshot")
+    assert data["optimizer"] == "bootstrap_fewshot"
+    assert data["threshold_usd"] == 0.001
+    assert data["reasoning"] == decision["reasoning"]
+    assert data["estimated_cost"] == estimate["estimated_cost"]  # the alternative's estimate, not MIPROv2's
+    assert "approval threshold" in data["question"]
+    # Nothing to claim while a human decides.
+    assert worker.run_once() is None
+
+    api.hitl_response(job_id, {"approved": True})
+    done = worker.run_once()
+    assert done is not None and done.status == "completed", done
+    job = api.get_job(job_id)
+    assert job["status"] == "completed" and job["result"]["optimizer_used"] == "bootstrap_fewshot"
+    assert job["hitl"]["response"] == {"approved": True}
+
+
+def test_refused_is_cancelled(server: Server, tmp_path: Path) -> None:
+    worker, job_id, _ = _setup(server, tmp_path, threshold=0.001)
+    api = worker.client
+    assert worker.run_once().status == "parked"  # type: ignore[union-attr]
+    api.hitl_response(job_id, {"approved": False, "reason": "too expensive"})
+    refused = worker.run_once()
+    assert refused is not None and refused.status == "cancelled"
+    job = api.get_job(job_id)
+    assert job["status"] == "cancelled" and job["result"] is None
+    assert api.selector_metrics(since="all")["outcomes"] == 0
+
+
+def test_below_the_threshold_runs_without_asking(server: Server, tmp_path: Path) -> None:
+    worker, job_id, _ = _setup(server, tmp_path, threshold=1000.0)
+    done = worker.run_once()
+    assert done is not None and done.status == "completed"
+    assert worker.client.get_job(job_id)["hitl"] is None
