@@ -140,6 +140,7 @@ def test_bodies_paths_and_queries(stub: Stub) -> None:
     c.selector_metrics(since="all")
     c.recommend(trainset_size=10, budget_usd=2, explain=True)
     c.cancel("a b/c")
+    c.claim("w1", ["optimization"], job_id="j9")
     got = [(r["method"], r["path"], r["body"]) for r in stub.requests]
     assert got[0] == ("POST", "/api/v1/jobs/claim", {"worker": "w1", "types": ["optimization"], "lease_seconds": 30})
     assert got[1] == (
@@ -156,6 +157,7 @@ def test_bodies_paths_and_queries(stub: Stub) -> None:
     assert got[4][:2] == ("GET", "/api/v1/optimization/metrics?since=all")
     assert got[5] == ("POST", "/api/v1/optimization/recommend?explain=true", {"trainset_size": 10, "budget_usd": 2})
     assert got[6] == ("POST", "/api/v1/jobs/a%20b%2Fc/cancel", {})
+    assert got[7] == ("POST", "/api/v1/jobs/claim", {"worker": "w1", "types": ["optimization"], "id": "j9"})
     assert stub.requests[0]["headers"]["Content-Type"] == "application/json"
 
 
@@ -230,6 +232,20 @@ def test_every_call_against_the_server(server: Server) -> None:
     with pytest.raises(InvalidRequest) as unknown:
         api.request("POST", "/api/v1/jobs", {"job_type": "x", "colour": "red"})
     assert unknown.value.fields == ["colour"]
+
+
+def test_claim_by_id_takes_that_job_only(api: Client) -> None:
+    older = api.create_job("optimization", payload={"optimizer": "gepa"})
+    mine = api.create_job("optimization", payload={"optimizer": "gepa"})
+    other_type = api.create_job("skill_creation")
+    # Not claimable: another type, an unknown id, a job already taken.
+    assert api.claim("w1", ["optimization"], job_id=other_type["id"]) is None
+    assert api.claim("w1", ["optimization"], job_id="00000000-0000-0000-0000-000000000000") is None
+    claim = api.claim("w1", ["optimization"], lease_seconds=30, job_id=mine["id"])
+    assert claim is not None and claim.id == mine["id"]
+    assert api.claim("w2", ["optimization"], job_id=mine["id"]) is None
+    assert api.get_job(older["id"])["status"] == "pending"  # the oldest pending job was left alone
+    assert api.get_job(other_type["id"])["status"] == "pending"
 
 
 def test_a_token_protected_server(tmp_path: Path) -> None:

@@ -3,9 +3,10 @@ approving runs it, refusing cancels it; below the threshold it runs at once."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from conftest import EXAMPLE_TASK, Server, job_payload, train_ids
+from conftest import EXAMPLE_TASK, Server, job_payload, train_ids, worker_cmd
 
 from skill_fleet.task import load_task
 from skill_fleet.worker import Worker
@@ -64,3 +65,31 @@ def test_below_the_threshold_runs_without_asking(server: Server, tmp_path: Path)
     done = worker.run_once()
     assert done is not None and done.status == "completed"
     assert worker.client.get_job(job_id)["hitl"] is None
+
+
+def test_a_named_job_parks_exits_4_and_runs_when_rerun_after_approval(server: Server, tmp_path: Path) -> None:
+    api = server.client()
+    ids = train_ids()
+    decision = api.recommend(trainset_size=len(ids), budget_usd=10)
+    job_id = api.create_job("optimization", payload=job_payload(decision, "reflection_metrics", ids=ids))["id"]
+    cmd = worker_cmd() + ["--url", server.url, "--task", EXAMPLE_TASK, "--job", job_id, "--quiet"]
+    cmd += ["--approve-above", "0.000001", "--output-dir", str(tmp_path)]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+
+    parked = run()
+    assert parked.returncode == 4, parked.stdout + parked.stderr
+    assert f"skill-fleet jobs respond {job_id} --data '{{\"approved\": true}}'" in parked.stdout, parked.stdout
+    assert "run this command again" in parked.stdout, parked.stdout
+    assert api.get_job(job_id)["status"] == "pending_hitl"
+
+    waiting = run()  # not answered yet: nothing to run, and it says why
+    assert waiting.returncode == 1, waiting.stdout + waiting.stderr
+    assert f"job {job_id} is pending_hitl: it waits for a human's answer" in waiting.stderr, waiting.stderr
+
+    api.hitl_response(job_id, {"approved": True})
+    done = run()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "approved by a human, running" in done.stdout
+    assert api.get_job(job_id)["status"] == "completed"

@@ -10,17 +10,7 @@ from conftest import Server
 from tasks import skill_router
 
 import skill_fleet
-from skill_fleet.client import InvalidRequest
-
-
-def _claim_by_id_supported(server: Server) -> bool:
-    try:
-        server.client().claim("probe", ["no-such-type"], job_id="00000000-0000-0000-0000-000000000000")
-        return True
-    except InvalidRequest as e:
-        return "id" not in e.fields
-    except Exception:
-        return True
+from skill_fleet.client import Client
 
 
 def test_optimize_runs_the_recommendation_and_records_the_outcome(server: Server, tmp_path: Path) -> None:
@@ -77,18 +67,50 @@ def test_optimize_can_run_another_optimizer(server: Server, tmp_path: Path) -> N
 
 def test_optimize_never_takes_another_job(server: Server, tmp_path: Path) -> None:
     api = server.client()
-    other = api.create_job("optimization", payload={"optimizer": "gepa"}, task="someone else's")
-    kwargs = dict(
-        url=server.url, lm=skill_router.offline_lm(), optimizer="reflection_metrics", output_dir=str(tmp_path)
+    # Older pending optimization jobs: a plain claim would take the first one.
+    others = [api.create_job("optimization", payload={"optimizer": "gepa"}, task="someone else's") for _ in range(2)]
+    _, report = skill_fleet.optimize(
+        skill_router.program(),
+        skill_router.trainset(),
+        skill_router.metric,
+        url=server.url,
+        lm=skill_router.offline_lm(),
+        optimizer="reflection_metrics",
+        output_dir=str(tmp_path),
     )
-    if _claim_by_id_supported(server):
-        _, report = skill_fleet.optimize(skill_router.program(), skill_router.trainset(), skill_router.metric, **kwargs)
-        assert report.job_id != other["id"]
-    else:
-        with pytest.raises(skill_fleet.OptimizeError, match="cannot claim a job by id"):
-            skill_fleet.optimize(skill_router.program(), skill_router.trainset(), skill_router.metric, **kwargs)
-    assert api.get_job(other["id"])["status"] == "pending"
-    assert api.get_job(other["id"])["attempt"] == 0
+    assert report.job_id not in [o["id"] for o in others]
+    assert api.get_job(report.job_id or "")["status"] == "completed"
+    for other in others:
+        job = api.get_job(other["id"])
+        assert (job["status"], job["attempt"], job["version"]) == ("pending", 0, other["version"]), job
+
+
+def test_a_job_taken_before_optimize_claims_it_is_cancelled(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker polling for ``optimization`` jobs may claim the new job first: optimize()
+    raises, saying so, and cancels the job (that worker cannot run it right)."""
+    claim = Client.claim
+
+    def a_worker_got_there_first(self: Client, worker: str, *a: object, job_id: str | None = None, **kw: object):
+        assert job_id is not None  # optimize() always claims by id
+        taken = claim(self, "w-poller", ["optimization"], 60, job_id=job_id)
+        assert taken is not None
+        return claim(self, worker, *a, job_id=job_id, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Client, "claim", a_worker_got_there_first)
+    with pytest.raises(skill_fleet.OptimizeError, match=r"is running: worker w-poller holds it .*; it was cancelled"):
+        skill_fleet.optimize(
+            skill_router.program(),
+            skill_router.trainset(),
+            skill_router.metric,
+            url=server.url,
+            lm=skill_router.offline_lm(),
+            optimizer="reflection_metrics",
+            output_dir=str(tmp_path),
+        )
+    (job,) = server.client().list_jobs()["jobs"]
+    assert job["status"] == "cancelled" and job["result"] is None
 
 
 def test_a_failed_run_raises_with_the_reason(server: Server, tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def _run_one(client: Client, worker: Worker, job_id: str) -> int:
         claim = client.claim(worker.worker_id, worker.types, worker.lease_seconds, job_id=job_id)
         if claim is None:
             reason = unclaimable_reason(client, job_id, worker.types)
-            print(f"error: cannot run job {job_id}: {reason}", file=sys.stderr)
+            print(f"error: {reason}", file=sys.stderr)
             return 1
     except Unauthorized as e:
         print(f"error: the server wants an API token (--token or SKILL_FLEET_API_TOKEN): {e}", file=sys.stderr)
