@@ -121,6 +121,8 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Exit {
     crate::timefmt::install_deadline_clock();
+    // `serve` sets the server's own limit (`rules.eval_timeout_ms`) when it starts.
+    crate::rules::deadline::set_budget_ms(crate::rules::deadline::CLI_BUDGET_MS);
     let rules_dir = || {
         cli.rules
             .clone()

@@ -17,8 +17,14 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-/// Default time limit of one evaluation, in milliseconds.
+/// Default time limit of one evaluation on the server, in milliseconds
+/// (`rules.eval_timeout_ms`).
 pub const DEFAULT_BUDGET_MS: u64 = 50;
+
+/// Time limit of one evaluation in the CLI's own commands (`rules test`, `rules check`, dry
+/// runs): still a bound, but wide enough that the operation budget, not the machine's load,
+/// decides how a runaway script is reported.
+pub const CLI_BUDGET_MS: u64 = 1_000;
 
 /// Operations between two looks at the clock.
 pub const CHECK_EVERY: u64 = 64;

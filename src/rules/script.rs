@@ -382,11 +382,11 @@ impl ScriptHost {
             }
             EvalAltResult::ErrorTerminated(_, _) => (
                 format!(
-                    "script stopped after {} ms, its time limit (`rules.eval_timeout_ms`)",
+                    "script stopped after {} ms, its time limit",
                     super::deadline::budget_ms()
                 ),
                 Some(
-                    "a step over a large array or string is slow even within the operation budget; make the script cheaper, or raise `rules.eval_timeout_ms`"
+                    "a step over a large array or string is slow even within the operation budget; make the script cheaper (the server's limit is `rules.eval_timeout_ms`, the CLI's 1 s)"
                         .to_string(),
                 ),
             ),
