@@ -11,7 +11,7 @@ use super::reply::{self, ApiError, Body};
 use super::AppState;
 use crate::diagnostic::did_you_mean;
 use crate::store::job::{self, Job, NewJob, Progress, Status};
-use crate::store::{Filter, Store, StoreError};
+use crate::store::{Filter, JobChange, Store, StoreError};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -109,10 +109,15 @@ pub(super) async fn handle(
                 }
             }
             let spec = state.rules.snapshot().training.clone();
-            let job = blocking(store, move |s| {
-                s.complete_with(&id, &b.lease_token, b.result, results.map(|r| (&spec, r)))
-            })
-            .await?;
+            let job = store
+                .change_async(JobChange::Complete {
+                    id: &id,
+                    token: &b.lease_token,
+                    result: b.result,
+                    training: results.map(|r| (&spec, r)),
+                })
+                .await
+                .map_err(store_error)?;
             if report.is_some() && job.job_type == "optimization" {
                 state.refresh_history_logged().await;
             }
@@ -120,10 +125,15 @@ pub(super) async fn handle(
         }
         Route::JobFail => {
             let b: FailBody = body(state, req).await?;
-            let job = blocking(store, move |s| {
-                s.fail(&id, &b.lease_token, &b.error, b.retry)
-            })
-            .await?;
+            let job = store
+                .change_async(JobChange::Fail {
+                    id: &id,
+                    token: &b.lease_token,
+                    error: &b.error,
+                    retry: b.retry,
+                })
+                .await
+                .map_err(store_error)?;
             Ok(reply::json(StatusCode::OK, &job))
         }
         Route::JobHitl if post => {
@@ -132,10 +142,15 @@ pub(super) async fn handle(
             if let Err(m) = job::check_len("type", &kind, 1, job::MAX_HITL_TYPE) {
                 return Err(invalid("type", m, None));
             }
-            let job = blocking(store, move |s| {
-                s.request_hitl(&id, &b.lease_token, &kind, b.data)
-            })
-            .await?;
+            let job = store
+                .change_async(JobChange::RequestHitl {
+                    id: &id,
+                    token: &b.lease_token,
+                    kind: &kind,
+                    data: b.data,
+                })
+                .await
+                .map_err(store_error)?;
             Ok(reply::json(StatusCode::OK, &job))
         }
         Route::JobHitl => hitl(store, id).await,
@@ -150,12 +165,21 @@ pub(super) async fn handle(
                     ),
                 ));
             }
-            let job = blocking(store, move |s| s.respond_hitl(&id, b.response)).await?;
+            let job = store
+                .change_async(JobChange::RespondHitl {
+                    id: &id,
+                    response: b.response,
+                })
+                .await
+                .map_err(store_error)?;
             Ok(reply::json(StatusCode::OK, &job))
         }
         Route::JobCancel => {
             empty_body(state, req).await?;
-            let job = blocking(store, move |s| s.cancel(&id)).await?;
+            let job = store
+                .change_async(JobChange::Cancel { id: &id })
+                .await
+                .map_err(store_error)?;
             Ok(reply::json(StatusCode::OK, &job))
         }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),
@@ -473,7 +497,7 @@ async fn create(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let new: NewJob = body(state, req).await?;
-    let (job, created) = blocking(store, move |s| s.create(new)).await?;
+    let (job, created) = store.create_async(new).await.map_err(store_error)?;
     if !created {
         return Ok(reply::json(StatusCode::OK, &job));
     }
@@ -614,10 +638,10 @@ async fn claim(
     let b: ClaimBody = body(state, req).await?;
     let lease = lease_ms(b.lease_seconds, state.config.jobs.default_lease_seconds)?;
     let types = b.types.unwrap_or_default();
-    let claimed = blocking(store, move |s| {
-        s.claim_job(&b.worker, &types, lease, b.id.as_deref())
-    })
-    .await?;
+    let claimed = store
+        .claim_job_async(&b.worker, &types, lease, b.id.as_deref())
+        .await
+        .map_err(store_error)?;
     Ok(match claimed {
         Some((job, lease_token)) => reply::json(
             StatusCode::OK,
@@ -670,10 +694,15 @@ async fn heartbeat(
             ))
         }
     };
-    let job = blocking(store, move |s| {
-        s.heartbeat(&id, &b.lease_token, lease, progress)
-    })
-    .await?;
+    let job = store
+        .change_async(JobChange::Heartbeat {
+            id: &id,
+            token: &b.lease_token,
+            lease_ms: lease,
+            progress,
+        })
+        .await
+        .map_err(store_error)?;
     Ok(reply::json(StatusCode::OK, &job))
 }
 

@@ -108,7 +108,10 @@ pub(super) async fn record_outcome(
         job_id: None,
         context,
     };
-    let record = blocking(store, move |s| s.record_outcome(new)).await?;
+    let record = store
+        .record_outcome_async(new)
+        .await
+        .map_err(super::jobs::store_error)?;
     state.refresh_history_logged().await;
     Ok(reply::json(StatusCode::CREATED, &record))
 }

@@ -137,8 +137,10 @@ pub(super) async fn handle(
                 invalid(&field, e.to_string(), None)
             })?;
             let spec = state.rules.snapshot().training.clone();
-            let outcome =
-                blocking(store, move |s| s.apply_example_results(&spec, b.results)).await?;
+            let outcome = store
+                .apply_example_results_async(&spec, b.results)
+                .await
+                .map_err(super::jobs::store_error)?;
             Ok(reply::json(StatusCode::OK, &outcome))
         }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),

@@ -173,6 +173,227 @@ impl Default for StoreOptions {
     }
 }
 
+fn unexpected() -> StoreError {
+    StoreError::Invalid("unexpected writer answer".into())
+}
+
+fn job_of(d: Done) -> Result<Job, StoreError> {
+    match d {
+        Done::Job(j) | Done::Created(j, _) => Ok(j),
+        _ => Err(unexpected()),
+    }
+}
+
+fn create_op(new: NewJob) -> Result<Op, StoreError> {
+    new.check().map_err(StoreError::Invalid)?;
+    Ok(Op::Create(new))
+}
+
+fn created(d: Done) -> Result<(Job, bool), StoreError> {
+    match d {
+        Done::Created(j, created) => Ok((j, created)),
+        _ => Err(unexpected()),
+    }
+}
+
+fn check_lease(lease_ms: i64) -> Result<(), StoreError> {
+    if (1_000..=86_400_000).contains(&lease_ms) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "lease of {lease_ms} ms is outside 1000..=86400000"
+        )))
+    }
+}
+
+fn claim_op(
+    worker: &str,
+    types: &[String],
+    lease_ms: i64,
+    id: Option<&str>,
+) -> Result<Op, StoreError> {
+    if worker.trim().is_empty() {
+        return Err(StoreError::Invalid("`worker` must not be empty".into()));
+    }
+    job::check_len("worker", worker, 1, job::MAX_WORKER).map_err(StoreError::Invalid)?;
+    check_lease(lease_ms)?;
+    Ok(Op::Claim {
+        worker: worker.to_string(),
+        types: types.to_vec(),
+        lease_ms,
+        job: id.map(str::to_string),
+    })
+}
+
+fn claimed(d: Done) -> Result<Option<(Job, String)>, StoreError> {
+    match d {
+        Done::Claimed(c) => Ok(c),
+        _ => Err(unexpected()),
+    }
+}
+
+fn outcome_of(d: Done) -> Result<outcomes::OutcomeRecord, StoreError> {
+    match d {
+        Done::Outcome(o) => Ok(*o),
+        _ => Err(unexpected()),
+    }
+}
+
+fn update_op(
+    spec: &crate::rules::spec::TrainingSpec,
+    results: Vec<crate::engine::training::RunResult>,
+) -> Op {
+    Op::UpdateExamples {
+        spec: Box::new(spec.clone()),
+        results,
+    }
+}
+
+fn updated(d: Done) -> Result<crate::engine::training::UpdateOutcome, StoreError> {
+    match d {
+        Done::ExamplesUpdated(o) => Ok(o),
+        _ => Err(unexpected()),
+    }
+}
+
+/// A change to one job, by a worker holding its lease or by a human.
+#[derive(Debug)]
+pub enum JobChange<'a> {
+    /// Extend the lease and record progress.
+    Heartbeat {
+        /// Job.
+        id: &'a str,
+        /// Lease token.
+        token: &'a str,
+        /// New lease length.
+        lease_ms: i64,
+        /// Progress to record.
+        progress: Option<Progress>,
+    },
+    /// Complete a running job; for an `optimization` job, `training` (the rules and the
+    /// per-example results of the run) updates the training examples in the same transaction.
+    Complete {
+        /// Job.
+        id: &'a str,
+        /// Lease token.
+        token: &'a str,
+        /// The result.
+        result: serde_json::Value,
+        /// The training rules and the per-example results.
+        training: Option<(
+            &'a crate::rules::spec::TrainingSpec,
+            Vec<crate::engine::training::RunResult>,
+        )>,
+    },
+    /// Fail a running job; with `retry`, back to pending while attempts remain.
+    Fail {
+        /// Job.
+        id: &'a str,
+        /// Lease token.
+        token: &'a str,
+        /// What went wrong.
+        error: &'a str,
+        /// Retry later.
+        retry: bool,
+    },
+    /// Park a running job in `pending_hitl` with a question.
+    RequestHitl {
+        /// Job.
+        id: &'a str,
+        /// Lease token.
+        token: &'a str,
+        /// Kind of question.
+        kind: &'a str,
+        /// The question's data.
+        data: serde_json::Value,
+    },
+    /// A human's answer; the job goes back to pending.
+    RespondHitl {
+        /// Job.
+        id: &'a str,
+        /// The answer.
+        response: serde_json::Value,
+    },
+    /// Cancel a job that is not terminal.
+    Cancel {
+        /// Job.
+        id: &'a str,
+    },
+}
+
+impl JobChange<'_> {
+    /// The writer's operation, after the checks that need no database.
+    fn into_op(self) -> Result<Op, StoreError> {
+        Ok(match self {
+            JobChange::Heartbeat {
+                id,
+                token,
+                lease_ms,
+                progress,
+            } => {
+                check_lease(lease_ms)?;
+                Op::Heartbeat {
+                    id: id.to_string(),
+                    token: token.to_string(),
+                    lease_ms,
+                    progress,
+                }
+            }
+            JobChange::Complete {
+                id,
+                token,
+                result,
+                training,
+            } => Op::Complete {
+                id: id.to_string(),
+                token: token.to_string(),
+                result,
+                training: training.map(|(spec, r)| (Box::new(spec.clone()), r)),
+            },
+            JobChange::Fail {
+                id,
+                token,
+                error,
+                retry,
+            } => {
+                job::check_len("error", error, 0, job::MAX_ERROR).map_err(StoreError::Invalid)?;
+                Op::Fail {
+                    id: id.to_string(),
+                    token: token.to_string(),
+                    error: error.to_string(),
+                    retry,
+                }
+            }
+            JobChange::RequestHitl {
+                id,
+                token,
+                kind,
+                data,
+            } => Op::RequestHitl {
+                id: id.to_string(),
+                token: token.to_string(),
+                kind: kind.to_string(),
+                data,
+            },
+            JobChange::RespondHitl { id, response } => Op::RespondHitl {
+                id: id.to_string(),
+                response,
+            },
+            JobChange::Cancel { id } => Op::Cancel { id: id.to_string() },
+        })
+    }
+}
+
+/// The writer's answer to one submitted change, after its commit, awaited.
+struct Answer(tokio::sync::oneshot::Receiver<Result<Done, StoreError>>);
+
+impl Answer {
+    /// Awaits the answer.
+    async fn done(self) -> Result<Done, StoreError> {
+        self.0.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
 /// A page of jobs, newest first.
 #[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Page {
@@ -497,21 +718,34 @@ impl Store {
         (self.clock)()
     }
 
-    fn write(&self, op: Op) -> Result<Done, StoreError> {
+    /// Hands a change to the writer without waiting: the answer comes after its commit.
+    fn submit(&self, op: Op, reply: writer::Reply) -> Result<(), StoreError> {
         if self.lock.is_none() {
             return Err(StoreError::ReadOnly);
         }
-        let (reply, rx) = mpsc::channel();
         self.tx
             .send(Request { op, reply })
-            .map_err(|_| StoreError::Closed)?;
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Submits a change and blocks the calling thread until it is committed (the CLI, the
+    /// decision log's thread, tests). Async callers use the `*_async` methods instead.
+    fn write(&self, op: Op) -> Result<Done, StoreError> {
+        let (reply, rx) = mpsc::channel();
+        self.submit(op, writer::Reply::Blocking(reply))?;
         rx.recv().map_err(|_| StoreError::Closed)?
     }
 
-    fn job_of(d: Done) -> Result<Job, StoreError> {
-        match d {
-            Done::Job(j) | Done::Created(j, _) => Ok(j),
-            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+    /// Submits a change; the future resolves after its commit, holding no thread meanwhile.
+    fn write_async(
+        &self,
+        op: Result<Op, StoreError>,
+    ) -> impl std::future::Future<Output = Result<Done, StoreError>> + Send + 'static {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let sent = op.and_then(|op| self.submit(op, writer::Reply::Async(reply)));
+        async move {
+            sent?;
+            Answer(rx).done().await
         }
     }
 
@@ -550,11 +784,16 @@ impl Store {
 
     /// Creates a job; with an idempotency key that exists, returns that job and `false`.
     pub fn create(&self, new: NewJob) -> Result<(Job, bool), StoreError> {
-        new.check().map_err(StoreError::Invalid)?;
-        match self.write(Op::Create(new))? {
-            Done::Created(j, created) => Ok((j, created)),
-            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
-        }
+        created(self.write(create_op(new)?)?)
+    }
+
+    /// [`Store::create`] for async callers: no thread waits for the commit.
+    pub fn create_async(
+        &self,
+        new: NewJob,
+    ) -> impl std::future::Future<Output = Result<(Job, bool), StoreError>> + Send + 'static {
+        let answer = self.write_async(create_op(new));
+        async move { created(answer.await?) }
     }
 
     /// One job, from the cache or the database.
@@ -658,24 +897,20 @@ impl Store {
         lease_ms: i64,
         id: Option<&str>,
     ) -> Result<Option<(Job, String)>, StoreError> {
-        if worker.trim().is_empty() {
-            return Err(StoreError::Invalid("`worker` must not be empty".into()));
-        }
-        job::check_len("worker", worker, 1, job::MAX_WORKER).map_err(StoreError::Invalid)?;
-        if !(1_000..=86_400_000).contains(&lease_ms) {
-            return Err(StoreError::Invalid(format!(
-                "lease of {lease_ms} ms is outside 1000..=86400000"
-            )));
-        }
-        match self.write(Op::Claim {
-            worker: worker.to_string(),
-            types: types.to_vec(),
-            lease_ms,
-            job: id.map(str::to_string),
-        })? {
-            Done::Claimed(c) => Ok(c),
-            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
-        }
+        claimed(self.write(claim_op(worker, types, lease_ms, id)?)?)
+    }
+
+    /// [`Store::claim_job`] for async callers: no thread waits for the commit.
+    pub fn claim_job_async(
+        &self,
+        worker: &str,
+        types: &[String],
+        lease_ms: i64,
+        id: Option<&str>,
+    ) -> impl std::future::Future<Output = Result<Option<(Job, String)>, StoreError>> + Send + 'static
+    {
+        let answer = self.write_async(claim_op(worker, types, lease_ms, id));
+        async move { claimed(answer.await?) }
     }
 
     /// Extends a lease and records progress.
@@ -686,17 +921,12 @@ impl Store {
         lease_ms: i64,
         progress: Option<Progress>,
     ) -> Result<Job, StoreError> {
-        if !(1_000..=86_400_000).contains(&lease_ms) {
-            return Err(StoreError::Invalid(format!(
-                "lease of {lease_ms} ms is outside 1000..=86400000"
-            )));
-        }
-        Self::job_of(self.write(Op::Heartbeat {
-            id: id.to_string(),
-            token: token.to_string(),
+        self.change(JobChange::Heartbeat {
+            id,
+            token,
             lease_ms,
             progress,
-        })?)
+        })
     }
 
     /// Completes a running job.
@@ -721,23 +951,22 @@ impl Store {
             Vec<crate::engine::training::RunResult>,
         )>,
     ) -> Result<Job, StoreError> {
-        Self::job_of(self.write(Op::Complete {
-            id: id.to_string(),
-            token: token.to_string(),
+        self.change(JobChange::Complete {
+            id,
+            token,
             result,
-            training: training.map(|(spec, r)| (Box::new(spec.clone()), r)),
-        })?)
+            training,
+        })
     }
 
     /// Fails a running job; with `retry`, it goes back to pending while attempts remain.
     pub fn fail(&self, id: &str, token: &str, error: &str, retry: bool) -> Result<Job, StoreError> {
-        job::check_len("error", error, 0, job::MAX_ERROR).map_err(StoreError::Invalid)?;
-        Self::job_of(self.write(Op::Fail {
-            id: id.to_string(),
-            token: token.to_string(),
-            error: error.to_string(),
+        self.change(JobChange::Fail {
+            id,
+            token,
+            error,
             retry,
-        })?)
+        })
     }
 
     /// Parks a running job in `pending_hitl` with a question.
@@ -748,25 +977,36 @@ impl Store {
         kind: &str,
         data: serde_json::Value,
     ) -> Result<Job, StoreError> {
-        Self::job_of(self.write(Op::RequestHitl {
-            id: id.to_string(),
-            token: token.to_string(),
-            kind: kind.to_string(),
+        self.change(JobChange::RequestHitl {
+            id,
+            token,
+            kind,
             data,
-        })?)
+        })
     }
 
     /// Records a human's answer; the job goes back to pending.
     pub fn respond_hitl(&self, id: &str, response: serde_json::Value) -> Result<Job, StoreError> {
-        Self::job_of(self.write(Op::RespondHitl {
-            id: id.to_string(),
-            response,
-        })?)
+        self.change(JobChange::RespondHitl { id, response })
     }
 
     /// Cancels a job that is not terminal.
     pub fn cancel(&self, id: &str) -> Result<Job, StoreError> {
-        Self::job_of(self.write(Op::Cancel { id: id.to_string() })?)
+        self.change(JobChange::Cancel { id })
+    }
+
+    /// Applies a change to one job, blocking until it is committed.
+    pub fn change(&self, c: JobChange<'_>) -> Result<Job, StoreError> {
+        job_of(self.write(c.into_op()?)?)
+    }
+
+    /// [`Store::change`] for async callers: no thread waits for the commit.
+    pub fn change_async(
+        &self,
+        c: JobChange<'_>,
+    ) -> impl std::future::Future<Output = Result<Job, StoreError>> + Send + 'static {
+        let answer = self.write_async(c.into_op());
+        async move { job_of(answer.await?) }
     }
 
     /// Returns expired leases to pending (attempt + 1, with backoff) or fails them when
@@ -814,13 +1054,19 @@ impl Store {
         spec: &crate::rules::spec::TrainingSpec,
         results: Vec<crate::engine::training::RunResult>,
     ) -> Result<crate::engine::training::UpdateOutcome, StoreError> {
-        match self.write(Op::UpdateExamples {
-            spec: Box::new(spec.clone()),
-            results,
-        })? {
-            Done::ExamplesUpdated(o) => Ok(o),
-            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
-        }
+        updated(self.write(update_op(spec, results))?)
+    }
+
+    /// [`Store::apply_example_results`] for async callers: no thread waits for the commit.
+    pub fn apply_example_results_async(
+        &self,
+        spec: &crate::rules::spec::TrainingSpec,
+        results: Vec<crate::engine::training::RunResult>,
+    ) -> impl std::future::Future<Output = Result<crate::engine::training::UpdateOutcome, StoreError>>
+           + Send
+           + 'static {
+        let answer = self.write_async(Ok(update_op(spec, results)));
+        async move { updated(answer.await?) }
     }
 
     /// Appends entries to the decision log in one transaction (ids from
@@ -845,10 +1091,17 @@ impl Store {
         &self,
         new: outcomes::NewOutcome,
     ) -> Result<outcomes::OutcomeRecord, StoreError> {
-        match self.write(Op::RecordOutcome(Box::new(new)))? {
-            Done::Outcome(o) => Ok(*o),
-            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
-        }
+        outcome_of(self.write(Op::RecordOutcome(Box::new(new)))?)
+    }
+
+    /// [`Store::record_outcome`] for async callers: no thread waits for the commit.
+    pub fn record_outcome_async(
+        &self,
+        new: outcomes::NewOutcome,
+    ) -> impl std::future::Future<Output = Result<outcomes::OutcomeRecord, StoreError>> + Send + 'static
+    {
+        let answer = self.write_async(Ok(Op::RecordOutcome(Box::new(new))));
+        async move { outcome_of(answer.await?) }
     }
 
     /// One logged decision.

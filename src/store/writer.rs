@@ -14,7 +14,7 @@ use super::sql::{self, head, Head};
 use super::{Clock, StoreError, StoreOptions};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 /// Most jobs one prune request deletes; `Store::prune` repeats until done.
@@ -159,7 +159,26 @@ pub struct Request {
     /// The change.
     pub op: Op,
     /// Where the outcome goes, after the commit.
-    pub reply: Sender<Result<Done, StoreError>>,
+    pub reply: Reply,
+}
+
+/// Where the writer sends the outcome of a change.
+#[derive(Debug)]
+pub enum Reply {
+    /// A thread that blocks until the answer is in (the CLI, the decision log's thread).
+    Blocking(std::sync::mpsc::Sender<Result<Done, StoreError>>),
+    /// A future that awaits it: no thread waits (the HTTP handlers).
+    Async(tokio::sync::oneshot::Sender<Result<Done, StoreError>>),
+}
+
+impl Reply {
+    /// Delivers the outcome; a caller that went away is ignored.
+    pub fn send(self, r: Result<Done, StoreError>) {
+        let _ = match self {
+            Reply::Blocking(tx) => tx.send(r).map_err(|_| ()),
+            Reply::Async(tx) => tx.send(r).map_err(|_| ()),
+        };
+    }
 }
 
 fn uuid() -> String {
@@ -624,12 +643,12 @@ pub fn run(
                     }
                 }
                 for (req, r) in batch.into_iter().zip(results) {
-                    let _ = req.reply.send(r);
+                    req.reply.send(r);
                 }
             }
             Err(e) => {
                 for req in batch {
-                    let _ = req.reply.send(Err(e.clone_shallow()));
+                    req.reply.send(Err(e.clone_shallow()));
                 }
             }
         }
