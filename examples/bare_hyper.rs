@@ -1,7 +1,7 @@
-//! Baseline for `scripts/load.sh`: a bare hyper 1 + tokio server that does the least a
-//! `recommend` endpoint must do — read the body, parse it as JSON — and answers a fixed
-//! decision of the same size as a real one (761 bytes, the shipped rules' answer for
-//! `{"trainset_size": 200, "budget_usd": 10}`).
+//! Baseline for `scripts/load.sh` and `examples/write_bench.rs`: a bare hyper 1 + tokio server
+//! that does the least an endpoint must do — read the body, parse it as JSON — and answers any
+//! POST with a fixed decision of the same size as a real one (761 bytes, the shipped rules'
+//! answer for `{"trainset_size": 200, "budget_usd": 10}`).
 //!
 //! Same stack as `skill-fleet serve`: hyper 1 `http1` with keep-alive, the tokio multi-thread
 //! runtime with its default worker count, `TCP_NODELAY` on every accepted socket, the body
@@ -37,7 +37,8 @@ fn reply(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
 }
 
 async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    if req.method() != Method::POST || req.uri().path() != "/api/v1/optimization/recommend" {
+    // Any POST path: the recommend load test and the write bench (`/api/v1/jobs…`) use it.
+    if req.method() != Method::POST {
         return Ok(reply(
             StatusCode::NOT_FOUND,
             Bytes::from_static(br#"{"error":"no route"}"#),
