@@ -98,6 +98,10 @@ def test_miprov2_and_bootstrap_fewshot_close_the_loop(server: Server, tmp_path: 
     assert metrics["outcomes"] == 2, metrics
     assert metrics["auto_selected"] == 2
     assert {"miprov2", "bootstrap_fewshot"} <= set(metrics["accuracy"]), metrics
+    # The live confidence moved: one MIPROv2 outcome in `general`, quality >= 0.8, so
+    # min(0.95, 0.75 + 0.1 x 1) = 0.85, x 0.8 for fewer than 20 examples = 0.68 (it was 0.6).
+    again = api.recommend(trainset_size=len(ids), budget_usd=10, quality_target=0.9)
+    assert (decision["confidence"], again["confidence"]) == (0.6, 0.68), (decision, again)
     assert metrics["decisions"]["total"] == 1
 
     # Each training example got two results (score 1, passed): the moving averages moved.
