@@ -122,3 +122,13 @@ fn token_cost_dry_run_prices_tokens() {
     assert_eq!(d["estimated_cost"].as_f64(), Some(40.0), "{d}");
     assert_eq!(d["estimated_time_minutes"].as_u64(), Some(90), "{d}");
 }
+
+#[test]
+fn only_rule_sets_with_rhai_are_evaluated_off_the_request_threads() {
+    let build = |dir: &Path| {
+        let files = skill_fleet::loader::read_dir(dir).expect("read");
+        skill_fleet::rules::build(&files).expect("valid")
+    };
+    assert!(!build(&root().join("rules")).runs_rhai);
+    assert!(build(&root().join("examples/token-cost")).runs_rhai);
+}

@@ -271,11 +271,33 @@ async fn decide(
         Err(r) => return Err(Box::pin(r.linger(timeout)).await),
     };
     let body = reply::read_json_body(body, limit, timeout).await?;
-    let (resp, entry) = decide_now(state, &body, explain, log)?;
+    let (resp, entry) = if state.rules.guard().runs_rhai {
+        // Rhai may run up to its time limit: not on a thread that serves other requests.
+        Box::pin(decide_on_blocking_pool(state, body, explain, log)).await?
+    } else {
+        decide_now(state, &body, explain, log)?
+    };
     if let (Some(entry), Some(dl)) = (entry, &state.decisions) {
         dl.push(entry).await.map_err(super::jobs::store_error)?;
     }
     Ok(resp)
+}
+
+/// [`decide_now`] on tokio's blocking pool (for rule sets that run Rhai).
+async fn decide_on_blocking_pool(
+    state: &Arc<AppState>,
+    body: bytes::Bytes,
+    explain: bool,
+    log: Option<&str>,
+) -> Result<(Response<Body>, Option<NewDecision>), ApiError> {
+    let state = Arc::clone(state);
+    let log = log.map(str::to_string);
+    tokio::task::spawn_blocking(move || decide_now(&state, &body, explain, log.as_deref()))
+        .await
+        .map_err(|e| {
+            tracing::error!("rule evaluation task failed: {e}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "rule evaluation failed")
+        })?
 }
 
 /// The decision for a request body: the response, and the decision log's entry when it is

@@ -1072,7 +1072,13 @@ fn semantic<'a>(
         fallback?,
         s.training.as_ref()?,
     );
+    let runs_rhai = cost.script.is_some()
+        || rules
+            .iter()
+            .chain(std::iter::once(&fallback))
+            .any(|r| r.pred.as_ref().is_some_and(|p| p.has_expr()));
     Some(RuleSet {
+        runs_rhai,
         revision: revision(files).into(),
         files: paths,
         context: ctx,

@@ -249,6 +249,10 @@ pub struct RuleSet {
     /// Context fields (by index) along which more must not get a weaker optimizer; checked
     /// by rule analysis.
     pub monotone_in: Vec<usize>,
+    /// Whether an evaluation can enter Rhai (an `expr:` condition or a cost script): the
+    /// server then evaluates on its blocking pool, so a script that runs up to its time limit
+    /// never holds a thread that serves other requests.
+    pub runs_rhai: bool,
 }
 
 impl std::fmt::Debug for RuleSet {
