@@ -20,19 +20,23 @@ fn rules_with_guard_off(dir: &TempDir) -> std::path::PathBuf {
     rules
 }
 
-#[test]
-fn the_shipped_rules_with_the_guard_off_equal_the_original_on_10000_random_inputs() {
-    let dir = TempDir::new("oracle");
-    let rules = rules_with_guard_off(&dir);
-    let out = Command::new("python3")
+/// Runs the oracle on `n` seeded inputs against `rules`.
+fn oracle(rules: &std::path::Path, n: u32) -> std::process::Output {
+    Command::new("python3")
         .arg(root().join("tests/oracle/original.py"))
         .arg("--bin")
         .arg(bin())
         .arg("--rules")
-        .arg(&rules)
-        .args(["--n", "10000", "--seed", "7"])
+        .arg(rules)
+        .args(["--n", &n.to_string(), "--seed", "7"])
         .output()
-        .expect("run python3 tests/oracle/original.py (python3 must be on the PATH)");
+        .expect("run python3 tests/oracle/original.py (python3 must be on the PATH)")
+}
+
+#[test]
+fn the_shipped_rules_with_the_guard_off_equal_the_original_on_10000_random_inputs() {
+    let dir = TempDir::new("oracle");
+    let out = oracle(&rules_with_guard_off(&dir), 10_000);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -56,15 +60,7 @@ fn the_oracle_sees_a_cent() {
     let changed = text.replacen("light: 0.5", "light: 0.5000001", 1);
     assert_ne!(changed, text, "cost.yaml no longer has `light: 0.5`");
     std::fs::write(&cost, changed).expect("write cost.yaml");
-    let out = Command::new("python3")
-        .arg(root().join("tests/oracle/original.py"))
-        .arg("--bin")
-        .arg(bin())
-        .arg("--rules")
-        .arg(&rules)
-        .args(["--n", "2000", "--seed", "7"])
-        .output()
-        .expect("run python3");
+    let out = oracle(&rules, 2_000);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("estimated_cost: original"), "{stdout}");

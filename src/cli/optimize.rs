@@ -467,26 +467,31 @@ pub fn run(
     let _ = store.close();
     match created {
         Ok((job, _)) => {
-            if a.db.format == Format::Json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&job).unwrap_or_default()
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "created job {} (pending) in `{}`",
-                    job.id,
-                    path.display()
-                );
-            }
+            let job = serde_json::to_value(&job).unwrap_or_default();
+            print_created(&job, a.db.format, &format!("in `{}`", path.display()), out);
             Exit::Ok
         }
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             Exit::Io
         }
+    }
+}
+
+/// Prints a created job: its JSON, or one line saying where it was created.
+fn print_created(job: &Value, format: Format, place: &str, out: &mut dyn Write) {
+    if format == Format::Json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(job).unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "created job {} (pending) {place}",
+            job["id"].as_str().unwrap_or("?")
+        );
     }
 }
 
@@ -536,20 +541,7 @@ fn create_through_server(
     });
     match api.post("/api/v1/jobs", &body) {
         Ok(job) => {
-            if a.db.format == Format::Json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&job).unwrap_or_default()
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "created job {} (pending) through {}",
-                    job["id"].as_str().unwrap_or("?"),
-                    api.url()
-                );
-            }
+            print_created(&job, a.db.format, &format!("through {}", api.url()), out);
             Ok(job)
         }
         Err(e) => Err(fail(e, err)),
