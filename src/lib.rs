@@ -6,11 +6,15 @@
 //! # Layout
 //!
 //! - [`diagnostic`]: source files, positions, `file:line:col` diagnostics.
+//! - [`util`]: rounding, hand-written JSON, time as text: the leaf every layer may use.
 //! - [`rules`]: the rule file format, its parsing and validation, compilation into an immutable
-//!   [`rules::RuleSet`], the Rhai sandbox and the fixtures. Pure: no I/O.
+//!   [`rules::RuleSet`], the Rhai sandbox and its time limits. Pure: no I/O.
 //! - [`engine`]: the decision (selection, cost, time, confidence, alternatives, budget guard).
 //!   Pure: no I/O, no clock.
 //! - [`decision`]: the decision and trace types returned by the CLI and the API.
+//! - [`check`]: what runs a rule set above the engine: fixtures, coverage, rule analysis, the
+//!   impact of a change. Pure.
+//! - [`schemas`]: the documents committed under `schemas/`.
 //! - [`outcome`]: outcomes of optimization runs as plain data (reports, recorded outcomes).
 //! - [`loader`]: reads a rules directory into source files (the only filesystem access of the
 //!   rule pipeline), keeps the live rule set and hot-reloads it (the only module that knows
@@ -18,9 +22,13 @@
 //! - [`config`]: configuration layers (defaults < file < environment < flags).
 //! - [`store`]: the SQLite database (the only module that knows rusqlite).
 //! - [`http`]: the HTTP API on hyper and tokio (the only module that knows hyper).
-//! - [`timefmt`]: RFC 3339 timestamps for the edges.
+//! - [`timefmt`]: the clock, read at the edges.
+//!
+//! The layers point one way (util, diagnostic < rules, decision < engine, outcome < check <
+//! the edges); `tests/architecture.rs` enforces it.
 //! - [`cli`]: the `skill-fleet` command line.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod decision;
@@ -30,5 +38,7 @@ pub mod http;
 pub mod loader;
 pub mod outcome;
 pub mod rules;
+pub mod schemas;
 pub mod store;
 pub mod timefmt;
+pub mod util;

@@ -206,9 +206,7 @@ impl OutcomeRecord {
     /// The record as a line of `selector_metrics.jsonl`.
     pub fn to_history(&self) -> HistoryRecord {
         HistoryRecord {
-            timestamp: Some(crate::timefmt::rfc3339(
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.at_ms.max(0) as u64),
-            )),
+            timestamp: Some(crate::util::time::rfc3339_ms(self.at_ms)),
             trainset_size: self.trainset_size,
             budget: self.budget,
             quality_target: self.quality_target,

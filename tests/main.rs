@@ -4,6 +4,7 @@
 mod support;
 
 mod analysis;
+mod architecture;
 mod cli_jobs;
 mod cli_rules;
 mod coverage;

@@ -169,7 +169,7 @@ fn patch(cf: &CostFile, proposals: &[Proposal], min: u64) -> String {
 
 /// Runs `rules calibrate`.
 pub fn run(dir: &Path, a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let age = match crate::timefmt::parse_age(&a.since) {
+    let age = match crate::util::time::parse_age(&a.since) {
         Ok(age) => age,
         Err(m) => {
             let _ = writeln!(err, "error: invalid --since: {m}");

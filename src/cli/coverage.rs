@@ -1,6 +1,6 @@
 //! `rules test --coverage`: the coverage report for a terminal and as JSON.
 
-use crate::rules::coverage::{Item, Kind, Report, GROUPS};
+use crate::check::coverage::{Item, Kind, Report, GROUPS};
 use std::fmt::Write as _;
 
 /// Parses `--threshold`: a percentage from 0 to 100.

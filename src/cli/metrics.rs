@@ -46,7 +46,7 @@ pub struct ExportArgs {
 
 /// Runs `metrics`.
 pub fn run(a: MetricsArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let age = match crate::timefmt::parse_age(&a.since) {
+    let age = match crate::util::time::parse_age(&a.since) {
         Ok(age) => age,
         Err(m) => {
             let _ = writeln!(err, "error: invalid --since: {m}");

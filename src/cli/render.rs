@@ -1,9 +1,9 @@
 //! Human renderings: decisions, traces, fixture reports, input errors, JUnit XML.
 
+use crate::check::fixtures::Outcome;
 use crate::decision::{Decision, Trace};
 use crate::diagnostic::SourceFile;
 use crate::rules::context::InputError;
-use crate::rules::fixtures::Outcome;
 use crate::rules::spec::Scalar;
 use std::fmt::Write as _;
 

@@ -3,10 +3,11 @@
 use super::coverage;
 use super::render;
 use super::Exit;
+use crate::check::fixtures;
 use crate::decision::Decision;
 use crate::diagnostic::{render_all, Diagnostic, Severity, SourceFile};
 use crate::engine::{self, history, Options};
-use crate::rules::{self, context::InputError, fixtures, schema, RuleSet};
+use crate::rules::{self, context::InputError, RuleSet};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -234,7 +235,7 @@ fn check(dir: &Path, a: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     // Rule analysis: warnings only, so the exit code stays 0.
     let analysis = {
         let _budget = crate::rules::deadline::overall(a.analysis_timeout.saturating_mul(1000));
-        engine::analysis::analyze_for_check(&rs)
+        crate::check::analysis::analyze_for_check(&rs)
     };
     let mut findings = analysis.shown;
     let hidden = if all {
@@ -335,7 +336,7 @@ fn run_fixtures(
     let failed = results.iter().filter(|r| !r.passed()).count();
     let passed = results.len() - failed;
     let cov = if a.coverage {
-        match rules::coverage::run(files, a.filter.as_deref()) {
+        match crate::check::coverage::run(files, a.filter.as_deref()) {
             Ok(c) => Some(c),
             Err(diags) => {
                 let _ = write!(err, "{}", render_all(&diags, files));
@@ -544,11 +545,7 @@ fn dry(rs: &RuleSet, a: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
 }
 
 fn schema_cmd(a: &SchemaArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let mut docs = schema::all();
-    docs.push(schema::SchemaDoc {
-        file: "openapi.json",
-        text: crate::http::openapi::text(),
-    });
+    let docs = crate::schemas::all();
     if a.check {
         let mut stale = Vec::new();
         for d in &docs {

@@ -2,8 +2,8 @@
 //! on the logged decisions and the fixtures of both rule sets.
 
 use super::{read_error_exit, Exit};
+use crate::check::impact::{Impact, Replay, Source};
 use crate::diagnostic::render_all;
-use crate::engine::impact::{Impact, Replay, Source};
 use crate::rules::RuleSet;
 use clap::Args;
 use std::io::Write;
@@ -56,7 +56,7 @@ fn build(dir: &Path, flag: &str, err: &mut dyn Write) -> Result<RuleSet, Exit> {
 
 /// Runs `rules diff`.
 pub fn run(dir: &Path, a: DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let age = match crate::timefmt::parse_age(&a.since) {
+    let age = match crate::util::time::parse_age(&a.since) {
         Ok(age) => age,
         Err(m) => {
             let _ = writeln!(err, "error: invalid --since: {m}");

@@ -2,9 +2,9 @@
 //! penalised for small trainsets, rounded like Python.
 
 use super::history::History;
-use super::round::round_py;
 use crate::decision::ConfidenceTrace;
 use crate::rules::ConfidenceModel;
+use crate::util::round::round_py;
 
 /// Computes the confidence of recommending `optimizer` for `domain` with `trainset_size`.
 pub fn confidence(

@@ -1,11 +1,11 @@
 //! Cost and time estimates: the built-in formula, or a Rhai function of the rule set.
 
-use super::round::round_py;
 use super::EvalError;
 use crate::decision::EstimateTrace;
 use crate::rules::context::Context;
 use crate::rules::script::to_dynamic;
 use crate::rules::{ModelInfo, Resolved, RuleSet};
+use crate::util::round::round_py;
 
 /// A cost and time estimate.
 #[derive(Debug, Clone, Copy, PartialEq)]

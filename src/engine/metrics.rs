@@ -26,7 +26,7 @@ pub struct Rate {
     /// Cases considered.
     pub of: u64,
     /// `count / of`.
-    #[serde(serialize_with = "super::round::four")]
+    #[serde(serialize_with = "crate::util::round::four")]
     pub rate: f64,
 }
 
@@ -46,15 +46,15 @@ pub struct Accuracy {
     /// Outcomes of runs with this optimizer.
     pub outcomes: u64,
     /// Mean quality reached.
-    #[serde(serialize_with = "super::round::four")]
+    #[serde(serialize_with = "crate::util::round::four")]
     pub mean_quality: f64,
     /// Mean absolute percentage error of the cost estimate against the actual cost.
-    #[serde(serialize_with = "super::round::four_opt")]
+    #[serde(serialize_with = "crate::util::round::four_opt")]
     pub cost_mape: Option<f64>,
     /// Outcomes behind `cost_mape` (an estimate and an actual cost above zero).
     pub cost_samples: u64,
     /// Mean absolute percentage error of the time estimate against the actual time.
-    #[serde(serialize_with = "super::round::four_opt")]
+    #[serde(serialize_with = "crate::util::round::four_opt")]
     pub time_mape: Option<f64>,
     /// Outcomes behind `time_mape`.
     pub time_samples: u64,

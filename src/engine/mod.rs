@@ -5,17 +5,13 @@
 //! [`Decision`](crate::decision::Decision). No I/O, no clock: time and history come in as
 //! arguments.
 
-pub mod analysis;
 pub mod calibrate;
 pub mod confidence;
 pub mod estimate;
 pub mod history;
-pub mod impact;
-pub mod json;
 pub mod metrics;
 pub mod recommend;
 pub mod reference;
-pub mod round;
 pub mod training;
 
 use crate::diagnostic::Diagnostic;

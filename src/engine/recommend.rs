@@ -143,11 +143,11 @@ impl Outcome<'_> {
     }
 
     fn write(&self, out: &mut Vec<u8>, full: bool) {
-        use super::json::str as json_str;
+        use crate::util::json::str as json_str;
         fn num<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
             let _ = serde_json::to_writer(&mut *out, v);
         }
-        use super::json::{f64 as json_f64, u64 as json_u64};
+        use crate::util::json::{f64 as json_f64, u64 as json_u64};
         out.extend_from_slice(b"{\"recommended\":");
         out.extend_from_slice(self.choice.json_optimizer.as_bytes());
         out.extend_from_slice(b",\"config\":");

@@ -3,8 +3,8 @@
 //! It is the oracle of the property tests (the shipped rules with the guard off must agree with
 //! it on every input) and the baseline of the `recommend` benchmark.
 
-use super::round::round_py;
 use crate::rules::spec::HistoryRecord;
+use crate::util::round::round_py;
 
 /// The inputs the original selector reads.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,8 +4,8 @@
 //! Everything here is pure: the rules come in as a [`TrainingSpec`], the examples as a slice,
 //! and time as an argument. Persistence lives in [`crate::store::examples`].
 
-use super::round;
 use crate::rules::spec::TrainingSpec;
+use crate::util::round;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -109,14 +109,7 @@ pub struct Example {
     pub tags: Vec<String>,
 }
 
-/// The names `quality_parts` may weigh.
-pub const SUB_SCORES: &[&str] = &[
-    "structure_completeness",
-    "pattern_clarity",
-    "practical_value",
-    "human_rating",
-    "quality_score",
-];
+pub use crate::rules::spec::SUB_SCORES;
 
 impl Example {
     /// A sub-score by name (the keys of `quality_parts`).

@@ -134,7 +134,7 @@ fn since_param(req: &Request<Incoming>) -> Result<(String, Option<i64>), ApiErro
             }
         }
     }
-    let age = crate::timefmt::parse_age(&text).map_err(|m| {
+    let age = crate::util::time::parse_age(&text).map_err(|m| {
         ApiError::new(StatusCode::BAD_REQUEST, m).details(vec![json!({"field": "since"})])
     })?;
     Ok((text, age))

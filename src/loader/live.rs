@@ -3,8 +3,9 @@
 //! rule set serving and records the error.
 
 use super::read_dir;
+use crate::check::fixtures;
 use crate::diagnostic::{render_all, Diagnostic, SourceFile};
-use crate::rules::{self, fixtures, RuleSet};
+use crate::rules::{self, RuleSet};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::VecDeque;

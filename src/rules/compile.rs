@@ -930,18 +930,16 @@ fn semantic<'a>(
             ));
         }
         for name in t.value.quality_parts.keys() {
-            if !crate::engine::training::SUB_SCORES.contains(&name.as_str()) {
+            if !super::spec::SUB_SCORES.contains(&name.as_str()) {
                 let mut d = Diagnostic::error(format!("unknown quality part `{name}`"));
-                d.help = crate::diagnostic::did_you_mean(
-                    name,
-                    crate::engine::training::SUB_SCORES.iter().copied(),
-                )
-                .or_else(|| {
-                    Some(format!(
-                        "quality parts: {}",
-                        crate::engine::training::SUB_SCORES.join(", ")
-                    ))
-                });
+                d.help =
+                    crate::diagnostic::did_you_mean(name, super::spec::SUB_SCORES.iter().copied())
+                        .or_else(|| {
+                            Some(format!(
+                                "quality parts: {}",
+                                super::spec::SUB_SCORES.join(", ")
+                            ))
+                        });
                 diags.push(t.at.key(d, &format!("/training/quality_parts/{name}")));
             }
         }

@@ -1,6 +1,6 @@
 //! The rule set: the file format ([`spec`]), parsing with positions ([`yaml`]), schema
 //! validation ([`schema`]), compilation into an immutable [`RuleSet`] ([`compile`]), the Rhai
-//! sandbox ([`script`]) and fixtures ([`fixtures`]).
+//! sandbox ([`script`]) with its time limits ([`deadline`]). Running the fixtures is in `check`.
 //!
 //! Nothing here touches files, network, environment or clock: the loader hands in
 //! [`SourceFile`]s and gets back a `RuleSet` or every problem found.
@@ -8,9 +8,7 @@
 pub mod compile;
 pub mod condition;
 pub mod context;
-pub mod coverage;
 pub mod deadline;
-pub mod fixtures;
 mod flat_json;
 pub mod instrument;
 pub mod schema;

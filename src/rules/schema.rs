@@ -1,28 +1,12 @@
 //! JSON Schemas generated from the Rust types, and validation of rule files against them with
 //! every error placed at its line and column.
 
-use super::spec::{HistoryRecord, RuleFile};
+use super::spec::RuleFile;
 use super::yaml::{escape_segment, Parsed};
-use crate::decision::Decision;
 use crate::diagnostic::{did_you_mean, suggest, Diagnostic, SourceFile};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::Value;
 use std::sync::OnceLock;
-
-/// A generated schema: its file name under `schemas/` and its JSON text.
-#[derive(Debug, Clone)]
-pub struct SchemaDoc {
-    /// File name, e.g. `rule-file.schema.json`.
-    pub file: &'static str,
-    /// Pretty-printed JSON with a trailing newline.
-    pub text: String,
-}
-
-fn pretty(v: &impl serde::Serialize) -> String {
-    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
-    s.push('\n');
-    s
-}
 
 /// Rewrites `anyOf: [X, {type: null}]` (how schemars writes `Option<Struct>`) to `X`, so
 /// errors inside X are reported as such instead of as "matches none of anyOf". A section or
@@ -54,7 +38,8 @@ fn strip_optional(v: &mut Value) {
     }
 }
 
-fn generate<T: schemars::JsonSchema>() -> Value {
+/// The draft-07 JSON Schema of `T`, with optional structs written as the struct itself.
+pub fn generate<T: schemars::JsonSchema>() -> Value {
     let schema = schemars::generate::SchemaSettings::draft07()
         .into_generator()
         .into_root_schema_for::<T>();
@@ -66,32 +51,6 @@ fn generate<T: schemars::JsonSchema>() -> Value {
 /// The JSON Schema of a rule file, as a value.
 pub fn rule_file_schema() -> Value {
     generate::<RuleFile>()
-}
-
-/// Every schema the project commits under `schemas/`.
-pub fn all() -> Vec<SchemaDoc> {
-    vec![
-        SchemaDoc {
-            file: "rule-file.schema.json",
-            text: pretty(&rule_file_schema()),
-        },
-        SchemaDoc {
-            file: "decision.schema.json",
-            text: pretty(&generate::<Decision>()),
-        },
-        SchemaDoc {
-            file: "config.schema.json",
-            text: pretty(&generate::<crate::config::Config>()),
-        },
-        SchemaDoc {
-            file: "history-record.schema.json",
-            text: pretty(&generate::<HistoryRecord>()),
-        },
-        SchemaDoc {
-            file: "training-examples.schema.json",
-            text: pretty(&generate::<Vec<crate::engine::training::Example>>()),
-        },
-    ]
 }
 
 struct Compiled {

@@ -401,6 +401,15 @@ pub struct GuardSpec {
     pub no_fit_reasoning: String,
 }
 
+/// The names `training.quality_parts` may weigh: the sub-scores of a training example.
+pub const SUB_SCORES: &[&str] = &[
+    "structure_completeness",
+    "pattern_clarity",
+    "practical_value",
+    "human_rating",
+    "quality_score",
+];
+
 /// Training-data quality: weights, thresholds and update factors.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -3,7 +3,7 @@
 
 use super::context::{ContextModel, Value};
 use crate::diagnostic::did_you_mean;
-use crate::engine::json::digits;
+use crate::util::json::digits;
 use std::fmt::Write as _;
 
 #[derive(Debug, Clone)]
@@ -145,7 +145,7 @@ impl Template {
 fn write_fixed(out: &mut String, n: f64, p: usize) {
     if p <= 9 && n.is_finite() && n.abs() < 1e9 {
         let scale = 10i64.pow(p as u32);
-        let scaled = (crate::engine::round::round_py(n, p as u32) * scale as f64).round() as i64;
+        let scaled = (crate::util::round::round_py(n, p as u32) * scale as f64).round() as i64;
         if scaled < 0 {
             out.push('-');
         }

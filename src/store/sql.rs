@@ -2,7 +2,6 @@
 
 use super::job::{Hitl, Job, LeaseInfo, Progress, Status};
 use rusqlite::{Connection, OptionalExtension, Row};
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Columns of `jobs`, in the order [`row_to_job`] reads them.
 pub const COLUMNS: &str = "id, job_type, status, user_id, task, payload, result, error, \
@@ -12,7 +11,7 @@ pub const COLUMNS: &str = "id, job_type, status, user_id, task, payload, result,
 
 /// Milliseconds since the epoch as RFC 3339.
 pub fn ms_to_rfc3339(ms: i64) -> String {
-    crate::timefmt::rfc3339(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+    crate::util::time::rfc3339_ms(ms)
 }
 
 fn json(text: Option<String>) -> Option<serde_json::Value> {

@@ -2,15 +2,15 @@
 //! alternatives and Rhai code the fixtures exercise, and which they never reach.
 //!
 //! The fixtures run a second time on a coverage build of the rule set
-//! ([`super::build_instrumented`]), whose Rhai functions and `expr:` conditions record that
+//! ([`crate::rules::build_instrumented`]), whose Rhai functions and `expr:` conditions record that
 //! they ran; the rule that fired, the guard's step and the alternatives come from each
 //! decision and its trace. The rule set that serves and the normal fixture run are not
 //! instrumented.
 
-use super::instrument::{Recorder, SiteKind};
-use super::{build_instrumented, RuleSet};
 use crate::diagnostic::{Diagnostic, SourceFile};
 use crate::engine::{recommend, Options};
+use crate::rules::instrument::{Recorder, SiteKind};
+use crate::rules::{build_instrumented, RuleSet};
 use serde::Serialize;
 use std::sync::Arc;
 

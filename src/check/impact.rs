@@ -2,7 +2,7 @@
 //! change by old → new optimizer, with the cost delta and a few example inputs. Pure: the
 //! inputs (logged decisions, fixtures) come in as arguments.
 
-use super::{evaluate, Options};
+use crate::engine::{evaluate, Options};
 use crate::rules::RuleSet;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -50,10 +50,10 @@ pub struct Group {
     /// Inputs that moved.
     pub count: u64,
     /// Sum of (new − old) estimated cost over the inputs both sides estimated.
-    #[serde(serialize_with = "super::round::four")]
+    #[serde(serialize_with = "crate::util::round::four")]
     pub cost_delta: f64,
     /// Mean of the same.
-    #[serde(serialize_with = "super::round::four")]
+    #[serde(serialize_with = "crate::util::round::four")]
     pub cost_delta_mean: f64,
     /// A few of the inputs.
     pub examples: Vec<Example>,
@@ -185,8 +185,9 @@ impl<'a> Replay<'a> {
     pub fn finish(mut self) -> Impact {
         let mut groups: Vec<Group> = self.groups.into_values().collect();
         for g in &mut groups {
-            g.cost_delta = super::round::round_py(g.cost_delta, 2);
-            g.cost_delta_mean = super::round::round_py(g.cost_delta / g.count.max(1) as f64, 2);
+            g.cost_delta = crate::util::round::round_py(g.cost_delta, 2);
+            g.cost_delta_mean =
+                crate::util::round::round_py(g.cost_delta / g.count.max(1) as f64, 2);
         }
         groups.sort_by(|x, y| y.count.cmp(&x.count).then_with(|| x.from.cmp(&y.from)));
         self.impact.groups = groups;

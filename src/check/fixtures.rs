@@ -1,10 +1,10 @@
 //! Runs the fixtures that live with the rules (input → expected decision).
 
-use super::spec::{Expect, Scalar};
-use super::{FixtureDef, RuleSet};
 use crate::decision::Decision;
 use crate::diagnostic::Diagnostic;
 use crate::engine::{recommend, Options};
+use crate::rules::spec::{Expect, Scalar};
+use crate::rules::{FixtureDef, RuleSet};
 
 /// The result of one fixture.
 #[derive(Debug, Clone)]
