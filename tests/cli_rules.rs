@@ -413,3 +413,48 @@ fn help_lists_the_commands() {
         t.stdout
     );
 }
+
+#[test]
+fn the_cli_and_the_server_accept_and_refuse_the_same_decision_inputs() {
+    use super::support::{shipped_rules, test_config, TestServer};
+    let srv = TestServer::start(test_config(&shipped_rules()), None);
+    let bodies = [
+        r#"{"trainset_size": 200, "budget_usd": 10}"#,
+        r#"{"trainset_size": 200, "budget_dollars": 3}"#,
+        r#"{"trainset_size": 5, "trainset_size": 6}"#,
+        r#"{"trainset_size": 50, "budget_usd": 1, "budget_dollars": 2}"#,
+        r#"{"trainset_size": 0}"#,
+        r#"{"trainset_size": "many", "colour": "red"}"#,
+        r#"{"budget_usd": 10}"#,
+        r#"{"trainset_size": 50, "model": "no-such-model"}"#,
+    ];
+    for body in bodies {
+        let http = srv.post_json("/api/v1/rules/evaluate", body);
+        let cli = super::support::run_in(
+            &super::support::root(),
+            &["rules", "test", "--input", "-", "--format", "json"],
+            Some(body),
+        );
+        let cli_json: Value = serde_json::from_str(&cli.stdout)
+            .unwrap_or_else(|e| panic!("{body}: cli printed no JSON ({e}): {cli:?}"));
+        if http.status == 200 {
+            assert_eq!(
+                cli.code, 0,
+                "{body}: the server accepts it, the CLI does not: {cli:?}"
+            );
+            // The revision hashes the files with their paths as given (absolute here, relative
+            // for the CLI); everything else must be equal.
+            let (mut h, mut c) = (http.json(), cli_json);
+            h["rules_revision"] = Value::Null;
+            c["rules_revision"] = Value::Null;
+            assert_eq!(h, c, "{body}");
+        } else {
+            assert_eq!(http.status, 422, "{body}: {http:?}");
+            assert_eq!(
+                cli.code, 4,
+                "{body}: the server refuses it, the CLI does not: {cli:?}"
+            );
+            assert_eq!(http.json()["details"], cli_json["details"], "{body}");
+        }
+    }
+}

@@ -25,7 +25,6 @@ mod parse_errors;
 pub mod reply;
 mod routes;
 mod training;
-mod unique_json;
 
 use crate::config::Config;
 use crate::engine::history::HistoryIndex;

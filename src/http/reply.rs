@@ -344,7 +344,7 @@ pub async fn json_object(
     timeout: std::time::Duration,
 ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let bytes = json_body(req, limit, timeout).await?;
-    match super::unique_json::parse(&bytes) {
+    match crate::util::unique_json::parse(&bytes) {
         Ok((_, Some(path))) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("field `{path}` is given twice"),

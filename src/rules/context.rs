@@ -174,6 +174,23 @@ fn fmt_num(n: f64) -> String {
 }
 
 impl ContextModel {
+    /// The problem of a field given twice (under the same name, or under two of its names),
+    /// `key` being the second; `None` for a key that names no field.
+    pub fn given_twice(&self, key: &str) -> Option<InputError> {
+        self.index_of(key).map(|i| self.given_twice_at(i, key))
+    }
+
+    fn given_twice_at(&self, i: usize, key: &str) -> InputError {
+        InputError {
+            field: key.to_string(),
+            message: format!(
+                "field `{}` is given twice (as `{key}`)",
+                self.fields[i].name
+            ),
+            help: Some("send the field under one name only".into()),
+        }
+    }
+
     /// Builds the model; `fields` are already validated (see `compile`).
     pub fn new(fields: Vec<Field>, known: WellKnown) -> Self {
         let mut lookup: Vec<(Box<str>, usize)> = Vec::new();
@@ -443,11 +460,7 @@ impl Collected {
             return;
         }
         if self.marks.get(i) != Mark::Empty {
-            self.problem(|| InputError {
-                field: key.to_string(),
-                message: format!("field `{}` is given twice (as `{key}`)", field.name),
-                help: Some("send the field under one name only".into()),
-            });
+            self.problem(|| m.given_twice_at(i, key));
             return;
         }
         match convert(field, key, raw) {

@@ -5,3 +5,4 @@
 pub mod json;
 pub mod round;
 pub mod time;
+pub mod unique_json;

@@ -1,7 +1,7 @@
-//! JSON parsing that refuses duplicate keys at any depth. `serde_json::Value` keeps the last of
+//! JSON parsing that notes duplicate keys at any depth. `serde_json::Value` keeps the last of
 //! two equal keys, so a body such as `{"task": "a", "task": "b"}` would be accepted with one
-//! value silently dropped; every request body of the API is read through here instead, and
-//! the first duplicate is answered with 422 naming its path, as the recommend route does.
+//! value silently dropped; every request body of the API, and the CLI's `--input`, is read
+//! through here instead, and the first duplicate is refused naming its path.
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
