@@ -6,21 +6,21 @@
 //! unknown job → 404, stale lease or illegal transition → 409 (with the current status),
 //! invalid input → 422 naming the field, anything else → 500 (logged).
 
+use super::extract::{blocking, body, invalid, not_found, parse, store_error};
 use super::metrics::Route;
 use super::reply::{self, ApiError, Body};
 use super::AppState;
 use crate::diagnostic::did_you_mean;
 use crate::store::job::{self, Job, NewJob, Progress, Status};
-use crate::store::{Filter, JobChange, Store, StoreError};
+use crate::store::{Filter, JobChange, Store};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, LOCATION, TRANSFER_ENCODING};
 use hyper::{Method, Request, Response, StatusCode};
 use schemars::JsonSchema;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 const PREFIX: &str = "/api/v1/jobs";
@@ -305,20 +305,6 @@ pub(super) struct HitlView<'a> {
     response: Option<&'a Value>,
 }
 
-/// Reads a JSON object body and deserializes it; field problems are 422 naming the field.
-pub(super) async fn body<T: DeserializeOwned>(
-    state: &AppState,
-    req: Request<Incoming>,
-) -> Result<T, ApiError> {
-    let map = reply::json_object(
-        req,
-        state.config.server.body_limit_bytes,
-        std::time::Duration::from_millis(state.config.server.body_read_timeout_ms),
-    )
-    .await?;
-    parse(&map, "")
-}
-
 /// A body that may be absent (no length, or length 0); when present it must be `{}`.
 async fn empty_body(state: &AppState, req: Request<Incoming>) -> Result<(), ApiError> {
     let h = req.headers();
@@ -333,57 +319,6 @@ async fn empty_body(state: &AppState, req: Request<Incoming>) -> Result<(), ApiE
     Ok(())
 }
 
-/// Deserializes `map` into `T`, naming the offending field (with `prefix`, e.g. `progress.`)
-/// when it does not fit: unknown and missing fields come from serde's message; for a value of
-/// the wrong type or range, each field is tried alone to find the one serde refuses.
-pub(super) fn parse<T: DeserializeOwned>(
-    map: &Map<String, Value>,
-    prefix: &str,
-) -> Result<T, ApiError> {
-    let whole = Value::Object(map.clone());
-    let err = match T::deserialize(&whole) {
-        Ok(v) => return Ok(v),
-        Err(e) => e.to_string(),
-    };
-    let quoted = |after: &str| {
-        err.strip_prefix(after)
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_string)
-    };
-    if let Some(name) = quoted("unknown field `") {
-        let expected: Vec<&str> = err
-            .split_once("expected")
-            .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
-            .unwrap_or_default();
-        let help = did_you_mean(&name, expected.iter().copied()).or_else(|| {
-            (!expected.is_empty()).then(|| {
-                let known: Vec<String> =
-                    expected.iter().map(|f| format!("`{prefix}{f}`")).collect();
-                format!("known fields: {}", known.join(", "))
-            })
-        });
-        let field = format!("{prefix}{name}");
-        return Err(invalid(&field, format!("unknown field `{field}`"), help));
-    }
-    if let Some(name) = quoted("missing field `") {
-        let field = format!("{prefix}{name}");
-        return Err(invalid(&field, format!("missing field `{field}`"), None));
-    }
-    for (k, v) in map {
-        let alone = Value::Object(Map::from_iter([(k.clone(), v.clone())]));
-        if let Err(e) = T::deserialize(&alone) {
-            let e = e.to_string();
-            if !e.starts_with("missing field") {
-                let field = format!("{prefix}{k}");
-                return Err(invalid(&field, format!("invalid `{field}`: {e}"), None));
-            }
-        }
-    }
-    let field = prefix.trim_end_matches('.');
-    Err(invalid(field, format!("invalid request body: {err}"), None))
-}
-
-/// 422 naming a field.
 /// The per-example results of an optimization run, when its result carries
 /// `example_results: [{example_id, score, passed}]`; they update the training examples.
 fn example_results(
@@ -415,14 +350,6 @@ fn example_results(
     Ok(Some(results))
 }
 
-pub(super) fn invalid(field: &str, message: String, help: Option<String>) -> ApiError {
-    let mut detail = json!({"field": field, "message": message});
-    if let Some(h) = help {
-        detail["help"] = Value::String(h);
-    }
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message).details(vec![detail])
-}
-
 /// The lease in milliseconds: `lease_seconds` when given, else the configured default.
 fn lease_ms(given: Option<u64>, default: u64) -> Result<i64, ApiError> {
     let secs = given.unwrap_or(default);
@@ -434,57 +361,6 @@ fn lease_ms(given: Option<u64>, default: u64) -> Result<i64, ApiError> {
         ));
     }
     Ok((secs * 1000) as i64)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Store calls and their errors
-// ---------------------------------------------------------------------------------------------
-
-/// Runs a store call on the blocking pool.
-pub(super) async fn blocking<T, F>(store: Arc<Store>, f: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-{
-    match tokio::task::spawn_blocking(move || f(&store)).await {
-        Ok(r) => r.map_err(store_error),
-        Err(e) => {
-            tracing::error!("job store task failed: {e}");
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the job store task failed; the server log has the details",
-            ))
-        }
-    }
-}
-
-fn not_found(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no job `{id}`"))
-}
-
-pub(super) fn store_error(e: StoreError) -> ApiError {
-    match &e {
-        StoreError::NotFound(id) => not_found(id),
-        StoreError::StaleLease { status, .. } => ApiError::new(StatusCode::CONFLICT, e.to_string())
-            .details(vec![json!({"current_status": status})]),
-        StoreError::IllegalTransition { from, .. } => {
-            ApiError::new(StatusCode::CONFLICT, e.to_string())
-                .details(vec![json!({"current_status": from})])
-        }
-        StoreError::Lost(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        StoreError::Invalid(msg) => {
-            // Store messages quote the field first: "`job_type` must be 1 to 100 characters".
-            let field = msg.split('`').nth(1).unwrap_or("");
-            invalid(field, msg.clone(), None)
-        }
-        _ => {
-            tracing::error!("job store error: {e}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the job store failed; the server log has the details",
-            )
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 
 mod conn;
 pub mod decision_log;
+mod extract;
 mod jobs;
 pub mod metrics;
 pub mod openapi;

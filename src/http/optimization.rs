@@ -1,7 +1,7 @@
 //! `POST /api/v1/optimization/outcomes` (record the outcome of a run not tracked as a job) and
 //! `GET /api/v1/optimization/metrics` (selector metrics over a window).
 
-use super::jobs::{blocking, invalid, parse};
+use super::extract::{blocking, invalid, parse, store_error};
 use super::reply::{self, ApiError, Body};
 use super::AppState;
 use crate::outcome::{parse_report, Context, NewOutcome};
@@ -88,7 +88,7 @@ pub(super) async fn record_outcome(
     if let Some(id) = body.decision_id {
         // The decision may still be queued behind the response that announced it.
         if let Some(log) = &state.decisions {
-            log.sync().await.map_err(super::jobs::store_error)?;
+            log.sync().await.map_err(store_error)?;
         }
         let s = Arc::clone(&store);
         if blocking(s, move |s| s.decision(id)).await?.is_none() {
@@ -108,10 +108,7 @@ pub(super) async fn record_outcome(
         job_id: None,
         context,
     };
-    let record = store
-        .record_outcome_async(new)
-        .await
-        .map_err(super::jobs::store_error)?;
+    let record = store.record_outcome_async(new).await.map_err(store_error)?;
     state.refresh_history_logged().await;
     Ok(reply::json(StatusCode::CREATED, &record))
 }
@@ -150,7 +147,7 @@ pub(super) async fn metrics(
     };
     let (window, age) = since_param(req)?;
     if let Some(log) = &state.decisions {
-        log.sync().await.map_err(super::jobs::store_error)?;
+        log.sync().await.map_err(store_error)?;
     }
     let body = blocking(store, move |s| {
         let since_ms = age.map_or(i64::MIN, |a| s.now_ms().saturating_sub(a));

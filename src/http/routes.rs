@@ -278,7 +278,7 @@ async fn decide(
         decide_now(state, &body, explain, log)?
     };
     if let (Some(entry), Some(dl)) = (entry, &state.decisions) {
-        dl.push(entry).await.map_err(super::jobs::store_error)?;
+        dl.push(entry).await.map_err(super::extract::store_error)?;
     }
     Ok(resp)
 }
@@ -345,7 +345,7 @@ fn decide_now(
     }
     let log = match (log, &state.decisions) {
         (Some(rid), Some(dl)) => {
-            d.decision_id = Some(dl.next_id().map_err(super::jobs::store_error)?);
+            d.decision_id = Some(dl.next_id().map_err(super::extract::store_error)?);
             Some(rid)
         }
         _ => None,
@@ -451,7 +451,7 @@ async fn rollback(
     state: &Arc<AppState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let b: RollbackBody = super::jobs::body(state, req).await?;
+    let b: RollbackBody = super::extract::body(state, req).await?;
     let live = Arc::clone(&state.rules);
     let rev = b.revision.trim().to_string();
     let outcome = tokio::task::spawn_blocking(move || live.rollback(&rev))
@@ -470,14 +470,14 @@ async fn rollback(
         }
         Rollback::Unchanged => "unchanged",
         Rollback::Unknown(list) => {
-            return Err(super::jobs::invalid(
+            return Err(super::extract::invalid(
                 "revision",
                 format!("no kept revision `{}`", b.revision.trim()),
                 Some(kept(&list)),
             ))
         }
         Rollback::Ambiguous(list) => {
-            return Err(super::jobs::invalid(
+            return Err(super::extract::invalid(
                 "revision",
                 format!(
                     "`{}` matches more than one kept revision",

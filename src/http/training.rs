@@ -2,7 +2,7 @@
 //! results. Scoring uses the training rules of the live rule set; store calls run on tokio's
 //! blocking pool; `POST /results` requires the API token when one is configured.
 
-use super::jobs::{blocking, body, invalid};
+use super::extract::{blocking, body, invalid, store_error};
 use super::metrics::Route;
 use super::reply::{self, ApiError, Body};
 use super::AppState;
@@ -140,7 +140,7 @@ pub(super) async fn handle(
             let outcome = store
                 .apply_example_results_async(&spec, b.results)
                 .await
-                .map_err(super::jobs::store_error)?;
+                .map_err(store_error)?;
             Ok(reply::json(StatusCode::OK, &outcome))
         }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),
