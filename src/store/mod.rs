@@ -9,125 +9,31 @@
 //! write-through cache of jobs.
 
 pub mod cache;
+mod change;
 pub mod decisions;
+mod error;
 pub mod examples;
 pub mod file;
 pub mod job;
+mod migrations;
 pub mod outcomes;
+mod reads;
 mod sql;
 pub mod writer;
 
 use cache::Cache;
-use job::{Job, NewJob, Progress, Status};
+use job::{Job, NewJob, Progress};
 use rusqlite::{Connection, OpenFlags};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use writer::{Done, Op, Request, WriterStats};
 
-/// Schema migrations, applied in order; never edit a shipped one, only append.
-pub const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "create meta",
-        "CREATE TABLE IF NOT EXISTS meta (
-             key   TEXT PRIMARY KEY,
-             value TEXT NOT NULL
-         );
-         INSERT OR IGNORE INTO meta (key, value) VALUES ('created_by', 'skill-fleet');",
-    ),
-    (
-        "create jobs",
-        "CREATE TABLE jobs (
-             id               TEXT PRIMARY KEY,
-             job_type         TEXT NOT NULL,
-             status           TEXT NOT NULL CHECK (status IN
-                                ('pending', 'running', 'pending_hitl', 'completed', 'failed', 'cancelled')),
-             user_id          TEXT,
-             task             TEXT NOT NULL DEFAULT '',
-             payload          TEXT NOT NULL DEFAULT '{}',
-             result           TEXT,
-             error            TEXT,
-             progress_percent REAL NOT NULL DEFAULT 0,
-             progress_message TEXT,
-             progress_phase   TEXT,
-             attempt          INTEGER NOT NULL DEFAULT 0,
-             max_attempts     INTEGER NOT NULL DEFAULT 3,
-             lease_owner      TEXT,
-             lease_token      TEXT,
-             lease_expires_at INTEGER,
-             hitl_type        TEXT,
-             hitl_data        TEXT,
-             hitl_response    TEXT,
-             idempotency_key  TEXT UNIQUE,
-             not_before       INTEGER,
-             created_at       INTEGER NOT NULL,
-             updated_at       INTEGER NOT NULL,
-             started_at       INTEGER,
-             completed_at     INTEGER,
-             version          INTEGER NOT NULL DEFAULT 1
-         );
-         CREATE INDEX jobs_claim ON jobs (status, created_at) WHERE status = 'pending';
-         CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE status = 'running';
-         CREATE INDEX jobs_newest ON jobs (created_at DESC, id DESC);
-         CREATE INDEX jobs_retention ON jobs (completed_at) WHERE completed_at IS NOT NULL;",
-    ),
-    (
-        "create examples",
-        "CREATE TABLE examples (
-             example_id    TEXT PRIMARY KEY,
-             category      TEXT NOT NULL,
-             style         TEXT NOT NULL,
-             quality_score REAL NOT NULL,
-             success_rate  REAL,
-             usage_count   INTEGER NOT NULL DEFAULT 0,
-             last_used     TEXT,
-             record        TEXT NOT NULL,
-             updated_at    INTEGER NOT NULL
-         );
-         CREATE INDEX examples_category ON examples (category);",
-    ),
-    (
-        "create decisions and outcomes",
-        "CREATE TABLE decisions (
-             id             INTEGER PRIMARY KEY,
-             created_at     INTEGER NOT NULL,
-             request_id     TEXT,
-             source         TEXT NOT NULL,
-             revision       TEXT NOT NULL,
-             rule           TEXT NOT NULL,
-             optimizer      TEXT NOT NULL,
-             variant        TEXT,
-             estimated_cost REAL NOT NULL,
-             estimated_time REAL NOT NULL,
-             input          TEXT NOT NULL,
-             output         TEXT NOT NULL
-         );
-         CREATE TABLE outcomes (
-             id             INTEGER PRIMARY KEY,
-             decision_id    INTEGER,
-             job_id         TEXT UNIQUE,
-             created_at     INTEGER NOT NULL,
-             domain         TEXT NOT NULL,
-             optimizer_used TEXT NOT NULL,
-             recommended    TEXT,
-             rule           TEXT,
-             revision       TEXT,
-             trainset_size  INTEGER,
-             budget         REAL,
-             quality_target REAL,
-             model          TEXT,
-             variant        TEXT,
-             estimated_cost REAL,
-             estimated_time REAL,
-             actual_cost    REAL,
-             actual_time    REAL,
-             quality        REAL NOT NULL,
-             auto_selected  INTEGER NOT NULL
-         );
-         CREATE INDEX outcomes_decision ON outcomes (decision_id);",
-    ),
-];
+pub use change::JobChange;
+use change::{claim_op, claimed, create_op, created, job_of, outcome_of, update_op, updated};
+pub use error::StoreError;
+pub use migrations::{pending_migrations, MIGRATIONS};
+pub use reads::{DbStatus, Filter, Page};
 
 /// Milliseconds since the epoch, as the store's clock gives them.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -173,217 +79,6 @@ impl Default for StoreOptions {
     }
 }
 
-fn unexpected() -> StoreError {
-    StoreError::Invalid("unexpected writer answer".into())
-}
-
-fn job_of(d: Done) -> Result<Job, StoreError> {
-    match d {
-        Done::Job(j) | Done::Created(j, _) => Ok(j),
-        _ => Err(unexpected()),
-    }
-}
-
-fn create_op(new: NewJob) -> Result<Op, StoreError> {
-    new.check().map_err(StoreError::Invalid)?;
-    Ok(Op::Create(new))
-}
-
-fn created(d: Done) -> Result<(Job, bool), StoreError> {
-    match d {
-        Done::Created(j, created) => Ok((j, created)),
-        _ => Err(unexpected()),
-    }
-}
-
-fn check_lease(lease_ms: i64) -> Result<(), StoreError> {
-    if (1_000..=86_400_000).contains(&lease_ms) {
-        Ok(())
-    } else {
-        Err(StoreError::Invalid(format!(
-            "lease of {lease_ms} ms is outside 1000..=86400000"
-        )))
-    }
-}
-
-fn claim_op(
-    worker: &str,
-    types: &[String],
-    lease_ms: i64,
-    id: Option<&str>,
-) -> Result<Op, StoreError> {
-    if worker.trim().is_empty() {
-        return Err(StoreError::Invalid("`worker` must not be empty".into()));
-    }
-    job::check_len("worker", worker, 1, job::MAX_WORKER).map_err(StoreError::Invalid)?;
-    check_lease(lease_ms)?;
-    Ok(Op::Claim {
-        worker: worker.to_string(),
-        types: types.to_vec(),
-        lease_ms,
-        job: id.map(str::to_string),
-    })
-}
-
-fn claimed(d: Done) -> Result<Option<(Job, String)>, StoreError> {
-    match d {
-        Done::Claimed(c) => Ok(c),
-        _ => Err(unexpected()),
-    }
-}
-
-fn outcome_of(d: Done) -> Result<outcomes::OutcomeRecord, StoreError> {
-    match d {
-        Done::Outcome(o) => Ok(*o),
-        _ => Err(unexpected()),
-    }
-}
-
-fn update_op(
-    spec: &crate::rules::spec::TrainingSpec,
-    results: Vec<crate::engine::training::RunResult>,
-) -> Op {
-    Op::UpdateExamples {
-        spec: Box::new(spec.clone()),
-        results,
-    }
-}
-
-fn updated(d: Done) -> Result<crate::engine::training::UpdateOutcome, StoreError> {
-    match d {
-        Done::ExamplesUpdated(o) => Ok(o),
-        _ => Err(unexpected()),
-    }
-}
-
-/// A change to one job, by a worker holding its lease or by a human.
-#[derive(Debug)]
-pub enum JobChange<'a> {
-    /// Extend the lease and record progress.
-    Heartbeat {
-        /// Job.
-        id: &'a str,
-        /// Lease token.
-        token: &'a str,
-        /// New lease length.
-        lease_ms: i64,
-        /// Progress to record.
-        progress: Option<Progress>,
-    },
-    /// Complete a running job; for an `optimization` job, `training` (the rules and the
-    /// per-example results of the run) updates the training examples in the same transaction.
-    Complete {
-        /// Job.
-        id: &'a str,
-        /// Lease token.
-        token: &'a str,
-        /// The result.
-        result: serde_json::Value,
-        /// The training rules and the per-example results.
-        training: Option<(
-            &'a crate::rules::spec::TrainingSpec,
-            Vec<crate::engine::training::RunResult>,
-        )>,
-    },
-    /// Fail a running job; with `retry`, back to pending while attempts remain.
-    Fail {
-        /// Job.
-        id: &'a str,
-        /// Lease token.
-        token: &'a str,
-        /// What went wrong.
-        error: &'a str,
-        /// Retry later.
-        retry: bool,
-    },
-    /// Park a running job in `pending_hitl` with a question.
-    RequestHitl {
-        /// Job.
-        id: &'a str,
-        /// Lease token.
-        token: &'a str,
-        /// Kind of question.
-        kind: &'a str,
-        /// The question's data.
-        data: serde_json::Value,
-    },
-    /// A human's answer; the job goes back to pending.
-    RespondHitl {
-        /// Job.
-        id: &'a str,
-        /// The answer.
-        response: serde_json::Value,
-    },
-    /// Cancel a job that is not terminal.
-    Cancel {
-        /// Job.
-        id: &'a str,
-    },
-}
-
-impl JobChange<'_> {
-    /// The writer's operation, after the checks that need no database.
-    fn into_op(self) -> Result<Op, StoreError> {
-        Ok(match self {
-            JobChange::Heartbeat {
-                id,
-                token,
-                lease_ms,
-                progress,
-            } => {
-                check_lease(lease_ms)?;
-                Op::Heartbeat {
-                    id: id.to_string(),
-                    token: token.to_string(),
-                    lease_ms,
-                    progress,
-                }
-            }
-            JobChange::Complete {
-                id,
-                token,
-                result,
-                training,
-            } => Op::Complete {
-                id: id.to_string(),
-                token: token.to_string(),
-                result,
-                training: training.map(|(spec, r)| (Box::new(spec.clone()), r)),
-            },
-            JobChange::Fail {
-                id,
-                token,
-                error,
-                retry,
-            } => {
-                job::check_len("error", error, 0, job::MAX_ERROR).map_err(StoreError::Invalid)?;
-                Op::Fail {
-                    id: id.to_string(),
-                    token: token.to_string(),
-                    error: error.to_string(),
-                    retry,
-                }
-            }
-            JobChange::RequestHitl {
-                id,
-                token,
-                kind,
-                data,
-            } => Op::RequestHitl {
-                id: id.to_string(),
-                token: token.to_string(),
-                kind: kind.to_string(),
-                data,
-            },
-            JobChange::RespondHitl { id, response } => Op::RespondHitl {
-                id: id.to_string(),
-                response,
-            },
-            JobChange::Cancel { id } => Op::Cancel { id: id.to_string() },
-        })
-    }
-}
-
 /// The writer's answer to one submitted change, after its commit, awaited.
 struct Answer(tokio::sync::oneshot::Receiver<Result<Done, StoreError>>);
 
@@ -391,114 +86,6 @@ impl Answer {
     /// Awaits the answer.
     async fn done(self) -> Result<Done, StoreError> {
         self.0.await.map_err(|_| StoreError::Closed)?
-    }
-}
-
-/// A page of jobs, newest first.
-#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
-pub struct Page {
-    /// The jobs.
-    pub jobs: Vec<Job>,
-    /// Pass as `cursor` to get the next page; none on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// Filters of a job listing.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Only this status.
-    pub status: Option<Status>,
-    /// Only this type.
-    pub job_type: Option<String>,
-    /// Only this user.
-    pub user_id: Option<String>,
-    /// Page size (1..=500).
-    pub limit: usize,
-    /// From a previous page's `next_cursor`.
-    pub cursor: Option<String>,
-}
-
-/// A store problem.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// No job with this id.
-    #[error("no job `{0}`")]
-    NotFound(String),
-    /// The change is not allowed from the job's current status.
-    #[error("job `{id}` is {from}; it cannot become {to}")]
-    IllegalTransition {
-        /// Job.
-        id: String,
-        /// Current status.
-        from: Status,
-        /// Requested status.
-        to: Status,
-    },
-    /// The lease token is not the current one, or the lease expired.
-    #[error("stale lease for job `{id}`: the token is not the current one or the lease expired")]
-    StaleLease {
-        /// Job.
-        id: String,
-        /// Current status.
-        status: Status,
-    },
-    /// Bad input.
-    #[error("{0}")]
-    Invalid(String),
-    /// The writer stopped.
-    #[error("the store is closed")]
-    Closed,
-    /// The batch this change was part of could not be committed.
-    #[error("database write failed: {0}")]
-    Batch(String),
-    /// SQLite reported an error.
-    #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
-    /// The database file does not exist and was not to be created.
-    #[error("database `{0}` does not exist")]
-    Missing(PathBuf),
-    /// The database was written by a newer skill-fleet.
-    #[error("database `{path}` has schema version {found}, newer than this build's {supported}")]
-    TooNew {
-        /// File.
-        path: PathBuf,
-        /// Version in the file.
-        found: i64,
-        /// Latest version this build knows.
-        supported: i64,
-    },
-    /// Another process writes to this database.
-    #[error("database `{}` is in use by {holder}", path.display())]
-    Locked {
-        /// File.
-        path: PathBuf,
-        /// Who holds the lock, as it wrote it (`pid 12 (serve on http://127.0.0.1:8000)`).
-        holder: String,
-    },
-    /// The file at the path is no longer the one opened (deleted or replaced).
-    #[error("the database file `{}` was deleted or replaced while in use; nothing more is accepted: restart the server", .0.display())]
-    Lost(PathBuf),
-    /// A change was asked of a store opened read-only.
-    #[error("the database is open read-only here")]
-    ReadOnly,
-    /// SQLite reported an error.
-    #[error("database `{path}`: {source}")]
-    Sqlite {
-        /// File.
-        path: PathBuf,
-        /// The SQLite error.
-        #[source]
-        source: rusqlite::Error,
-    },
-}
-
-impl StoreError {
-    /// A copy for every request of a failed batch (SQLite errors are not `Clone`).
-    pub fn clone_shallow(&self) -> StoreError {
-        match self {
-            StoreError::Lost(p) => StoreError::Lost(p.clone()),
-            _ => StoreError::Batch(self.to_string()),
-        }
     }
 }
 
@@ -524,25 +111,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// What `db status` reports.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DbStatus {
-    /// File.
-    pub path: String,
-    /// Schema version in the file.
-    pub schema_version: i64,
-    /// Latest version this build knows.
-    pub latest_version: i64,
-    /// SQLite library version.
-    pub sqlite_version: String,
-    /// Jobs per status.
-    pub jobs: BTreeMap<String, i64>,
-    /// Size of the database file in bytes.
-    pub file_bytes: u64,
-    /// Size of the WAL file in bytes.
-    pub wal_bytes: u64,
-}
-
 fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     let wrap = |source| StoreError::Sqlite {
         path: path.to_path_buf(),
@@ -555,25 +123,6 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(wrap)?;
     Ok(conn)
-}
-
-/// Pending migrations of the file at `path`: (number, name), without applying them.
-pub fn pending_migrations(path: &Path) -> Result<Vec<(usize, &'static str)>, StoreError> {
-    if !path.exists() {
-        return Ok(MIGRATIONS
-            .iter()
-            .enumerate()
-            .map(|(i, (n, _))| (i + 1, *n))
-            .collect());
-    }
-    let conn = open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    Ok(MIGRATIONS
-        .iter()
-        .enumerate()
-        .skip(version.max(0) as usize)
-        .map(|(i, (n, _))| (i + 1, *n))
-        .collect())
 }
 
 impl Store {
@@ -825,57 +374,6 @@ impl Store {
     /// Jobs in the cache now (for tests and status).
     pub fn cached(&self) -> usize {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Lists jobs, newest first, with filters and a cursor.
-    pub fn list(&self, f: &Filter) -> Result<Page, StoreError> {
-        let limit = f.limit.clamp(1, 500);
-        let mut sql = format!("SELECT {} FROM jobs WHERE 1 = 1", sql::COLUMNS);
-        let mut values: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(s) = f.status {
-            values.push(s.as_str().to_string().into());
-            sql.push_str(&format!(" AND status = ?{}", values.len()));
-        }
-        if let Some(t) = &f.job_type {
-            values.push(t.clone().into());
-            sql.push_str(&format!(" AND job_type = ?{}", values.len()));
-        }
-        if let Some(u) = &f.user_id {
-            values.push(u.clone().into());
-            sql.push_str(&format!(" AND user_id = ?{}", values.len()));
-        }
-        if let Some(c) = &f.cursor {
-            let (ts, id) = c
-                .split_once('_')
-                .and_then(|(t, i)| t.parse::<i64>().ok().map(|t| (t, i.to_string())))
-                .ok_or_else(|| StoreError::Invalid(format!("invalid cursor `{c}`")))?;
-            values.push(ts.into());
-            values.push(id.into());
-            sql.push_str(&format!(
-                " AND (created_at, id) < (?{}, ?{})",
-                values.len() - 1,
-                values.len()
-            ));
-        }
-        sql.push_str(&format!(
-            " ORDER BY created_at DESC, id DESC LIMIT {}",
-            limit + 1
-        ));
-        let (mut jobs, raw): (Vec<Job>, Vec<i64>) = self.read(|c| {
-            let mut stmt = c.prepare(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
-                Ok((sql::row_to_job(r)?, r.get::<_, i64>(20)?))
-            })?;
-            let all: Vec<(Job, i64)> = rows.collect::<Result<_, _>>()?;
-            Ok(all.into_iter().unzip())
-        })?;
-        let next_cursor = if jobs.len() > limit {
-            jobs.truncate(limit);
-            jobs.last().map(|j| format!("{}_{}", raw[limit - 1], j.id))
-        } else {
-            None
-        };
-        Ok(Page { jobs, next_cursor })
     }
 
     /// Claims the oldest claimable job of the given types (any type when empty).
@@ -1150,37 +648,6 @@ impl Store {
     /// Number of training examples.
     pub fn example_count(&self) -> Result<u64, StoreError> {
         self.read(examples::count)
-    }
-
-    /// Jobs per status, file sizes and versions.
-    pub fn status(&self) -> Result<DbStatus, StoreError> {
-        let (schema_version, sqlite_version, jobs) = self.read(|c| {
-            let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            let sv: String = c.query_row("SELECT sqlite_version()", [], |r| r.get(0))?;
-            let mut jobs: BTreeMap<String, i64> = Status::ALL
-                .iter()
-                .map(|s| (s.as_str().to_string(), 0))
-                .collect();
-            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (s, n) = row?;
-                jobs.insert(s, n);
-            }
-            Ok((v, sv, jobs))
-        })?;
-        let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        Ok(DbStatus {
-            path: self.path.display().to_string(),
-            schema_version,
-            latest_version: MIGRATIONS.len() as i64,
-            sqlite_version,
-            jobs,
-            file_bytes: size(self.path.clone()),
-            wal_bytes: size(PathBuf::from(wal)),
-        })
     }
 
     /// Stops the writer after the requests already queued, checkpoints the WAL and closes.

@@ -1,0 +1,88 @@
+//! What the store refuses or fails with.
+
+use super::job::Status;
+use std::path::PathBuf;
+
+/// A store problem.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No job with this id.
+    #[error("no job `{0}`")]
+    NotFound(String),
+    /// The change is not allowed from the job's current status.
+    #[error("job `{id}` is {from}; it cannot become {to}")]
+    IllegalTransition {
+        /// Job.
+        id: String,
+        /// Current status.
+        from: Status,
+        /// Requested status.
+        to: Status,
+    },
+    /// The lease token is not the current one, or the lease expired.
+    #[error("stale lease for job `{id}`: the token is not the current one or the lease expired")]
+    StaleLease {
+        /// Job.
+        id: String,
+        /// Current status.
+        status: Status,
+    },
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// The writer stopped.
+    #[error("the store is closed")]
+    Closed,
+    /// The batch this change was part of could not be committed.
+    #[error("database write failed: {0}")]
+    Batch(String),
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The database file does not exist and was not to be created.
+    #[error("database `{0}` does not exist")]
+    Missing(PathBuf),
+    /// The database was written by a newer skill-fleet.
+    #[error("database `{path}` has schema version {found}, newer than this build's {supported}")]
+    TooNew {
+        /// File.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// Latest version this build knows.
+        supported: i64,
+    },
+    /// Another process writes to this database.
+    #[error("database `{}` is in use by {holder}", path.display())]
+    Locked {
+        /// File.
+        path: PathBuf,
+        /// Who holds the lock, as it wrote it (`pid 12 (serve on http://127.0.0.1:8000)`).
+        holder: String,
+    },
+    /// The file at the path is no longer the one opened (deleted or replaced).
+    #[error("the database file `{}` was deleted or replaced while in use; nothing more is accepted: restart the server", .0.display())]
+    Lost(PathBuf),
+    /// A change was asked of a store opened read-only.
+    #[error("the database is open read-only here")]
+    ReadOnly,
+    /// SQLite reported an error.
+    #[error("database `{path}`: {source}")]
+    Sqlite {
+        /// File.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl StoreError {
+    /// A copy for every request of a failed batch (SQLite errors are not `Clone`).
+    pub fn clone_shallow(&self) -> StoreError {
+        match self {
+            StoreError::Lost(p) => StoreError::Lost(p.clone()),
+            _ => StoreError::Batch(self.to_string()),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Reads that list or sum up: a page of jobs with filters and a cursor, and the database's
+//! status for `db status`.
+
+use super::job::{Job, Status};
+use super::{sql, Store, StoreError, MIGRATIONS};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A page of jobs, newest first.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct Page {
+    /// The jobs.
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` to get the next page; none on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters of a job listing.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this type.
+    pub job_type: Option<String>,
+    /// Only this user.
+    pub user_id: Option<String>,
+    /// Page size (1..=500).
+    pub limit: usize,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// What `db status` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DbStatus {
+    /// File.
+    pub path: String,
+    /// Schema version in the file.
+    pub schema_version: i64,
+    /// Latest version this build knows.
+    pub latest_version: i64,
+    /// SQLite library version.
+    pub sqlite_version: String,
+    /// Jobs per status.
+    pub jobs: BTreeMap<String, i64>,
+    /// Size of the database file in bytes.
+    pub file_bytes: u64,
+    /// Size of the WAL file in bytes.
+    pub wal_bytes: u64,
+}
+
+impl Store {
+    /// Lists jobs, newest first, with filters and a cursor.
+    pub fn list(&self, f: &Filter) -> Result<Page, StoreError> {
+        let limit = f.limit.clamp(1, 500);
+        let mut sql = format!("SELECT {} FROM jobs WHERE 1 = 1", sql::COLUMNS);
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(s) = f.status {
+            values.push(s.as_str().to_string().into());
+            sql.push_str(&format!(" AND status = ?{}", values.len()));
+        }
+        if let Some(t) = &f.job_type {
+            values.push(t.clone().into());
+            sql.push_str(&format!(" AND job_type = ?{}", values.len()));
+        }
+        if let Some(u) = &f.user_id {
+            values.push(u.clone().into());
+            sql.push_str(&format!(" AND user_id = ?{}", values.len()));
+        }
+        if let Some(c) = &f.cursor {
+            let (ts, id) = c
+                .split_once('_')
+                .and_then(|(t, i)| t.parse::<i64>().ok().map(|t| (t, i.to_string())))
+                .ok_or_else(|| StoreError::Invalid(format!("invalid cursor `{c}`")))?;
+            values.push(ts.into());
+            values.push(id.into());
+            sql.push_str(&format!(
+                " AND (created_at, id) < (?{}, ?{})",
+                values.len() - 1,
+                values.len()
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT {}",
+            limit + 1
+        ));
+        let (mut jobs, raw): (Vec<Job>, Vec<i64>) = self.read(|c| {
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((sql::row_to_job(r)?, r.get::<_, i64>(20)?))
+            })?;
+            let all: Vec<(Job, i64)> = rows.collect::<Result<_, _>>()?;
+            Ok(all.into_iter().unzip())
+        })?;
+        let next_cursor = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| format!("{}_{}", raw[limit - 1], j.id))
+        } else {
+            None
+        };
+        Ok(Page { jobs, next_cursor })
+    }
+
+    /// Jobs per status, file sizes and versions.
+    pub fn status(&self) -> Result<DbStatus, StoreError> {
+        let (schema_version, sqlite_version, jobs) = self.read(|c| {
+            let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            let sv: String = c.query_row("SELECT sqlite_version()", [], |r| r.get(0))?;
+            let mut jobs: BTreeMap<String, i64> = Status::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), 0))
+                .collect();
+            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (s, n) = row?;
+                jobs.insert(s, n);
+            }
+            Ok((v, sv, jobs))
+        })?;
+        let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        Ok(DbStatus {
+            path: self.path.display().to_string(),
+            schema_version,
+            latest_version: MIGRATIONS.len() as i64,
+            sqlite_version,
+            jobs,
+            file_bytes: size(self.path.clone()),
+            wal_bytes: size(PathBuf::from(wal)),
+        })
+    }
+}
