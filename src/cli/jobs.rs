@@ -127,7 +127,7 @@ fn store_error(e: &StoreError, err: &mut dyn Write) -> Exit {
             Exit::Failed
         }
         StoreError::IllegalTransition { .. } | StoreError::StaleLease { .. } => Exit::Failed,
-        StoreError::Invalid(_) => Exit::InvalidInput,
+        StoreError::Invalid(_) | StoreError::Field { .. } => Exit::InvalidInput,
         _ => Exit::Io,
     }
 }

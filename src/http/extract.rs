@@ -121,11 +121,8 @@ pub(super) fn store_error(e: StoreError) -> ApiError {
                 .details(vec![json!({"current_status": from})])
         }
         StoreError::Lost(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        StoreError::Invalid(msg) => {
-            // Store messages quote the field first: "`job_type` must be 1 to 100 characters".
-            let field = msg.split('`').nth(1).unwrap_or("");
-            invalid(field, msg.clone(), None)
-        }
+        StoreError::Field { field, message } => invalid(field, message.clone(), None),
+        StoreError::Invalid(msg) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg.clone()),
         _ => {
             tracing::error!("job store error: {e}");
             ApiError::new(

@@ -139,9 +139,7 @@ pub(super) async fn handle(
         Route::JobHitl if post => {
             let b: HitlBody = body(state, req).await?;
             let kind = b.kind.trim().to_string();
-            if let Err(m) = job::check_len("type", &kind, 1, job::MAX_HITL_TYPE) {
-                return Err(invalid("type", m, None));
-            }
+            job::check_len("type", &kind, 1, job::MAX_HITL_TYPE).map_err(store_error)?;
             let job = store
                 .change_async(JobChange::RequestHitl {
                     id: &id,

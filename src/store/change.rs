@@ -19,7 +19,7 @@ pub(super) fn job_of(d: Done) -> Result<Job, StoreError> {
 }
 
 pub(super) fn create_op(new: NewJob) -> Result<Op, StoreError> {
-    new.check().map_err(StoreError::Invalid)?;
+    new.check()?;
     Ok(Op::Create(new))
 }
 
@@ -47,9 +47,12 @@ pub(super) fn claim_op(
     id: Option<&str>,
 ) -> Result<Op, StoreError> {
     if worker.trim().is_empty() {
-        return Err(StoreError::Invalid("`worker` must not be empty".into()));
+        return Err(StoreError::Field {
+            field: "worker".into(),
+            message: "`worker` must not be empty".into(),
+        });
     }
-    job::check_len("worker", worker, 1, job::MAX_WORKER).map_err(StoreError::Invalid)?;
+    job::check_len("worker", worker, 1, job::MAX_WORKER)?;
     check_lease(lease_ms)?;
     Ok(Op::Claim {
         worker: worker.to_string(),
@@ -190,7 +193,7 @@ impl JobChange<'_> {
                 error,
                 retry,
             } => {
-                job::check_len("error", error, 0, job::MAX_ERROR).map_err(StoreError::Invalid)?;
+                job::check_len("error", error, 0, job::MAX_ERROR)?;
                 Op::Fail {
                     id: id.to_string(),
                     token: token.to_string(),

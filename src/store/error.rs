@@ -27,7 +27,15 @@ pub enum StoreError {
         /// Current status.
         status: Status,
     },
-    /// Bad input.
+    /// A field of a change is wrong: the field (as the API names it) and what is wrong.
+    #[error("{message}")]
+    Field {
+        /// The field, e.g. `task`.
+        field: String,
+        /// Lower-case message quoting the field.
+        message: String,
+    },
+    /// Bad input or state that names no field.
     #[error("{0}")]
     Invalid(String),
     /// The writer stopped.
@@ -82,6 +90,10 @@ impl StoreError {
     pub fn clone_shallow(&self) -> StoreError {
         match self {
             StoreError::Lost(p) => StoreError::Lost(p.clone()),
+            StoreError::Field { field, message } => StoreError::Field {
+                field: field.clone(),
+                message: message.clone(),
+            },
             _ => StoreError::Batch(self.to_string()),
         }
     }

@@ -195,25 +195,35 @@ pub const MAX_HITL_TYPE: usize = 100;
 
 /// Checks the length of a text field: `min..=max` bytes. The message quotes the field first
 /// (the HTTP layer names the field from it).
-pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), String> {
+pub fn check_len(
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), super::StoreError> {
     if (min..=max).contains(&value.len()) {
-        Ok(())
-    } else if min == 0 {
-        Err(format!(
+        return Ok(());
+    }
+    let message = if min == 0 {
+        format!(
             "`{field}` is {} bytes; it may be at most {max}",
             value.len()
-        ))
+        )
     } else {
-        Err(format!(
+        format!(
             "`{field}` is {} bytes; it must be {min} to {max}",
             value.len()
-        ))
-    }
+        )
+    };
+    Err(super::StoreError::Field {
+        field: field.to_string(),
+        message,
+    })
 }
 
 impl NewJob {
     /// Checks the text fields' lengths.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), super::StoreError> {
         check_len("job_type", self.job_type.trim(), 1, MAX_JOB_TYPE)?;
         if let Some(u) = &self.user_id {
             check_len("user_id", u, 0, MAX_USER_ID)?;
@@ -236,17 +246,28 @@ mod tests {
             job_type: "optimization".into(),
             ..Default::default()
         };
-        assert_eq!(j.check(), Ok(()));
+        let named = |r: Result<(), crate::store::StoreError>| match r {
+            Ok(()) => None,
+            Err(crate::store::StoreError::Field { field, message }) => Some((field, message)),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(named(j.check()), None);
         j.task = "x".repeat(super::MAX_TASK + 1);
         assert_eq!(
-            j.check(),
-            Err("`task` is 10001 bytes; it may be at most 10000".into())
+            named(j.check()),
+            Some((
+                "task".into(),
+                "`task` is 10001 bytes; it may be at most 10000".into()
+            ))
         );
         j.task.clear();
         j.job_type = " ".into();
         assert_eq!(
-            j.check(),
-            Err("`job_type` is 0 bytes; it must be 1 to 100".into())
+            named(j.check()),
+            Some((
+                "job_type".into(),
+                "`job_type` is 0 bytes; it must be 1 to 100".into()
+            ))
         );
     }
 

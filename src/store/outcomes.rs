@@ -54,8 +54,9 @@ pub fn record(
     let mut rule = None;
     let mut revision = None;
     if let Some(id) = new.decision_id {
-        let d = decisions::get(conn, id)?.ok_or_else(|| {
-            StoreError::Invalid(format!("no decision `{id}` in the decision log"))
+        let d = decisions::get(conn, id)?.ok_or_else(|| StoreError::Field {
+            field: "decision_id".into(),
+            message: format!("no decision `{id}` in the decision log"),
         })?;
         recommended = from_decision(&d, &new.report.optimizer_used, &mut ctx);
         rule = Some(d.rule.clone());

@@ -71,7 +71,10 @@ impl Store {
             let (ts, id) = c
                 .split_once('_')
                 .and_then(|(t, i)| t.parse::<i64>().ok().map(|t| (t, i.to_string())))
-                .ok_or_else(|| StoreError::Invalid(format!("invalid cursor `{c}`")))?;
+                .ok_or_else(|| StoreError::Field {
+                    field: "cursor".into(),
+                    message: format!("invalid cursor `{c}`"),
+                })?;
             values.push(ts.into());
             values.push(id.into());
             sql.push_str(&format!(

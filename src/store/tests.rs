@@ -589,24 +589,29 @@ fn an_older_database_is_upgraded_and_a_newer_one_refused() {
 }
 
 #[test]
-fn invalid_input_is_refused() {
+fn invalid_input_is_refused_naming_the_field() {
     let t = setup("invalid");
-    assert!(matches!(
-        t.store.create(NewJob::default()),
-        Err(StoreError::Invalid(_))
-    ));
-    assert!(matches!(
-        t.store.create(NewJob {
-            job_type: "x".into(),
-            max_attempts: Some(0),
-            ..NewJob::default()
-        }),
-        Err(StoreError::Invalid(_))
-    ));
-    assert!(matches!(
-        t.store.claim("", &[], 60_000),
-        Err(StoreError::Invalid(_))
-    ));
+    let field = |r: Result<_, StoreError>| match r {
+        Err(StoreError::Field { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        field(t.store.create(NewJob::default()).map(|_| ())),
+        "job_type"
+    );
+    assert_eq!(
+        field(
+            t.store
+                .create(NewJob {
+                    job_type: "x".into(),
+                    max_attempts: Some(0),
+                    ..NewJob::default()
+                })
+                .map(|_| ())
+        ),
+        "max_attempts"
+    );
+    assert_eq!(field(t.store.claim("", &[], 60_000).map(|_| ())), "worker");
     assert!(matches!(
         t.store.claim("w", &[], 10),
         Err(StoreError::Invalid(_))

@@ -530,9 +530,10 @@ impl Ctx<'_> {
         let job_type = new.job_type.trim();
         let max_attempts = new.max_attempts.unwrap_or(self.opts.default_max_attempts);
         if !(1..=100).contains(&max_attempts) {
-            return Err(StoreError::Invalid(format!(
-                "`max_attempts` is {max_attempts}; it must be between 1 and 100"
-            )));
+            return Err(StoreError::Field {
+                field: "max_attempts".into(),
+                message: format!("`max_attempts` is {max_attempts}; it must be between 1 and 100"),
+            });
         }
         if let Some(key) = &new.idempotency_key {
             let existing: Option<String> = c
