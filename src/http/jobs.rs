@@ -29,42 +29,6 @@ const MAX_LIMIT: usize = 500;
 const MAX_LEASE_SECONDS: u64 = 86_400;
 const QUERY_PARAMETERS: [&str; 5] = ["status", "type", "user_id", "limit", "cursor"];
 
-const GET: &[Method] = &[Method::GET];
-const POST: &[Method] = &[Method::POST];
-const GET_POST: &[Method] = &[Method::GET, Method::POST];
-
-/// Matches `/api/v1/jobs`, `/api/v1/jobs/claim`, `/api/v1/jobs/{id}` and
-/// `/api/v1/jobs/{id}/<action>` (trailing slash already trimmed). Returns the route and the id.
-pub(super) fn match_path(path: &str) -> Option<(Route, Option<String>)> {
-    let rest = path.strip_prefix(PREFIX)?;
-    if rest.is_empty() {
-        return Some((Route::Jobs, None));
-    }
-    let mut parts = rest.strip_prefix('/')?.split('/');
-    let id = parts.next().filter(|id| !id.is_empty())?;
-    let route = match (parts.next(), parts.next(), parts.next()) {
-        (None, _, _) if id == "claim" => return Some((Route::JobsClaim, None)),
-        (None, _, _) => Route::Job,
-        (Some("heartbeat"), None, _) => Route::JobHeartbeat,
-        (Some("complete"), None, _) => Route::JobComplete,
-        (Some("fail"), None, _) => Route::JobFail,
-        (Some("cancel"), None, _) => Route::JobCancel,
-        (Some("hitl"), None, _) => Route::JobHitl,
-        (Some("hitl"), Some("response"), None) => Route::JobHitlResponse,
-        _ => return None,
-    };
-    Some((route, Some(id.to_string())))
-}
-
-/// The methods a job route accepts.
-pub(super) fn methods(route: Route) -> &'static [Method] {
-    match route {
-        Route::Jobs | Route::JobHitl => GET_POST,
-        Route::Job => GET,
-        _ => POST,
-    }
-}
-
 /// Runs a matched job route (the method is already checked).
 pub(super) async fn handle(
     state: &Arc<AppState>,
@@ -607,45 +571,6 @@ async fn hitl(store: Arc<Store>, id: String) -> Result<Response<Body>, ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_match_their_routes() {
-        let id = |r: Route, id: &str| Some((r, Some(id.to_string())));
-        assert_eq!(match_path("/api/v1/jobs"), Some((Route::Jobs, None)));
-        assert_eq!(
-            match_path("/api/v1/jobs/claim"),
-            Some((Route::JobsClaim, None))
-        );
-        assert_eq!(match_path("/api/v1/jobs/a1"), id(Route::Job, "a1"));
-        assert_eq!(
-            match_path("/api/v1/jobs/a1/heartbeat"),
-            id(Route::JobHeartbeat, "a1")
-        );
-        assert_eq!(
-            match_path("/api/v1/jobs/a1/complete"),
-            id(Route::JobComplete, "a1")
-        );
-        assert_eq!(match_path("/api/v1/jobs/a1/fail"), id(Route::JobFail, "a1"));
-        assert_eq!(
-            match_path("/api/v1/jobs/a1/cancel"),
-            id(Route::JobCancel, "a1")
-        );
-        assert_eq!(match_path("/api/v1/jobs/a1/hitl"), id(Route::JobHitl, "a1"));
-        assert_eq!(
-            match_path("/api/v1/jobs/a1/hitl/response"),
-            id(Route::JobHitlResponse, "a1")
-        );
-        for other in [
-            "/api/v1/jobsx",
-            "/api/v1/jobs//complete",
-            "/api/v1/jobs/a1/finish",
-            "/api/v1/jobs/a1/complete/now",
-            "/api/v1/jobs/a1/hitl/response/x",
-            "/api/v1/job",
-        ] {
-            assert_eq!(match_path(other), None, "{other}");
-        }
-    }
 
     #[test]
     fn body_errors_name_the_field() {

@@ -15,40 +15,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
-const ROUTES: [(&str, Route, &[Method]); 11] = [
-    ("/health", Route::Health, &[Method::GET]),
-    ("/ready", Route::Ready, &[Method::GET]),
-    ("/metrics", Route::Metrics, &[Method::GET]),
-    ("/openapi.json", Route::OpenApi, &[Method::GET]),
-    (
-        "/api/v1/optimization/recommend",
-        Route::Recommend,
-        &[Method::POST],
-    ),
-    ("/api/v1/rules/status", Route::RulesStatus, &[Method::GET]),
-    ("/api/v1/rules/reload", Route::RulesReload, &[Method::POST]),
-    (
-        "/api/v1/rules/evaluate",
-        Route::RulesEvaluate,
-        &[Method::POST],
-    ),
-    (
-        "/api/v1/rules/rollback",
-        Route::RulesRollback,
-        &[Method::POST],
-    ),
-    (
-        "/api/v1/optimization/outcomes",
-        Route::Outcomes,
-        &[Method::POST],
-    ),
-    (
-        "/api/v1/optimization/metrics",
-        Route::SelectorMetrics,
-        &[Method::GET],
-    ),
-];
-
 const X_REQUEST_ID: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("x-request-id");
 
@@ -81,23 +47,49 @@ impl Conn {
     }
 }
 
-/// The route of a path, its methods, and the job id in it (job routes with an id).
-pub(super) fn resolve(path: &str) -> Option<(Route, &'static [Method], Option<String>)> {
-    if let Some((route, id)) = super::jobs::match_path(path) {
-        return Some((route, super::jobs::methods(route), id));
+/// The methods a route accepts. With [`Route::label`] (the path pattern) this is the one
+/// route table: routing, `405 Allow`, the metrics labels and the OpenAPI document all read it.
+pub(super) fn methods(route: Route) -> &'static [Method] {
+    const GET: &[Method] = &[Method::GET];
+    const POST: &[Method] = &[Method::POST];
+    const GET_POST: &[Method] = &[Method::GET, Method::POST];
+    match route {
+        Route::Jobs | Route::JobHitl => GET_POST,
+        Route::Health
+        | Route::Ready
+        | Route::Metrics
+        | Route::OpenApi
+        | Route::RulesStatus
+        | Route::SelectorMetrics
+        | Route::Job
+        | Route::TrainingAnalytics => GET,
+        Route::Unmatched => &[],
+        _ => POST,
     }
-    if let Some((route, methods)) = super::training::match_path(path) {
-        return Some((route, methods, None));
-    }
-    static_route(path).map(|(route, methods)| (route, methods, None))
 }
 
-/// The route of a fixed path (not a job or training route), with its methods.
-fn static_route(path: &str) -> Option<(Route, &'static [Method])> {
-    ROUTES
+/// Matches `path` against a route's pattern: `Some(id)` when it matches (`{id}` takes one
+/// non-empty segment), `Some(None)` for a pattern without one.
+fn matches(pattern: &str, path: &str) -> Option<Option<String>> {
+    let (mut pat, mut got) = (pattern.split('/'), path.split('/'));
+    let mut id = None;
+    loop {
+        match (pat.next(), got.next()) {
+            (None, None) => return Some(id),
+            (Some("{id}"), Some(seg)) if !seg.is_empty() => id = Some(seg.to_string()),
+            (Some(p), Some(seg)) if p == seg => {}
+            _ => return None,
+        }
+    }
+}
+
+/// The route of a path, its methods, and the job id in it (job routes with an id). Routes
+/// are tried in [`Route::ALL`] order, so `/api/v1/jobs/claim` is found before
+/// `/api/v1/jobs/{id}`.
+pub(super) fn resolve(path: &str) -> Option<(Route, &'static [Method], Option<String>)> {
+    Route::ALL
         .iter()
-        .find(|(p, _, _)| *p == path)
-        .map(|(_, route, methods)| (*route, *methods))
+        .find_map(|&route| matches(route.label(), path).map(|id| (route, methods(route), id)))
 }
 
 /// Handles one request: route, run, add the request id, record metrics.
@@ -554,4 +546,53 @@ fn metrics(state: &Arc<AppState>) -> Response<Body> {
         "text/plain; version=0.0.4; charset=utf-8",
         text,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The route and id `resolve` finds for a path.
+    fn route_of(path: &str) -> Option<(Route, Option<String>)> {
+        resolve(path).map(|(r, _, id)| (r, id))
+    }
+
+    #[test]
+    fn paths_match_their_routes() {
+        let id = |r: Route, id: &str| Some((r, Some(id.to_string())));
+        assert_eq!(route_of("/api/v1/jobs"), Some((Route::Jobs, None)));
+        assert_eq!(
+            route_of("/api/v1/jobs/claim"),
+            Some((Route::JobsClaim, None))
+        );
+        assert_eq!(route_of("/api/v1/jobs/a1"), id(Route::Job, "a1"));
+        assert_eq!(
+            route_of("/api/v1/jobs/a1/heartbeat"),
+            id(Route::JobHeartbeat, "a1")
+        );
+        assert_eq!(
+            route_of("/api/v1/jobs/a1/complete"),
+            id(Route::JobComplete, "a1")
+        );
+        assert_eq!(route_of("/api/v1/jobs/a1/fail"), id(Route::JobFail, "a1"));
+        assert_eq!(
+            route_of("/api/v1/jobs/a1/cancel"),
+            id(Route::JobCancel, "a1")
+        );
+        assert_eq!(route_of("/api/v1/jobs/a1/hitl"), id(Route::JobHitl, "a1"));
+        assert_eq!(
+            route_of("/api/v1/jobs/a1/hitl/response"),
+            id(Route::JobHitlResponse, "a1")
+        );
+        for other in [
+            "/api/v1/jobsx",
+            "/api/v1/jobs//complete",
+            "/api/v1/jobs/a1/finish",
+            "/api/v1/jobs/a1/complete/now",
+            "/api/v1/jobs/a1/hitl/response/x",
+            "/api/v1/job",
+        ] {
+            assert_eq!(route_of(other), None, "{other}");
+        }
+    }
 }

@@ -9,22 +9,9 @@ use super::AppState;
 use crate::engine::training::{self, RunResult, SelectRequest, Style};
 use crate::store::Store;
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use std::sync::Arc;
-
-const GET: &[Method] = &[Method::GET];
-const POST: &[Method] = &[Method::POST];
-
-/// Matches the training routes; returns the route and its methods.
-pub(super) fn match_path(path: &str) -> Option<(Route, &'static [Method])> {
-    match path {
-        "/api/v2/training/analytics" => Some((Route::TrainingAnalytics, GET)),
-        "/api/v2/training/select" => Some((Route::TrainingSelect, POST)),
-        "/api/v2/training/results" => Some((Route::TrainingResults, POST)),
-        _ => None,
-    }
-}
 
 /// Body of `POST /api/v2/training/select`.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
