@@ -71,6 +71,9 @@ pub(super) fn methods(route: Route) -> &'static [Method] {
 /// Matches `path` against a route's pattern: `Some(id)` when it matches (`{id}` takes one
 /// non-empty segment), `Some(None)` for a pattern without one.
 fn matches(pattern: &str, path: &str) -> Option<Option<String>> {
+    if !pattern.contains('{') {
+        return (pattern == path).then_some(None);
+    }
     let (mut pat, mut got) = (pattern.split('/'), path.split('/'));
     let mut id = None;
     loop {
