@@ -11,12 +11,15 @@
 //! JOBS jobs (default 1,000,000) and prints how long `skill-fleet serve` takes to answer
 //! `/ready` and its resident memory, beside the database size.
 
+#[path = "support/client.rs"]
+mod client;
+
 use skill_fleet::config::Config;
 use skill_fleet::http::{serve, AppState};
 use skill_fleet::loader::live::LiveRules;
 use skill_fleet::store::job::NewJob;
 use skill_fleet::store::Store;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,41 +67,6 @@ fn naive(dir: &Path, secs: f64) -> f64 {
     rate
 }
 
-/// One keep-alive POST; returns the status.
-fn post(
-    stream: &mut TcpStream,
-    reader: &mut BufReader<TcpStream>,
-    path: &str,
-    body: &str,
-) -> std::io::Result<u16> {
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status: u16 = line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut buf = vec![0; len];
-    reader.read_exact(&mut buf)?;
-    Ok(status)
-}
-
 fn over_http(dir: &Path, secs: f64) -> (f64, u64) {
     let db = dir.join("http.db");
     remove_db(&db);
@@ -129,12 +97,10 @@ fn over_http(dir: &Path, secs: f64) -> (f64, u64) {
         .map(|_| {
             let (stop, ok, bad) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&bad));
             std::thread::spawn(move || {
-                let mut s = TcpStream::connect(addr).expect("connect");
-                s.set_nodelay(true).ok();
-                let mut r = BufReader::new(s.try_clone().expect("clone"));
+                let mut c = client::Conn::new(addr);
                 while !stop.load(Ordering::Relaxed) {
-                    match post(&mut s, &mut r, "/api/v1/jobs", BODY) {
-                        Ok(201) => ok.fetch_add(1, Ordering::Relaxed),
+                    match c.post("/api/v1/jobs", BODY) {
+                        Ok((201, _)) => ok.fetch_add(1, Ordering::Relaxed),
                         _ => bad.fetch_add(1, Ordering::Relaxed),
                     };
                 }

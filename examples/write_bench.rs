@@ -17,8 +17,11 @@
 //! bare hyper per round and its median. `write_bench load ADDR SECONDS` only drives the create
 //! load against a running server, to profile it.
 
+#[path = "support/client.rs"]
+mod client;
+
+use client::Conn;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -97,51 +100,6 @@ fn start_serve(db: &Path) -> Server {
         .expect("spawn skill-fleet serve");
     wait_up(addr);
     Server { child, addr }
-}
-
-/// One keep-alive connection.
-struct Conn {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn new(addr: SocketAddr) -> Conn {
-        let w = TcpStream::connect(addr).expect("connect");
-        w.set_nodelay(true).ok();
-        let r = BufReader::new(w.try_clone().expect("clone"));
-        Conn { w, r }
-    }
-
-    /// A POST; returns the status and the body.
-    fn post(&mut self, path: &str, body: &str) -> std::io::Result<(u16, Vec<u8>)> {
-        write!(
-            self.w,
-            "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut line = String::new();
-        self.r.read_line(&mut line)?;
-        let status = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            self.r.read_line(&mut line)?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut buf = vec![0; len];
-        self.r.read_exact(&mut buf)?;
-        Ok((status, buf))
-    }
 }
 
 /// What a run measured: units done (requests or pairs) per second, and request latencies.

@@ -8,7 +8,9 @@
 //! The counts are printed (`cargo test --test main crash -- --nocapture`) and written to
 //! `target/crash-test-report.txt`.
 
-use super::support::{bin, free_port, request_head, root, shipped_rules, Resp, TempDir};
+use super::support::{
+    bin, collect_stderr, free_port, request_head, root, shipped_rules, Resp, TempDir,
+};
 use serde_json::{json, Value};
 use skill_fleet::store::Store;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -244,20 +246,7 @@ impl Server {
             .env("SKILL_FLEET_LOG", "warn,skill_fleet::cli::serve=info");
         let spawned_ms = now_ms();
         let mut child = cmd.spawn().expect("spawn skill-fleet serve");
-        let mut pipe = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (log, reader) = collect_stderr(&mut child);
         Server {
             child,
             addr,

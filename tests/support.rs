@@ -485,6 +485,26 @@ pub fn line(file: &str, text: &str) -> usize {
 use std::process::Child;
 use std::sync::Mutex;
 
+/// Collects a child's standard error on a thread: the text so far, and the thread (it ends
+/// with the pipe, when the child exits).
+pub fn collect_stderr(child: &mut Child) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let mut pipe = child.stderr.take().expect("stderr piped");
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (text, reader)
+}
+
 /// A `skill-fleet serve` child with its stderr collected by a thread; killed on drop, so a
 /// failing test leaves no server behind.
 pub struct ServeProc {
@@ -509,20 +529,7 @@ impl ServeProc {
         }
         cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("spawn skill-fleet serve");
-        let mut pipe = child.stderr.take().expect("stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (stderr, reader) = collect_stderr(&mut child);
         ServeProc {
             child,
             stderr,
