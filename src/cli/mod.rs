@@ -5,6 +5,7 @@ pub mod api;
 pub mod calibrate;
 pub mod coverage;
 pub mod db;
+pub mod dry_run;
 pub mod jobs;
 pub mod metrics;
 pub mod optimize;

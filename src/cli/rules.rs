@@ -4,12 +4,11 @@ use super::coverage;
 use super::render;
 use super::Exit;
 use crate::check::fixtures;
-use crate::decision::Decision;
 use crate::diagnostic::{render_all, Diagnostic, Severity, SourceFile};
-use crate::engine::{self, history, Options};
-use crate::rules::{self, context::InputError, RuleSet};
+use crate::engine::{self, Options};
+use crate::rules::{self, RuleSet};
 use clap::{Args, Subcommand, ValueEnum};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -292,155 +291,6 @@ fn check(dir: &Path, a: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     Exit::Ok
 }
 
-/// The checked inputs of a dry run, and whether `--input` held an array; problems are printed.
-fn checked_inputs(
-    rs: &RuleSet,
-    a: &TestArgs,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<(Vec<crate::rules::context::Context>, bool), Exit> {
-    let invalid = |errors: &[InputError], index, out: &mut dyn Write, err: &mut dyn Write| {
-        report_input_errors(errors, index, a.format, out, err);
-        Exit::InvalidInput
-    };
-    let Some(p) = &a.input else {
-        let mut m = serde_json::Map::new();
-        for (k, v) in &a.set {
-            m.insert(k.clone(), v.clone());
-        }
-        return match rs.check_input(&m) {
-            Ok(c) => Ok((vec![c], false)),
-            Err(errors) => Err(invalid(&errors, None, out, err)),
-        };
-    };
-    let text = read_input(p).map_err(|e| {
-        let _ = writeln!(err, "error: {e}");
-        Exit::Io
-    })?;
-    let (value, duplicate) = crate::util::unique_json::parse(text.as_bytes()).map_err(|e| {
-        let _ = writeln!(
-            err,
-            "error: invalid json in `{}`: {e}\n --> {}:{}:{}",
-            p.display(),
-            p.display(),
-            e.line(),
-            e.column()
-        );
-        Exit::InvalidInput
-    })?;
-    let not_object = |i: usize, err: &mut dyn Write| {
-        let _ = writeln!(
-            err,
-            "error: item {i} of `{}` is not a JSON object",
-            p.display()
-        );
-        Exit::InvalidInput
-    };
-    let is_array = match &value {
-        serde_json::Value::Object(_) => false,
-        serde_json::Value::Array(_) => true,
-        _ => {
-            let _ = writeln!(
-                err,
-                "error: `{}` must hold a JSON object or an array of objects",
-                p.display()
-            );
-            return Err(Exit::InvalidInput);
-        }
-    };
-    if a.set.is_empty() {
-        // The server's path, item by item, on the bytes as written.
-        let items: Vec<&serde_json::value::RawValue> = if is_array {
-            serde_json::from_str(&text).unwrap_or_default()
-        } else {
-            serde_json::from_str(&text)
-                .map(|r| vec![r])
-                .unwrap_or_default()
-        };
-        let mut out_ctx = Vec::with_capacity(items.len());
-        for (i, raw) in items.iter().enumerate() {
-            match rs.check_input_json(raw.get().as_bytes()) {
-                Ok(c) => out_ctx.push(c),
-                Err(crate::rules::context::JsonCheckError::Input(errors)) => {
-                    return Err(invalid(&errors, is_array.then_some(i), out, err))
-                }
-                Err(_) => return Err(not_object(i, err)),
-            }
-        }
-        return Ok((out_ctx, is_array));
-    }
-    // With --set: the values as a map, each --set replacing the input's own.
-    if let Some(path) = duplicate {
-        let (index, key) = split_item_path(&path);
-        let e = rs.context.given_twice(key).unwrap_or_else(|| InputError {
-            field: key.to_string(),
-            message: format!("field `{key}` is given twice"),
-            help: Some("send the field under one name only".into()),
-        });
-        return Err(invalid(&[e], index.filter(|_| is_array), out, err));
-    }
-    let objects = match value {
-        serde_json::Value::Array(items) => items,
-        other => vec![other],
-    };
-    let mut out_ctx = Vec::with_capacity(objects.len());
-    for (i, item) in objects.into_iter().enumerate() {
-        let serde_json::Value::Object(mut m) = item else {
-            return Err(not_object(i, err));
-        };
-        for (k, v) in &a.set {
-            m.insert(k.clone(), v.clone());
-        }
-        match rs.check_input(&m) {
-            Ok(c) => out_ctx.push(c),
-            Err(errors) => return Err(invalid(&errors, is_array.then_some(i), out, err)),
-        }
-    }
-    Ok((out_ctx, is_array))
-}
-
-/// Prints the problems of one input (item `index` of an array), as JSON or for a terminal.
-fn report_input_errors(
-    errors: &[InputError],
-    index: Option<usize>,
-    format: Format,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) {
-    if format == Format::Json {
-        let body = input_error_body(errors, index);
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&body).unwrap_or_default()
-        );
-    } else {
-        let _ = write!(err, "{}", render::input_errors(errors, index));
-    }
-}
-
-/// `[2].budget_usd.x` → (Some(2), `budget_usd`); `budget_usd` → (None, `budget_usd`).
-fn split_item_path(path: &str) -> (Option<usize>, &str) {
-    let (index, rest) = match path.strip_prefix('[').and_then(|p| p.split_once("].")) {
-        Some((i, rest)) => (i.parse().ok(), rest),
-        None => (None, path),
-    };
-    let end = rest.find(['.', '[']).unwrap_or(rest.len());
-    (index, &rest[..end])
-}
-
-fn read_input(path: &Path) -> Result<String, String> {
-    if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
-        Ok(s)
-    } else {
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
-    }
-}
-
 fn test(dir: &Path, a: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let dry_run = !a.set.is_empty() || a.input.is_some();
     if a.format == Format::Junit && dry_run {
@@ -456,7 +306,7 @@ fn test(dir: &Path, a: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> Ex
         Err(code) => return code,
     };
     if dry_run {
-        dry(&rs, &a, out, err)
+        super::dry_run::dry(&rs, &a, out, err)
     } else {
         run_fixtures(&rs, &files, &a, out, err)
     }
@@ -543,76 +393,6 @@ fn run_fixtures(
     } else {
         Exit::Ok
     }
-}
-
-fn input_error_body(errors: &[InputError], index: Option<usize>) -> serde_json::Value {
-    let mut body = serde_json::json!({
-        "error": "invalid input",
-        "details": errors,
-    });
-    if let Some(i) = index {
-        body["index"] = i.into();
-    }
-    body
-}
-
-fn dry(rs: &RuleSet, a: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let mut history_records = Vec::new();
-    if let Some(p) = &a.history {
-        let text = match std::fs::read_to_string(p) {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = writeln!(err, "error: cannot read history `{}`: {e}", p.display());
-                return Exit::Io;
-            }
-        };
-        let shown = p.display().to_string();
-        let (recs, warns) = history::parse_jsonl(&shown, &text);
-        let src = [SourceFile::new(shown, text.clone())];
-        if !warns.is_empty() {
-            let _ = write!(err, "{}", render_all(&warns, &src));
-        }
-        history_records = recs;
-    }
-    // Inputs: the --input file (object or array), or one empty object; --set applies to each.
-    // Without --set, each object goes through the server's own parser and checks
-    // (`check_input_json`, in document order): the CLI accepts and refuses exactly what
-    // `POST /api/v1/optimization/recommend` does, duplicate keys included.
-    let opts = Options {
-        explain: a.explain,
-        guard: None,
-    };
-    let (contexts, is_array) = match checked_inputs(rs, a, out, err) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let mut decisions: Vec<Decision> = Vec::with_capacity(contexts.len());
-    for ctx in &contexts {
-        match engine::recommend(rs, ctx, &history_records, opts) {
-            Ok(d) => decisions.push(d),
-            Err(e) => {
-                let d = e.to_diagnostic();
-                let _ = write!(err, "{}", d.render(&[]));
-                return Exit::InvalidRules;
-            }
-        }
-    }
-    if a.format == Format::Json {
-        let text = if is_array {
-            serde_json::to_string_pretty(&decisions)
-        } else {
-            serde_json::to_string_pretty(&decisions[0])
-        };
-        let _ = writeln!(out, "{}", text.unwrap_or_default());
-    } else {
-        for (i, d) in decisions.iter().enumerate() {
-            if i > 0 {
-                let _ = writeln!(out);
-            }
-            let _ = write!(out, "{}", render::decision(d));
-        }
-    }
-    Exit::Ok
 }
 
 fn schema_cmd(a: &SchemaArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
