@@ -125,3 +125,27 @@ pub fn pending_migrations(path: &Path) -> Result<Vec<(usize, &'static str)>, Sto
         .map(|(i, (n, _))| (i + 1, *n))
         .collect())
 }
+
+/// Whether this build can use a database at schema `version`: never a newer one; an older one
+/// only when it may migrate it (else the error says to run `skill-fleet db migrate`).
+pub(super) fn check_version(
+    path: &Path,
+    version: i64,
+    may_migrate: bool,
+) -> Result<(), StoreError> {
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported,
+        });
+    }
+    if version < supported && !may_migrate {
+        return Err(StoreError::Invalid(format!(
+            "database `{}` has schema version {version}; this build needs {supported}: run `skill-fleet db migrate`",
+            path.display()
+        )));
+    }
+    Ok(())
+}

@@ -165,28 +165,13 @@ impl Store {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(wrap)?;
-        let supported = MIGRATIONS.len() as i64;
-        if version > supported {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                supported,
-            });
-        }
-        if version < supported {
-            if !init {
-                return Err(StoreError::Invalid(format!(
-                    "database `{}` has schema version {version}; this build needs {supported}: run `skill-fleet db migrate`",
-                    path.display()
-                )));
-            }
-            for (i, (_, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-                let tx = conn.unchecked_transaction().map_err(wrap)?;
-                tx.execute_batch(sql).map_err(wrap)?;
-                tx.pragma_update(None, "user_version", (i + 1) as i64)
-                    .map_err(wrap)?;
-                tx.commit().map_err(wrap)?;
-            }
+        migrations::check_version(path, version, init)?;
+        for (i, (_, sql)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction().map_err(wrap)?;
+            tx.execute_batch(sql).map_err(wrap)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(wrap)?;
+            tx.commit().map_err(wrap)?;
         }
         let cache = Arc::new(Mutex::new(Cache::new(opts.cache_capacity)));
         let stats = Arc::new(WriterStats::default());
@@ -224,20 +209,7 @@ impl Store {
         }
         let conn = open_conn(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let supported = MIGRATIONS.len() as i64;
-        if version > supported {
-            return Err(StoreError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                supported,
-            });
-        }
-        if version < supported {
-            return Err(StoreError::Invalid(format!(
-                "database `{}` has schema version {version}; this build needs {supported}: run `skill-fleet db migrate`",
-                path.display()
-            )));
-        }
+        migrations::check_version(path, version, false)?;
         let (tx, _) = mpsc::channel();
         Ok(Self {
             path: path.to_path_buf(),
