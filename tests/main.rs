@@ -5,8 +5,10 @@ mod support;
 
 mod analysis;
 mod architecture;
+mod browser;
 mod cli_jobs;
 mod cli_rules;
+mod console_api;
 mod coverage;
 mod crash;
 mod diagnostics;

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// Longest the whole pytest run may take.
 const PYTEST_DEADLINE: Duration = Duration::from_secs(900);
 
+/// The browser test's packages (Selenium), installed in the same environment.
+const BROWSER_REQUIREMENTS: &str = "tests/browser/requirements.txt";
+
 fn venv_dir() -> PathBuf {
     root().join("target").join("python-venv")
 }
@@ -33,7 +36,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-fn show(out: &Output) -> String {
+pub(crate) fn show(out: &Output) -> String {
     format!(
         "--- stdout ---\n{}\n--- stderr ---\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -54,7 +57,8 @@ fn run(cmd: &mut Command, what: &str) -> Output {
     out
 }
 
-/// The stamp: the interpreter's version and path, the checkout, and `pyproject.toml`.
+/// The stamp: the interpreter's version and path, the checkout, `pyproject.toml` and the
+/// browser test's requirements.
 fn stamp() -> String {
     let version = run(
         Command::new("python3").arg("--version"),
@@ -66,11 +70,17 @@ fn stamp() -> String {
     key.extend_from_slice(&version.stderr);
     key.extend_from_slice(root().to_string_lossy().as_bytes());
     key.extend_from_slice(&pyproject);
+    key.extend_from_slice(
+        &std::fs::read(root().join(BROWSER_REQUIREMENTS)).expect("read the browser requirements"),
+    );
     format!("{:016x}", fnv1a(&key))
 }
 
-/// Creates (or reuses) the virtual environment with the package installed; returns its python.
-fn ensure_venv() -> PathBuf {
+/// Creates (or reuses) the virtual environment with the package and the browser test's
+/// requirements installed; returns its python. One test at a time builds it.
+pub(crate) fn ensure_venv() -> PathBuf {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let venv = venv_dir();
     let python = venv_python(&venv);
     let stamp_file = venv.join(".skill-fleet-stamp");
@@ -78,7 +88,10 @@ fn ensure_venv() -> PathBuf {
     let current = std::fs::read_to_string(&stamp_file).unwrap_or_default();
     if current.trim() == want && python.exists() {
         let check = Command::new(&python)
-            .args(["-c", "import skill_fleet.worker, dspy, optuna, pytest"])
+            .args([
+                "-c",
+                "import skill_fleet.worker, dspy, optuna, pytest, selenium",
+            ])
             .output();
         if check.is_ok_and(|o| o.status.success()) {
             return python;
@@ -103,9 +116,11 @@ fn ensure_venv() -> PathBuf {
                 "--disable-pip-version-check",
                 "-e",
                 "./python[test]",
+                "-r",
+                BROWSER_REQUIREMENTS,
             ])
             .stdin(Stdio::null()),
-        "pip install -e ./python[test]",
+        "pip install -e ./python[test] -r tests/browser/requirements.txt",
     );
     std::fs::write(&stamp_file, want).expect("write the venv stamp");
     python
@@ -113,7 +128,7 @@ fn ensure_venv() -> PathBuf {
 
 /// Waits for `child` at most `limit` (killing it when it takes longer), reading its output
 /// on the way so a full pipe never blocks it.
-fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> Output {
+pub(crate) fn wait_with_deadline(mut child: std::process::Child, limit: Duration) -> Output {
     use std::io::Read;
     fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {

@@ -500,7 +500,12 @@ fn wrong_content_type_is_415() {
 #[test]
 fn unknown_route_is_404_and_wrong_method_is_405_with_allow() {
     let (_t, srv) = server("srv-404");
-    for path in ["/", "/api/v1/nothing", "/healthz", "/api/v1/rules"] {
+    for path in [
+        "/index.html",
+        "/api/v1/nothing",
+        "/healthz",
+        "/api/v1/rules",
+    ] {
         let r = srv.get(path);
         assert_eq!(r.status, 404, "{path}: {r:?}");
         assert_error_shape(&r);

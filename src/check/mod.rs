@@ -6,3 +6,4 @@ pub mod analysis;
 pub mod coverage;
 pub mod fixtures;
 pub mod impact;
+pub mod map;

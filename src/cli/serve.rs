@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// Do not watch the rules directory (rules.watch = false).
     #[arg(long)]
     pub no_watch: bool,
+    /// Serve the web console's files from this directory (read on each request) instead of
+    /// the copy built into the binary: for working on the console without rebuilding.
+    #[arg(long, value_name = "DIR")]
+    pub console_dir: Option<PathBuf>,
 }
 
 fn flags(args: &ServeArgs, rules: Option<&PathBuf>) -> Vec<(String, Value, String)> {
@@ -177,6 +181,18 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
             };
         }
     };
+    let console_dir = args.console_dir.clone();
+    if let Some(d) = &console_dir {
+        if !d.join("index.html").is_file() {
+            let _ = writeln!(
+                err,
+                "error: `{}` holds no `index.html`: not a console directory",
+                d.display()
+            );
+            let _ = writeln!(err, "  = help: pass the repository's `console/` directory, or leave `--console-dir` out to serve the built-in console");
+            return Exit::Usage;
+        }
+    }
     let filter = match tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         Ok(f) => f,
         Err(e) => {
@@ -281,7 +297,10 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
     let retention_days = config.jobs.retention_days;
     let addr = config.server.addr.clone();
     let state = match AppState::new(config, Arc::clone(&live), Some(Arc::clone(&store))) {
-        Ok(s) => Arc::new(s),
+        Ok(mut s) => {
+            s.console_dir = console_dir;
+            Arc::new(s)
+        }
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             return Exit::Io;

@@ -200,6 +200,98 @@ impl Outcome<'_> {
     }
 }
 
+/// What the budget guard did with a choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GuardVerdict {
+    /// The estimate is within the budget: the choice stands.
+    Fits,
+    /// A cheaper step of `guard.downgrade` fits and replaces it.
+    Downgraded,
+    /// Nothing fits: the cheapest of the choice and the steps tried is kept.
+    NoFit,
+}
+
+impl GuardVerdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            GuardVerdict::Fits => "fits",
+            GuardVerdict::Downgraded => "downgraded",
+            GuardVerdict::NoFit => "no_fit",
+        }
+    }
+}
+
+/// The budget guard: when `est` is above `budget`, walks `guard.downgrade` from after the
+/// choice and takes the first step that fits, or the cheapest tried when none does; `choice`
+/// and `est` are updated in place. With `steps`, every step tried is recorded (the trace).
+fn apply_guard<'a>(
+    rs: &'a RuleSet,
+    ctx: &Context,
+    model: &crate::rules::ModelInfo,
+    budget: f64,
+    choice: &mut &'a Arc<Resolved>,
+    est: &mut Estimate,
+    mut steps: Option<&mut Vec<GuardStep>>,
+) -> Result<GuardVerdict, EvalError> {
+    if est.cost <= budget {
+        return Ok(GuardVerdict::Fits);
+    }
+    let original_cost = est.cost;
+    let start = rs
+        .guard
+        .steps
+        .iter()
+        .position(|s| s.optimizer == choice.optimizer && s.variant == choice.variant)
+        .map_or(0, |i| i + 1);
+    // When nothing fits, the cheapest of the original and the steps tried is kept.
+    let mut cheapest: Option<(&Arc<Resolved>, Estimate)> = None;
+    for step in &rs.guard.steps[start..] {
+        let e = estimate(rs, step, ctx, model)?;
+        let fits = e.cost <= budget;
+        if let Some(steps) = steps.as_mut() {
+            steps.push(GuardStep {
+                optimizer: step.optimizer.to_string(),
+                variant: step.variant.as_ref().map(|v| v.to_string()),
+                estimated_cost: e.cost,
+                fits,
+            });
+        }
+        if fits {
+            *choice = step;
+            *est = e;
+            return Ok(GuardVerdict::Downgraded);
+        }
+        if e.cost < cheapest.map_or(original_cost, |(_, c)| c.cost) {
+            cheapest = Some((step, e));
+        }
+    }
+    if let Some((step, e)) = cheapest {
+        *choice = step;
+        *est = e;
+    }
+    Ok(GuardVerdict::NoFit)
+}
+
+/// The optimizer a checked request gets, and its estimate, without reasoning, confidence or
+/// alternatives: selection, estimate and (unless `guard` turns it off) the budget guard, as
+/// [`evaluate`] decides them. For the decision map, which asks for many inputs at once.
+pub fn choose<'a>(
+    rs: &'a RuleSet,
+    ctx: &Context,
+    guard: Option<bool>,
+) -> Result<(&'a Arc<Resolved>, Estimate), EvalError> {
+    let _timed = crate::rules::deadline::evaluation();
+    let fired = select(rs, ctx, None)?;
+    let model = rs.model_for(ctx);
+    let mut choice: &Arc<Resolved> = &fired.choice;
+    let mut est = estimate(rs, choice, ctx, model)?;
+    let budget = ctx.get(rs.context.known.budget_usd).as_f64();
+    if let (true, Some(budget)) = (guard.unwrap_or(rs.guard.enabled), budget) {
+        apply_guard(rs, ctx, model, budget, &mut choice, &mut est, None)?;
+    }
+    Ok((choice, est))
+}
+
 /// Recommends an optimizer for a checked request.
 pub fn recommend(
     rs: &RuleSet,
@@ -244,51 +336,22 @@ pub fn evaluate_with<'a>(
     let guard_on = opts.guard.unwrap_or(rs.guard.enabled);
     let budget = ctx.get(known.budget_usd).as_f64();
     if let (true, Some(budget)) = (guard_on, budget) {
-        if est.cost > budget {
-            let original = choice;
-            let original_cost = est.cost;
-            let start = rs
-                .guard
-                .steps
-                .iter()
-                .position(|s| s.optimizer == choice.optimizer && s.variant == choice.variant)
-                .map_or(0, |i| i + 1);
-            let mut steps = Vec::new();
-            let mut found = None;
-            // When nothing fits, the cheapest of the original and the steps tried is kept.
-            let mut cheapest: Option<(&Arc<Resolved>, Estimate)> = None;
-            for step in &rs.guard.steps[start..] {
-                let e = estimate(rs, step, ctx, model)?;
-                let fits = e.cost <= budget;
-                if trace.is_some() {
-                    steps.push(GuardStep {
-                        optimizer: step.optimizer.to_string(),
-                        variant: step.variant.as_ref().map(|v| v.to_string()),
-                        estimated_cost: e.cost,
-                        fits,
-                    });
-                }
-                if fits {
-                    found = Some((step, e));
-                    break;
-                }
-                if e.cost < cheapest.map_or(original_cost, |(_, c)| c.cost) {
-                    cheapest = Some((step, e));
-                }
-            }
-            let (template, outcome) = match found {
-                Some((step, e)) => {
-                    choice = step;
-                    est = e;
-                    (&rs.guard.reasoning, "downgraded")
-                }
-                None => {
-                    if let Some((step, e)) = cheapest {
-                        choice = step;
-                        est = e;
-                    }
-                    (&rs.guard.no_fit_reasoning, "no_fit")
-                }
+        let mut steps = trace.is_some().then(Vec::new);
+        let original = choice;
+        let original_cost = est.cost;
+        let verdict = apply_guard(
+            rs,
+            ctx,
+            model,
+            budget,
+            &mut choice,
+            &mut est,
+            steps.as_mut(),
+        )?;
+        if verdict != GuardVerdict::Fits {
+            let template = match verdict {
+                GuardVerdict::NoFit => &rs.guard.no_fit_reasoning,
+                _ => &rs.guard.reasoning,
             };
             reasoning.push(' ');
             template.render_into(
@@ -301,20 +364,13 @@ pub fn evaluate_with<'a>(
                     Extra::Num(est.cost),
                 ],
             );
-            if let Some(t) = trace.as_mut() {
-                t.guard = Some(GuardTrace {
-                    budget_usd: budget,
-                    original_cost,
-                    steps,
-                    outcome: outcome.into(),
-                });
-            }
-        } else if let Some(t) = trace.as_mut() {
+        }
+        if let Some(t) = trace.as_mut() {
             t.guard = Some(GuardTrace {
                 budget_usd: budget,
-                original_cost: est.cost,
-                steps: Vec::new(),
-                outcome: "fits".into(),
+                original_cost,
+                steps: steps.unwrap_or_default(),
+                outcome: verdict.as_str().into(),
             });
         }
     }

@@ -85,6 +85,62 @@ pub(super) fn invalid(field: &str, message: String, help: Option<String>) -> Api
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message).details(vec![detail])
 }
 
+/// A 400 naming a query parameter.
+pub(super) fn bad_parameter(name: &str, message: String, help: Option<String>) -> ApiError {
+    let mut detail = json!({"parameter": name, "message": message});
+    if let Some(h) = help {
+        detail["help"] = Value::String(h);
+    }
+    ApiError::new(StatusCode::BAD_REQUEST, message).details(vec![detail])
+}
+
+/// Percent-decodes a query component (`+` is a space).
+fn decode(raw: &str) -> Result<String, ApiError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = raw
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("malformed percent-encoding in query `{raw}`"),
+                        )
+                    })?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("query `{raw}` is not UTF-8 once decoded"),
+        )
+    })
+}
+
+/// A query string's pairs (`req.uri().query()`), percent-decoded, in order (`k` alone is `k=""`; empty pairs are
+/// skipped). The one query parser of the handlers.
+pub(super) fn query(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = Vec::new();
+    for pair in raw.unwrap_or("").split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.push((decode(k)?, decode(v)?));
+    }
+    Ok(out)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Store calls and their errors
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@
 //! unknown job → 404, stale lease or illegal transition → 409 (with the current status),
 //! invalid input → 422 naming the field, anything else → 500 (logged).
 
-use super::extract::{blocking, body, invalid, not_found, parse, store_error};
+use super::extract::{
+    bad_parameter, blocking, body, invalid, not_found, parse, query, store_error,
+};
 use super::metrics::Route;
 use super::reply::{self, ApiError, Body};
 use super::AppState;
@@ -20,7 +22,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, LOCATION, TRANSFER_ENCODING};
 use hyper::{Method, Request, Response, StatusCode};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 const PREFIX: &str = "/api/v1/jobs";
@@ -352,56 +354,13 @@ async fn list(store: Arc<Store>, req: &Request<Incoming>) -> Result<Response<Bod
     Ok(reply::json(StatusCode::OK, &page))
 }
 
-fn bad_parameter(name: &str, message: String, help: Option<String>) -> ApiError {
-    let mut detail = json!({"parameter": name, "message": message});
-    if let Some(h) = help {
-        detail["help"] = Value::String(h);
-    }
-    ApiError::new(StatusCode::BAD_REQUEST, message).details(vec![detail])
-}
-
-/// Percent-decodes a query component (`+` is a space).
-fn decode(raw: &str) -> Result<String, ApiError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = raw
-                    .get(i + 1..i + 3)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            format!("malformed percent-encoding in query `{raw}`"),
-                        )
-                    })?;
-                out.push(hex);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("query `{raw}` is not UTF-8 once decoded"),
-        )
-    })
-}
-
 /// `?status=&type=&user_id=&limit=&cursor=`; an empty value is the same as none.
-fn list_filter(query: Option<&str>) -> Result<Filter, ApiError> {
+fn list_filter(raw_query: Option<&str>) -> Result<Filter, ApiError> {
     let mut f = Filter {
         limit: DEFAULT_LIMIT,
         ..Filter::default()
     };
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (decode(k)?, decode(v)?);
+    for (k, v) in query(raw_query)? {
         let known = QUERY_PARAMETERS.contains(&k.as_str()) || k == "job_type";
         if !known {
             return Err(bad_parameter(
@@ -571,6 +530,7 @@ async fn hitl(store: Arc<Store>, id: String) -> Result<Response<Body>, ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn body_errors_name_the_field() {

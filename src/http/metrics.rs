@@ -56,13 +56,23 @@ pub enum Route {
     TrainingSelect,
     /// `POST /api/v2/training/results`
     TrainingResults,
+    /// `GET /api/v1/rules/context`
+    RulesContext,
+    /// `GET /api/v1/rules/map`
+    RulesMap,
+    /// `GET /api/v1/optimization/timeline`
+    Timeline,
+    /// `GET /` (the console's page)
+    Console,
+    /// `GET /console/{path}` (the console's assets)
+    ConsoleAsset,
     /// Anything else.
     Unmatched,
 }
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 24] = [
+    pub const ALL: [Route; 29] = [
         Route::Health,
         Route::Ready,
         Route::Metrics,
@@ -86,6 +96,11 @@ impl Route {
         Route::TrainingAnalytics,
         Route::TrainingSelect,
         Route::TrainingResults,
+        Route::RulesContext,
+        Route::RulesMap,
+        Route::Timeline,
+        Route::Console,
+        Route::ConsoleAsset,
         Route::Unmatched,
     ];
 
@@ -115,6 +130,11 @@ impl Route {
             Route::TrainingAnalytics => "/api/v2/training/analytics",
             Route::TrainingSelect => "/api/v2/training/select",
             Route::TrainingResults => "/api/v2/training/results",
+            Route::RulesContext => "/api/v1/rules/context",
+            Route::RulesMap => "/api/v1/rules/map",
+            Route::Timeline => "/api/v1/optimization/timeline",
+            Route::Console => "/",
+            Route::ConsoleAsset => "/console/{path}",
             Route::Unmatched => "unmatched",
         }
     }

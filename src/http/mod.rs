@@ -16,9 +16,11 @@
 //! ```
 
 mod conn;
+pub mod console;
 pub mod decision_log;
 mod extract;
 mod jobs;
+mod map;
 pub mod metrics;
 pub mod openapi;
 mod optimization;
@@ -57,6 +59,9 @@ pub struct AppState {
     pub decisions: Option<DecisionLog>,
     /// Recorded outcomes, the live confidence model's history.
     pub history: ArcSwap<HistoryIndex>,
+    /// Serve the console's files from this directory instead of the embedded copy
+    /// (`serve --console-dir`, for working on the console).
+    pub console_dir: Option<std::path::PathBuf>,
     started: Instant,
     seed: u64,
 }
@@ -103,6 +108,7 @@ impl AppState {
             metrics: Metrics::default(),
             decisions,
             history: ArcSwap::from_pointee(history),
+            console_dir: None,
             started: Instant::now(),
             seed,
         })

@@ -69,6 +69,33 @@ const CONTEXT: &str = "the fields of the served rule set's context model (`rules
     the shipped rules: trainset_size, budget_usd, quality_target, complexity_score, domain, \
     time_constraint_minutes, model, style); aliases accepted, unknown fields refused with 422";
 
+const MAP_QUERY: &[(&str, &str)] = &[
+    ("x", "field on the horizontal axis (default trainset_size)"),
+    ("y", "field on the vertical axis (default budget_usd)"),
+    ("x_min", "start of x (default: the field's min)"),
+    (
+        "x_max",
+        "end of x (default: the field's max, else 10000 or 1000)",
+    ),
+    ("y_min", "start of y"),
+    ("y_max", "end of y"),
+    (
+        "x_scale",
+        "`log` or `linear` (default: linear for a field bounded on both sides)",
+    ),
+    ("y_scale", "`log` or `linear`"),
+    ("nx", "points on x, 2 to 400 (default 100)"),
+    ("ny", "points on y, 2 to 400 (default 100)"),
+    (
+        "guard",
+        "`on` or `off`: the budget guard (default: as the rules say)",
+    ),
+    (
+        "compare",
+        "a kept revision (or prefix) to draw beside the served one",
+    ),
+];
+
 fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
     let job = schema::<Job>(g);
     let decision = schema::<Decision>(g);
@@ -147,6 +174,18 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
         op(Route::TrainingResults, "post", "apply per-example results of a run")
             .body(schema::<ResultsBody>(g))
             .answers(200, "updated and unknown ids", Some(object("what was updated"))),
+        op(Route::RulesContext, "get", "the served context model: fields, `monotone_in`, every optimizer label")
+            .answers(200, "the context model", Some(object("revision, fields (name, type, required, default, min, max, aliases, labels, enum, description), monotone_in, choices"))),
+        op(Route::RulesMap, "get", "the decision map: the optimizer chosen on a grid of two inputs; any other context field given as a query parameter (`domain=math`) is fixed for every cell")
+            .query(MAP_QUERY)
+            .answers(200, "the map", Some(schema::<super::map::MapAnswer>(g))),
+        op(Route::Timeline, "get", "decisions per optimizer in equal intervals up to now")
+            .query(&[("since", "an age: `7d` (default), `12h`"), ("buckets", "intervals, 1 to 500 (default 24)")])
+            .answers(200, "the intervals", Some(object("since, bucket_seconds, buckets (start, by_optimizer)"))),
+        op(Route::Console, "get", "the web console (HTML)")
+            .answers(200, "the console's page", None),
+        op(Route::ConsoleAsset, "get", "a file of the web console (scripts, styles)")
+            .answers(200, "the file", None),
     ]
 }
 
@@ -192,6 +231,13 @@ pub fn document() -> Value {
                 0,
                 json!({"name": "id", "in": "path", "required": true,
                        "description": "the job's id", "schema": {"type": "string"}}),
+            );
+        }
+        if o.route.label().contains("{path}") {
+            parameters.insert(
+                0,
+                json!({"name": "path", "in": "path", "required": true,
+                       "description": "the file, e.g. `app.js`", "schema": {"type": "string"}}),
             );
         }
         if !parameters.is_empty() {
@@ -244,7 +290,9 @@ mod tests {
 
     /// Where the server's router sends `path` (`{id}` filled in), with its methods.
     fn routed(path: &str) -> Option<(Route, Vec<Method>)> {
-        let path = path.replace("{id}", "0b7a1c2e-1111-4222-8333-944455556666");
+        let path = path
+            .replace("{id}", "0b7a1c2e-1111-4222-8333-944455556666")
+            .replace("{path}", "app.js");
         super::super::routes::resolve(&path).map(|(r, m, _)| (r, m.to_vec()))
     }
 

@@ -116,17 +116,14 @@ pub(super) async fn record_outcome(
 /// The `since` query parameter: an age (`30d`, default) or `all`.
 fn since_param(req: &Request<Incoming>) -> Result<(String, Option<i64>), ApiError> {
     let mut text = "30d".to_string();
-    for pair in req.uri().query().unwrap_or("").split('&') {
-        if pair.is_empty() {
-            continue;
-        }
-        match pair.split_once('=') {
-            Some(("since", v)) => text = v.to_string(),
+    for (k, v) in super::extract::query(req.uri().query())? {
+        match k.as_str() {
+            "since" => text = v,
             _ => {
-                let k = pair.split('=').next().unwrap_or(pair);
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
+                return Err(super::extract::bad_parameter(
+                    &k,
                     format!("unknown query parameter `{k}`; this endpoint takes `since`"),
+                    None,
                 ));
             }
         }
@@ -157,6 +154,87 @@ pub(super) async fn metrics(
             o.insert("window".into(), Value::String(window));
         }
         Ok(v)
+    })
+    .await?;
+    Ok(reply::json(StatusCode::OK, &body))
+}
+
+/// Most intervals of a timeline.
+const MAX_BUCKETS: usize = 500;
+
+/// `GET /api/v1/optimization/timeline?since=7d&buckets=24`: decisions per optimizer in equal
+/// intervals from `since` (an age) to now.
+pub(super) async fn timeline(
+    state: &Arc<AppState>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let Some(store) = state.store.clone() else {
+        return Err(no_store());
+    };
+    let (mut since, mut buckets) = ("7d".to_string(), 24usize);
+    for (k, v) in super::extract::query(req.uri().query())? {
+        match k.as_str() {
+            "since" => since = v,
+            "buckets" => {
+                buckets = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_BUCKETS).contains(n))
+                    .ok_or_else(|| {
+                        invalid(
+                            "buckets",
+                            format!(
+                            "`buckets` must be a whole number from 1 to {MAX_BUCKETS}, found `{v}`"
+                        ),
+                            None,
+                        )
+                    })?
+            }
+            _ => {
+                return Err(super::extract::bad_parameter(
+                    &k,
+                    format!(
+                        "unknown query parameter `{k}`; this endpoint takes `since` and `buckets`"
+                    ),
+                    None,
+                ))
+            }
+        }
+    }
+    let age = match crate::util::time::parse_age(&since) {
+        Ok(Some(age)) if age > 0 => age,
+        Ok(_) => {
+            return Err(invalid(
+                "since",
+                format!("`since` must be an age such as `7d` or `12h`, found `{since}`"),
+                None,
+            ))
+        }
+        Err(m) => return Err(invalid("since", m, None)),
+    };
+    if let Some(log) = &state.decisions {
+        log.sync().await.map_err(store_error)?;
+    }
+    let body = blocking(store, move |s| {
+        let now = s.now_ms();
+        let bucket_ms = (age / buckets as i64).max(1);
+        let start = now - bucket_ms * buckets as i64 + 1;
+        let counts = s.decision_timeline(start, bucket_ms, buckets)?;
+        let rows: Vec<Value> = counts
+            .into_iter()
+            .enumerate()
+            .map(|(k, by)| {
+                json!({
+                    "start": crate::util::time::rfc3339_ms(start + bucket_ms * k as i64),
+                    "by_optimizer": by,
+                })
+            })
+            .collect();
+        Ok(json!({
+            "since": crate::util::time::rfc3339_ms(start),
+            "bucket_seconds": bucket_ms as f64 / 1000.0,
+            "buckets": rows,
+        }))
     })
     .await?;
     Ok(reply::json(StatusCode::OK, &body))

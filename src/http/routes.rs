@@ -62,17 +62,27 @@ pub(super) fn methods(route: Route) -> &'static [Method] {
         | Route::RulesStatus
         | Route::SelectorMetrics
         | Route::Job
-        | Route::TrainingAnalytics => GET,
+        | Route::TrainingAnalytics
+        | Route::RulesContext
+        | Route::RulesMap
+        | Route::Timeline
+        | Route::Console
+        | Route::ConsoleAsset => GET,
         Route::Unmatched => &[],
         _ => POST,
     }
 }
 
 /// Matches `path` against a route's pattern: `Some(id)` when it matches (`{id}` takes one
-/// non-empty segment), `Some(None)` for a pattern without one.
+/// non-empty segment, a final `{path}` the non-empty rest), `Some(None)` for a pattern
+/// without either.
 fn matches(pattern: &str, path: &str) -> Option<Option<String>> {
     if !pattern.contains('{') {
         return (pattern == path).then_some(None);
+    }
+    if let Some(prefix) = pattern.strip_suffix("{path}") {
+        let rest = path.strip_prefix(prefix)?;
+        return (!rest.is_empty()).then(|| Some(rest.to_string()));
     }
     let (mut pat, mut got) = (pattern.split('/'), path.split('/'));
     let mut id = None;
@@ -151,10 +161,11 @@ async fn dispatch(
         }
     }
     if let Some(id) = id {
-        return (
-            route,
-            Box::pin(super::jobs::handle(state, req, route, Some(id))).await,
-        );
+        let result = match route {
+            Route::ConsoleAsset => super::console::asset(state, &id),
+            _ => Box::pin(super::jobs::handle(state, req, route, Some(id))).await,
+        };
+        return (route, result);
     }
     let result = match route {
         Route::Health => Ok(reply::json(
@@ -177,6 +188,10 @@ async fn dispatch(
         Route::TrainingAnalytics | Route::TrainingSelect | Route::TrainingResults => {
             Box::pin(super::training::handle(state, req, route)).await
         }
+        Route::RulesContext => super::map::context(state),
+        Route::RulesMap => Box::pin(super::map::map(state, &req)).await,
+        Route::Timeline => Box::pin(super::optimization::timeline(state, &req)).await,
+        Route::Console => super::console::asset(state, "index.html"),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no route")),
     };
     (route, result)
@@ -228,18 +243,15 @@ pub(super) fn authorize(state: &AppState, req: &Request<Incoming>) -> Result<(),
 }
 
 fn query_flag(req: &Request<Incoming>, name: &str) -> Result<bool, ApiError> {
-    let Some(q) = req.uri().query() else {
-        return Ok(false);
-    };
-    for pair in q.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
+    for (k, v) in super::extract::query(req.uri().query())? {
         if k == name {
-            return match v {
+            return match v.as_str() {
                 "true" | "1" | "" => Ok(true),
                 "false" | "0" => Ok(false),
-                other => Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
+                other => Err(super::extract::bad_parameter(
+                    name,
                     format!("query parameter `{name}` must be true or false, found `{other}`"),
+                    None,
                 )),
             };
         }

@@ -102,6 +102,21 @@ struct Kept {
     fixtures: FixtureSummary,
 }
 
+/// The kept revision that `revision` (full or a unique prefix) names.
+fn find_kept<'a>(kept: &'a VecDeque<Kept>, revision: &str) -> Result<&'a Kept, Rollback> {
+    let matches: Vec<&Kept> = kept
+        .iter()
+        .filter(|k| !revision.is_empty() && k.rs.revision.starts_with(revision))
+        .collect();
+    let names =
+        |ks: &mut dyn Iterator<Item = &Kept>| ks.map(|k| k.rs.revision.to_string()).collect();
+    match matches.as_slice() {
+        [] => Err(Rollback::Unknown(names(&mut kept.iter()))),
+        [k] => Ok(*k),
+        more => Err(Rollback::Ambiguous(names(&mut more.iter().copied()))),
+    }
+}
+
 /// How a reload went.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reload {
@@ -288,17 +303,9 @@ impl LiveRules {
     pub fn rollback(&self, revision: &str) -> Rollback {
         let _guard = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let matches: Vec<&Kept> = kept
-            .iter()
-            .filter(|k| !revision.is_empty() && k.rs.revision.starts_with(revision))
-            .collect();
-        let names = |ks: &[&Kept]| ks.iter().map(|k| k.rs.revision.to_string()).collect();
-        let k = match matches.as_slice() {
-            [] => {
-                return Rollback::Unknown(kept.iter().map(|k| k.rs.revision.to_string()).collect())
-            }
-            [k] => *k,
-            more => return Rollback::Ambiguous(names(more)),
+        let k = match find_kept(&kept, revision) {
+            Ok(k) => k,
+            Err(e) => return e,
         };
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         if *k.rs.revision == *st.revision {
@@ -312,6 +319,13 @@ impl LiveRules {
         st.rolled_back_from = self.disk_seen();
         self.current.store(Arc::clone(&k.rs));
         Rollback::Activated { from }
+    }
+
+    /// A kept revision's rule set (a full revision or a unique prefix of one), without serving
+    /// it; the error is [`Rollback::Unknown`] or [`Rollback::Ambiguous`].
+    pub fn kept(&self, revision: &str) -> Result<Arc<RuleSet>, Rollback> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        find_kept(&kept, revision).map(|k| Arc::clone(&k.rs))
     }
 
     /// The rule set to use for one request, from start to end.

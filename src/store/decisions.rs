@@ -8,6 +8,7 @@
 use super::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// The texts of a decision to log, by name.
 #[derive(Debug, Clone, Copy, Default)]
@@ -269,6 +270,29 @@ pub fn counts(conn: &Connection, since_ms: i64) -> Result<DecisionCounts, StoreE
         *out.by_optimizer.entry(opt).or_default() += n;
         *out.by_rule.entry(rule).or_default() += n;
         *out.by_revision.entry(rev).or_default() += n;
+    }
+    Ok(out)
+}
+
+/// Decisions per optimizer in `buckets` equal intervals of `bucket_ms` from `since_ms`:
+/// one map per interval, oldest first (decisions after the last interval are left out).
+pub fn timeline(
+    conn: &Connection,
+    since_ms: i64,
+    bucket_ms: i64,
+    buckets: usize,
+) -> Result<Vec<BTreeMap<String, u64>>, StoreError> {
+    let mut out = vec![BTreeMap::new(); buckets];
+    let mut stmt = conn.prepare(
+        "SELECT (created_at - ?1) / ?2, optimizer, COUNT(*) FROM decisions \
+         WHERE created_at >= ?1 GROUP BY 1, 2",
+    )?;
+    let mut rows = stmt.query([since_ms, bucket_ms.max(1)])?;
+    while let Some(r) = rows.next()? {
+        let (k, opt, n): (i64, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        if let Some(slot) = usize::try_from(k).ok().and_then(|k| out.get_mut(k)) {
+            slot.insert(opt, n.max(0) as u64);
+        }
     }
     Ok(out)
 }

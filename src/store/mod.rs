@@ -594,6 +594,16 @@ impl Store {
         self.read(|c| decisions::counts(c, since_ms))
     }
 
+    /// Decisions per optimizer over time: see [`decisions::timeline`].
+    pub fn decision_timeline(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+        buckets: usize,
+    ) -> Result<Vec<std::collections::BTreeMap<String, u64>>, StoreError> {
+        self.read(|c| decisions::timeline(c, since_ms, bucket_ms, buckets))
+    }
+
     /// Selector metrics of the decisions and outcomes since `since_ms`.
     pub fn selector_metrics(
         &self,
