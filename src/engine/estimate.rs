@@ -61,7 +61,7 @@ pub fn estimate(
 fn scripted(
     rs: &RuleSet,
     name: &str,
-    origin: &crate::rules::script::Origin,
+    origin: &crate::rules::origin::Origin,
     choice: &Resolved,
     ctx: &Context,
     model: &ModelInfo,

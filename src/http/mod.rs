@@ -17,6 +17,7 @@
 
 mod conn;
 pub mod console;
+mod decide;
 pub mod decision_log;
 mod extract;
 mod jobs;
@@ -25,8 +26,10 @@ pub mod metrics;
 pub mod openapi;
 mod optimization;
 mod parse_errors;
+mod probes;
 pub mod reply;
 mod routes;
+mod rules;
 mod training;
 
 use crate::config::Config;

@@ -10,7 +10,7 @@ use super::jobs::{
 use super::metrics::Route;
 use super::optimization::OutcomeBody;
 use super::reply::ErrorBody;
-use super::routes::RollbackBody;
+use super::rules::RollbackBody;
 use super::training::{ResultsBody, SelectBody};
 use crate::decision::Decision;
 use crate::store::job::{Job, NewJob};

@@ -5,7 +5,8 @@
 //! analysis reads: which fields are compared with which constants. Evaluation never uses it.
 
 use super::context::{Context, ContextModel, Value};
-use super::script::{CompiledExpr, Origin, ScriptError, ScriptHost};
+use super::origin::Origin;
+use super::script::{CompiledExpr, ScriptError, ScriptHost};
 use super::spec::{Condition, FieldType, Scalar};
 use super::yaml::escape_segment;
 use super::Located;

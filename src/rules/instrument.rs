@@ -10,7 +10,7 @@
 //! exactly the functions of the original (same names and arities), otherwise the file is
 //! compiled as written and its functions are reported as not measured.
 
-use super::script::Origin;
+use super::origin::Origin;
 use std::sync::Mutex;
 
 /// Name of the native function the instrumented copy calls at the start of each function.

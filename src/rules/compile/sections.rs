@@ -5,7 +5,8 @@
 
 use super::super::condition::{self, child};
 use super::super::context::ContextModel;
-use super::super::script::{Origin, ScriptHost};
+use super::super::origin::Origin;
+use super::super::script::ScriptHost;
 use super::super::spec::{Choice, Fixture};
 use super::super::{
     AltModel, ConfidenceModel, CostModel, FixtureDef, GuardModel, Located, ModelInfo, Resolved,
