@@ -107,12 +107,12 @@ pub struct NewOutcome {
     /// Job of the run, if it was one.
     pub job_id: Option<String>,
     /// Request facts for runs without a decision (a decision's own input wins).
-    pub context: Context,
+    pub context: RunContext,
 }
 
 /// Facts about the request behind a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Context {
+pub struct RunContext {
     /// Domain (default `general`).
     pub domain: Option<String>,
     /// Trainset size.
@@ -133,12 +133,12 @@ pub struct Context {
     pub estimated_time: Option<f64>,
 }
 
-impl Context {
+impl RunContext {
     /// Reads the request facts from a JSON object (a decision input or a job payload).
-    pub fn from_json(v: &Value) -> Context {
+    pub fn from_json(v: &Value) -> RunContext {
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         let f = |k: &str| v.get(k).and_then(Value::as_f64);
-        Context {
+        RunContext {
             domain: s("domain"),
             trainset_size: v.get("trainset_size").and_then(Value::as_i64),
             budget: f("budget_usd")
@@ -251,7 +251,7 @@ mod tests {
 
     #[test]
     fn context_reads_inputs_and_payloads() {
-        let c = Context::from_json(&json!({
+        let c = RunContext::from_json(&json!({
             "trainset_size": 200, "budget_dollars": 12.5, "domain": "web",
             "variant": "light", "auto_selected": true
         }));

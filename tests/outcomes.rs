@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use serde_json::{json, Value};
-use skill_fleet::outcome::{Context, NewOutcome, RunReport};
+use skill_fleet::outcome::{NewOutcome, RunContext, RunReport};
 use skill_fleet::store::decisions::{DecisionTexts, NewDecision};
 use skill_fleet::store::Store;
 use std::path::Path;
@@ -70,10 +70,10 @@ fn outcome(
         },
         decision_id: decision,
         job_id: None,
-        context: Context {
+        context: RunContext {
             trainset_size: Some(t),
             quality_target: Some(0.85),
-            ..Context::default()
+            ..RunContext::default()
         },
     }
 }

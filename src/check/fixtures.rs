@@ -8,7 +8,7 @@ use crate::rules::{FixtureDef, RuleSet};
 
 /// The result of one fixture.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct FixtureResult {
     /// Fixture name.
     pub name: String,
     /// `file:line:col` of the fixture.
@@ -21,7 +21,7 @@ pub struct Outcome {
     pub error: Option<Diagnostic>,
 }
 
-impl Outcome {
+impl FixtureResult {
     /// True when every expectation held.
     pub fn passed(&self) -> bool {
         self.failures.is_empty() && self.error.is_none()
@@ -122,9 +122,9 @@ pub fn compare(e: &Expect, d: &Decision) -> Vec<String> {
 }
 
 /// Runs one fixture.
-pub fn run_one(rs: &RuleSet, f: &FixtureDef) -> Outcome {
+pub fn run_one(rs: &RuleSet, f: &FixtureDef) -> FixtureResult {
     let spec = &f.spec;
-    let mut out = Outcome {
+    let mut out = FixtureResult {
         name: spec.name.clone(),
         at: f.at.clone(),
         failures: Vec::new(),
@@ -169,7 +169,7 @@ pub fn run_one(rs: &RuleSet, f: &FixtureDef) -> Outcome {
 }
 
 /// Runs the fixtures whose name contains `filter` (all when `None`), in file order.
-pub fn run(rs: &RuleSet, filter: Option<&str>) -> Vec<Outcome> {
+pub fn run(rs: &RuleSet, filter: Option<&str>) -> Vec<FixtureResult> {
     rs.fixtures
         .iter()
         .filter(|f| filter.is_none_or(|s| f.spec.name.contains(s)))

@@ -1,6 +1,6 @@
 //! Human renderings: decisions, traces, fixture reports, input errors, JUnit XML.
 
-use crate::check::fixtures::Outcome;
+use crate::check::fixtures::FixtureResult;
 use crate::decision::{Decision, Trace};
 use crate::diagnostic::SourceFile;
 use crate::rules::context::InputError;
@@ -135,7 +135,7 @@ pub fn trace(t: &Trace) -> String {
 }
 
 /// Fixture results for a terminal: one line each, failures with details.
-pub fn fixture_report(results: &[Outcome], files: &[SourceFile]) -> String {
+pub fn fixture_report(results: &[FixtureResult], files: &[SourceFile]) -> String {
     let mut o = String::new();
     for r in results {
         if r.passed() {
@@ -195,7 +195,7 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// Fixture results as JUnit XML.
-pub fn junit(results: &[Outcome], revision: &str) -> String {
+pub fn junit(results: &[FixtureResult], revision: &str) -> String {
     let failed = results.iter().filter(|r| !r.passed()).count();
     let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(

@@ -17,7 +17,7 @@ pub mod training;
 use crate::diagnostic::Diagnostic;
 use crate::rules::script::ScriptError;
 
-pub use recommend::{choose, evaluate, evaluate_with, recommend, Options, Outcome};
+pub use recommend::{choose, evaluate, evaluate_with, recommend, Evaluation, Options};
 
 /// An evaluation failed (only scripts can fail; structured rules cannot).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

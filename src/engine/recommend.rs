@@ -79,7 +79,7 @@ pub fn select_rule<'a>(rs: &'a RuleSet, ctx: &Context) -> Result<&'a Rule, EvalE
 /// A decision that still borrows from its rule set: what [`evaluate`] computes before it is
 /// turned into an owned [`Decision`], or written as JSON straight away by the server (no
 /// reference counts touched on the hot path).
-pub struct Outcome<'a> {
+pub struct Evaluation<'a> {
     /// The recommended optimizer and its config.
     pub choice: &'a Resolved,
     /// The rule that fired.
@@ -100,7 +100,7 @@ pub struct Outcome<'a> {
     pub decision_id: Option<i64>,
 }
 
-impl Outcome<'_> {
+impl Evaluation<'_> {
     /// The owned decision.
     pub fn into_decision(self) -> Decision {
         Decision {
@@ -299,16 +299,16 @@ pub fn recommend(
     history: &[HistoryRecord],
     opts: Options,
 ) -> Result<Decision, EvalError> {
-    evaluate(rs, ctx, history, opts).map(Outcome::into_decision)
+    evaluate(rs, ctx, history, opts).map(Evaluation::into_decision)
 }
 
-/// Evaluates a checked request into an [`Outcome`] that borrows from `rs`.
+/// Evaluates a checked request into an [`Evaluation`] that borrows from `rs`.
 pub fn evaluate<'a>(
     rs: &'a RuleSet,
     ctx: &Context,
     history: &[HistoryRecord],
     opts: Options,
-) -> Result<Outcome<'a>, EvalError> {
+) -> Result<Evaluation<'a>, EvalError> {
     evaluate_with(rs, ctx, &super::history::Records(history), opts)
 }
 
@@ -320,7 +320,7 @@ pub fn evaluate_with<'a>(
     ctx: &Context,
     history: &dyn History,
     opts: Options,
-) -> Result<Outcome<'a>, EvalError> {
+) -> Result<Evaluation<'a>, EvalError> {
     // Rhai code of this evaluation runs under its time limit (`rules::deadline`).
     let _timed = crate::rules::deadline::evaluation();
     let known = rs.context.known;
@@ -402,7 +402,7 @@ pub fn evaluate_with<'a>(
         t.confidence = conf.clone();
     }
 
-    Ok(Outcome {
+    Ok(Evaluation {
         choice,
         rule: fired,
         revision: &rs.revision,

@@ -9,8 +9,8 @@
 use super::extract::{
     bad_parameter, blocking, body, invalid, not_found, parse, query, store_error,
 };
-use super::metrics::Route;
 use super::reply::{self, ApiError, Body};
+use super::route::Route;
 use super::AppState;
 use crate::diagnostic::did_you_mean;
 use crate::store::job::{self, Job, NewJob, Progress, Status};

@@ -7,9 +7,9 @@
 use super::jobs::{
     ClaimBody, Claimed, CompleteBody, FailBody, HeartbeatBody, HitlBody, HitlView, ResponseBody,
 };
-use super::metrics::Route;
 use super::optimization::OutcomeBody;
 use super::reply::ErrorBody;
+use super::route::Route;
 use super::rules::RollbackBody;
 use super::training::{ResultsBody, SelectBody};
 use crate::decision::Decision;

@@ -4,7 +4,7 @@
 use super::extract::{blocking, invalid, parse, store_error};
 use super::reply::{self, ApiError, Body};
 use super::AppState;
-use crate::outcome::{parse_report, Context, NewOutcome};
+use crate::outcome::{parse_report, NewOutcome, RunContext};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
@@ -99,7 +99,7 @@ pub(super) async fn record_outcome(
             ));
         }
     }
-    let mut context = Context::from_json(&whole);
+    let mut context = RunContext::from_json(&whole);
     context.variant = body.variant.clone();
     context.auto_selected = body.decision_id.is_some();
     let new = NewOutcome {

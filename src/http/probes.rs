@@ -1,7 +1,7 @@
 //! What probes and tools read: `GET /ready`, `GET /metrics` (Prometheus) and
 //! `GET /openapi.json`.
 
-use super::metrics::Gauges;
+use super::prometheus::Gauges;
 use super::reply::{self, ApiError, Body};
 use super::AppState;
 use hyper::{Response, StatusCode};

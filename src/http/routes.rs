@@ -1,8 +1,8 @@
 //! Routing and handlers. Every response carries `X-Request-ID`; errors use the JSON error shape.
 
 use super::conn::Activity;
-use super::metrics::Route;
 use super::reply::{self, ApiError, Body};
+use super::route::Route;
 use super::AppState;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION};

@@ -3,8 +3,8 @@
 //! blocking pool; `POST /results` requires the API token when one is configured.
 
 use super::extract::{blocking, body, invalid, store_error};
-use super::metrics::Route;
 use super::reply::{self, ApiError, Body};
+use super::route::Route;
 use super::AppState;
 use crate::engine::training::{self, RunResult, SelectRequest, Style};
 use crate::store::Store;

@@ -4,14 +4,20 @@
 
 use super::decisions;
 use super::StoreError;
-pub use crate::outcome::{parse_report, Context, FieldError, NewOutcome, OutcomeRecord, RunReport};
+pub use crate::outcome::{
+    parse_report, FieldError, NewOutcome, OutcomeRecord, RunContext, RunReport,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 /// Fills what the linked decision knows: its input (domain, size, budget, target, model), its
 /// recommendation, and the estimate of the optimizer used (the primary's, or an alternative's).
-fn from_decision(d: &decisions::DecisionRecord, used: &str, ctx: &mut Context) -> Option<String> {
-    let input = Context::from_json(&d.input);
+fn from_decision(
+    d: &decisions::DecisionRecord,
+    used: &str,
+    ctx: &mut RunContext,
+) -> Option<String> {
+    let input = RunContext::from_json(&d.input);
     ctx.domain = input.domain.or(ctx.domain.take());
     ctx.trainset_size = input.trainset_size.or(ctx.trainset_size);
     ctx.budget = input.budget.or(ctx.budget);

@@ -503,7 +503,7 @@ impl Ctx<'_> {
             Some(d) if super::decisions::get(self.conn, d)?.is_some() => Some(d),
             _ => None,
         };
-        let mut context = super::outcomes::Context::from_json(&payload);
+        let mut context = super::outcomes::RunContext::from_json(&payload);
         let planned = payload.get("optimizer").and_then(serde_json::Value::as_str);
         if planned.is_some_and(|p| p != report.optimizer_used) {
             // The run used another optimizer than the job planned: the plan's variant and
