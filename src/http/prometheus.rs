@@ -122,14 +122,6 @@ impl Metrics {
         );
     }
 
-    /// Counts a request hyper could not parse (answered by `parse_errors`): in the request
-    /// count under `unmatched`, not in the latency histogram (no handler ran).
-    pub fn unparsed(&self, status: u16) {
-        let r = &self.shard().routes[Route::Unmatched.index()];
-        let si = status_index(status);
-        r.statuses[si].fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Counts a decision for an optimizer.
     pub fn decision(&self, optimizer: &str) {
         // Hot path: a shared read lock and an atomic add; the write lock is taken once per
