@@ -5,7 +5,9 @@
 //!
 //! Ids are handed out before the entry is written, from blocks the server reserves in the
 //! database (so several processes never hand out the same id). They follow the order requests
-//! were decided in, so the log is appended to, not inserted into.
+//! were decided in, so the log is appended to, not inserted into. The next block is reserved
+//! by the log's own thread once half of the current one is used, so a request never waits for
+//! the database to get its id.
 
 use crate::store::decisions::NewDecision;
 use crate::store::{Store, StoreError};
@@ -26,6 +28,21 @@ enum Entry {
     Sync(oneshot::Sender<Result<(), String>>),
     /// Write everything queued, refuse new entries, answer, and end the thread.
     Stop(oneshot::Sender<Result<(), String>>),
+    /// Reserve the next block of ids (half of the current one is used).
+    Reserve,
+}
+
+/// The ids being handed out, and the block reserved to follow them.
+#[derive(Debug)]
+struct Ids {
+    next: i64,
+    end: i64,
+    /// The first id of the next block, once the log's thread reserved it.
+    spare: Option<i64>,
+    /// The next block was asked for and has not arrived.
+    asked: bool,
+    /// Ids per block.
+    block: i64,
 }
 
 /// Counters of the log.
@@ -37,12 +54,16 @@ pub struct LogStats {
     pub failed: AtomicU64,
     /// Transactions.
     pub batches: AtomicU64,
+    /// Times a request found its block used up before the next one arrived and reserved one
+    /// itself (waiting for the database): 0 unless a million decisions come faster than one
+    /// transaction.
+    pub id_waits: AtomicU64,
 }
 
 /// The queue and id allocator of the decision log.
 pub struct DecisionLog {
     tx: mpsc::Sender<Entry>,
-    ids: Mutex<(i64, i64)>,
+    ids: Arc<Mutex<Ids>>,
     store: Arc<Store>,
     /// Counters.
     pub stats: Arc<LogStats>,
@@ -62,16 +83,34 @@ impl DecisionLog {
         capacity: usize,
         linger: std::time::Duration,
     ) -> Result<Self, StoreError> {
+        Self::start_with_block(store, capacity, linger, DB_BLOCK)
+    }
+
+    /// [`DecisionLog::start`] with `block` ids reserved at a time.
+    fn start_with_block(
+        store: Arc<Store>,
+        capacity: usize,
+        linger: std::time::Duration,
+        block: i64,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let stats = Arc::new(LogStats::default());
-        let first = store.reserve_decision_ids(DB_BLOCK)?;
+        let first = store.reserve_decision_ids(block)?;
+        let ids = Arc::new(Mutex::new(Ids {
+            next: first,
+            end: first + block,
+            spare: None,
+            asked: false,
+            block,
+        }));
         {
             let store = Arc::clone(&store);
             let stats = Arc::clone(&stats);
+            let ids = Arc::clone(&ids);
             std::thread::Builder::new()
                 .name("skill-fleet-decision-log".into())
                 .spawn(move || {
-                    let stopped = run(rx, &store, &stats, linger);
+                    let stopped = run(rx, &store, &stats, &ids, linger);
                     // The store handle goes before the stop is answered: whoever closed the log
                     // may then own the store alone (and close the database).
                     drop(store);
@@ -83,22 +122,33 @@ impl DecisionLog {
         }
         Ok(Self {
             tx,
-            ids: Mutex::new((first, first + DB_BLOCK)),
+            ids,
             store,
             stats,
         })
     }
 
-    /// The next decision id.
+    /// The next decision id. Never waits for the database unless a whole block was used
+    /// before the log's thread reserved the next one (counted in `id_waits`).
     pub(super) fn next_id(&self) -> Result<i64, StoreError> {
         let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        if ids.0 >= ids.1 {
-            // Once per million ids: a blocking round trip to the writer.
-            let first = self.store.reserve_decision_ids(DB_BLOCK)?;
-            *ids = (first, first + DB_BLOCK);
+        if ids.next >= ids.end {
+            let first = match ids.spare.take() {
+                Some(first) => first,
+                None => {
+                    self.stats.id_waits.fetch_add(1, Ordering::Relaxed);
+                    self.store.reserve_decision_ids(ids.block)?
+                }
+            };
+            ids.next = first;
+            ids.end = first + ids.block;
         }
-        let id = ids.0;
-        ids.0 += 1;
+        let id = ids.next;
+        ids.next += 1;
+        if !ids.asked && ids.spare.is_none() && ids.end - ids.next <= ids.block / 2 {
+            // A full queue asks again with the next id.
+            ids.asked = self.tx.try_send(Entry::Reserve).is_ok();
+        }
         Ok(id)
     }
 
@@ -153,6 +203,7 @@ fn run(
     mut rx: mpsc::Receiver<Entry>,
     store: &Store,
     stats: &LogStats,
+    ids: &Mutex<Ids>,
     linger: std::time::Duration,
 ) -> Vec<Answer> {
     let mut batch: Vec<NewDecision> = Vec::new();
@@ -176,6 +227,7 @@ fn run(
                     rx.close();
                     stopping.push(s);
                 }
+                Entry::Reserve => reserve(store, ids),
             }
             if batch.len() >= MAX_BATCH {
                 break;
@@ -212,6 +264,19 @@ fn run(
         .collect()
 }
 
+/// Reserves the block that follows the one in use (on the log's thread).
+fn reserve(store: &Store, ids: &Mutex<Ids>) {
+    let block = ids.lock().unwrap_or_else(|p| p.into_inner()).block;
+    let reserved = store.reserve_decision_ids(block);
+    let mut ids = ids.lock().unwrap_or_else(|p| p.into_inner());
+    ids.asked = false;
+    match reserved {
+        Ok(first) => ids.spare = Some(first),
+        // The request that finds the block used up reserves one itself.
+        Err(e) => tracing::error!("decision log: the next block of ids could not be reserved: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +305,52 @@ mod tests {
         NewDecision::new(log.next_id().unwrap(), 0, "http", (0.1, 1.0), texts, |b| {
             b.extend_from_slice(b"{}")
         })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_next_block_is_reserved_before_it_is_needed() {
+        let path = temp_db("blocks");
+        let store = Arc::new(Store::open(&path, true).unwrap());
+        let log =
+            DecisionLog::start_with_block(Arc::clone(&store), 16, std::time::Duration::ZERO, 10)
+                .unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..45 {
+            seen.push(log.next_id().unwrap());
+            // The log's thread reserves in the background: give it the time a request would.
+            for _ in 0..200 {
+                let ids = log.ids.lock().unwrap();
+                if !ids.asked {
+                    break;
+                }
+                drop(ids);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        let mut unique = seen.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 45, "{seen:?}");
+        assert_eq!(log.stats.id_waits.load(Ordering::Relaxed), 0);
+        // A second log (another process) never hands out the same ids.
+        let other =
+            DecisionLog::start_with_block(Arc::clone(&store), 16, std::time::Duration::ZERO, 10)
+                .unwrap();
+        for _ in 0..25 {
+            assert!(!seen.contains(&other.next_id().unwrap()));
+        }
+        // Used up faster than the thread reserves: the request reserves itself, counted.
+        let hurried =
+            DecisionLog::start_with_block(Arc::clone(&store), 1, std::time::Duration::ZERO, 2)
+                .unwrap();
+        hurried.close().await.unwrap();
+        for _ in 0..6 {
+            hurried.next_id().unwrap();
+        }
+        assert!(hurried.stats.id_waits.load(Ordering::Relaxed) >= 1);
+        for l in [log, other] {
+            l.close().await.unwrap();
+        }
     }
 
     /// `serve` closes the database only when it owns the store alone once the log is closed:
