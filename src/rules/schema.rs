@@ -1,10 +1,10 @@
-//! JSON Schemas generated from the Rust types, and validation of rule files against them with
-//! every error placed at its line and column.
+//! JSON Schemas generated from the Rust types, and validation of rule files against them (by
+//! `util::schema_check`, the one validator) with every error placed at its line and column.
 
 use super::spec::RuleFile;
-use super::yaml::{escape_segment, Parsed};
-use crate::diagnostic::{did_you_mean, suggest, Diagnostic, SourceFile};
-use jsonschema::error::{TypeKind, ValidationErrorKind};
+use super::yaml::Parsed;
+use crate::diagnostic::{Diagnostic, SourceFile};
+use crate::util::schema_check::{self, At, Checker};
 use serde_json::Value;
 use std::sync::OnceLock;
 
@@ -53,226 +53,38 @@ pub fn rule_file_schema() -> Value {
     generate::<RuleFile>()
 }
 
-struct Compiled {
-    schema: Value,
-    validator: Option<jsonschema::Validator>,
+fn checker() -> Option<&'static Checker> {
+    static CELL: OnceLock<Option<Checker>> = OnceLock::new();
+    CELL.get_or_init(|| Checker::new(rule_file_schema()).ok())
+        .as_ref()
 }
 
-fn compiled() -> &'static Compiled {
-    static CELL: OnceLock<Compiled> = OnceLock::new();
-    CELL.get_or_init(|| {
-        let schema = rule_file_schema();
-        let validator = jsonschema::validator_for(&schema).ok();
-        Compiled { schema, validator }
-    })
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
-}
-
-fn type_name(t: &str) -> &str {
-    match t {
-        "object" => "a mapping",
-        "array" => "a list",
-        "string" => "a string",
-        "integer" => "an integer",
-        "number" => "a number",
-        "boolean" => "a boolean",
-        "null" => "nothing",
-        other => other,
-    }
-}
-
-fn short(v: &Value) -> String {
-    let s = match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s
-    }
-}
-
-/// "`key` is VALUE, WHAT" for the value of a mapping entry, "`VALUE` is WHAT" otherwise.
-fn out_of_range(ptr: &str, v: &Value, what: &str) -> String {
-    match ptr.rsplit_once('/') {
-        Some((_, key)) if !key.is_empty() && !key.bytes().all(|b| b.is_ascii_digit()) => {
-            let key = key.replace("~1", "/").replace("~0", "~");
-            format!("`{key}` is {}, {what}", short(v))
-        }
-        _ => format!("`{}` is {what}", short(v)),
-    }
-}
-
-/// Follows a schema keyword path (with `$ref`s) to the sub-schema it names.
-fn resolve<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut node = root;
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        node = deref(root, node);
-        if seg == "$ref" {
-            continue;
-        }
-        let seg = seg.replace("~1", "/").replace("~0", "~");
-        node = match node {
-            Value::Object(m) => m.get(&seg)?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(deref(root, node))
-}
-
-fn deref<'a>(root: &'a Value, mut node: &'a Value) -> &'a Value {
-    for _ in 0..8 {
-        match node.get("$ref").and_then(Value::as_str) {
-            Some(r) => match r.strip_prefix('#').and_then(|p| root.pointer(p)) {
-                Some(n) => node = n,
-                None => break,
-            },
-            None => break,
-        }
-    }
-    node
-}
-
-/// The keys a mapping may have, from the schema path of an `additionalProperties` error.
-fn known_keys(schema: &Value, schema_path: &str) -> Vec<String> {
-    let parent = schema_path
-        .strip_suffix("/additionalProperties")
-        .unwrap_or(schema_path);
-    resolve(schema, parent)
-        .and_then(|s| s.get("properties"))
-        .and_then(Value::as_object)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-/// Validates one parsed rule file against the rule-file schema; every error is returned.
+/// Validates one parsed rule file against the rule-file schema; every error is returned,
+/// placed at its key or value.
 pub fn validate(file: &SourceFile, parsed: &Parsed) -> Vec<Diagnostic> {
-    let c = compiled();
-    let Some(validator) = &c.validator else {
+    let Some(checker) = checker() else {
         return vec![Diagnostic::error(
             "internal error: the rule-file schema does not compile",
         )];
     };
-    let mut out: Vec<Diagnostic> = Vec::new();
-    let errors: Vec<_> = validator.iter_errors(&parsed.value).collect();
-    // A misspelt key (`reasonning`) also makes its correct name missing; the unknown-key error
-    // with its suggestion says it all, so the "missing required key" for it is left out.
-    let misspelt: Vec<(String, String)> = errors
-        .iter()
-        .flat_map(|err| {
-            let ValidationErrorKind::AdditionalProperties { unexpected } = &err.kind else {
-                return Vec::new();
+    let mut out: Vec<Diagnostic> = checker
+        .problems(&parsed.value, &schema_check::YAML)
+        .into_iter()
+        .map(|p| {
+            let pos = match p.at {
+                At::Key => parsed.spans.key(&p.pointer),
+                At::Value => parsed.spans.value(&p.pointer),
+                // Placed at the mapping that lacks it.
+                At::Missing => parsed
+                    .spans
+                    .value(p.pointer.rsplit_once('/').map_or("", |(parent, _)| parent)),
             };
-            let known = known_keys(&c.schema, err.schema_path.as_str());
-            let ptr = err.instance_path.as_str();
-            unexpected
-                .iter()
-                .filter_map(|k| suggest(k, known.iter().map(String::as_str)))
-                .map(|s| (ptr.to_string(), s))
-                .collect()
+            Diagnostic::error(p.message)
+                .at(&file.path, pos)
+                .with_help_opt(p.help)
         })
         .collect();
-    for err in errors {
-        let ptr = err.instance_path.as_str().to_string();
-        let schema_path = err.schema_path.as_str().to_string();
-        let at_value = |d: Diagnostic| d.at(&file.path, parsed.spans.value(&ptr));
-        let d = match &err.kind {
-            ValidationErrorKind::AdditionalProperties { unexpected } => {
-                let known = known_keys(&c.schema, &schema_path);
-                for key in unexpected {
-                    let kptr = format!("{ptr}/{}", escape_segment(key));
-                    let help = did_you_mean(key, known.iter().map(String::as_str)).or_else(|| {
-                        (!known.is_empty())
-                            .then(|| format!("allowed keys here: {}", known.join(", ")))
-                    });
-                    out.push(
-                        Diagnostic::error(format!("unknown key `{key}`"))
-                            .at(&file.path, parsed.spans.key(&kptr))
-                            .with_help_opt(help),
-                    );
-                }
-                continue;
-            }
-            ValidationErrorKind::Type { kind } => {
-                let want = match kind {
-                    TypeKind::Single(t) => type_name(&t.to_string()).to_string(),
-                    TypeKind::Multiple(ts) => {
-                        let names: Vec<String> = ts
-                            .iter()
-                            .map(|t| t.to_string())
-                            .filter(|t| t != "null")
-                            .map(|t| type_name(&t).to_string())
-                            .collect();
-                        names.join(" or ")
-                    }
-                };
-                at_value(Diagnostic::error(format!(
-                    "expected {want}, found {} `{}`",
-                    kind_of(&err.instance),
-                    short(&err.instance)
-                )))
-            }
-            ValidationErrorKind::Required { property } => {
-                let p = short(property);
-                if misspelt.iter().any(|(at, key)| *at == ptr && *key == p) {
-                    continue;
-                }
-                at_value(Diagnostic::error(format!("missing required key `{p}`")))
-                    .with_help(format!("add `{p}:` here"))
-            }
-            ValidationErrorKind::Minimum { limit }
-            | ValidationErrorKind::ExclusiveMinimum { limit } => at_value(Diagnostic::error(
-                out_of_range(&ptr, &err.instance, &format!("below the minimum {limit}")),
-            )),
-            ValidationErrorKind::Maximum { limit }
-            | ValidationErrorKind::ExclusiveMaximum { limit } => at_value(Diagnostic::error(
-                out_of_range(&ptr, &err.instance, &format!("above the maximum {limit}")),
-            )),
-            ValidationErrorKind::Enum { options } => {
-                let opts: Vec<String> = options
-                    .as_array()
-                    .map(|a| a.iter().map(short).collect())
-                    .unwrap_or_default();
-                let got = short(&err.instance);
-                at_value(Diagnostic::error(format!(
-                    "`{got}` is not one of {}",
-                    opts.join(", ")
-                )))
-                .with_help_opt(did_you_mean(&got, opts.iter().map(String::as_str)))
-            }
-            ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
-                at_value(Diagnostic::error(format!(
-                    "expected a string, number or boolean, found {} `{}`",
-                    kind_of(&err.instance),
-                    short(&err.instance)
-                )))
-            }
-            _ => {
-                let msg = err.to_string();
-                let mut c = msg.chars();
-                let msg: String = match c.next() {
-                    Some(f) => f.to_lowercase().chain(c).collect(),
-                    None => msg,
-                };
-                at_value(Diagnostic::error(msg))
-            }
-        };
-        out.push(d);
-    }
-    // One problem per position is enough; nested anyOf branches can repeat.
+    // One problem per position is enough.
     out.dedup_by(|a, b| a.pos == b.pos && a.message == b.message);
     out
 }

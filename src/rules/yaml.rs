@@ -75,10 +75,7 @@ impl SpanIndex {
     }
 }
 
-/// Escapes one JSON pointer segment (`~` → `~0`, `/` → `~1`).
-pub fn escape_segment(s: &str) -> String {
-    s.replace('~', "~0").replace('/', "~1")
-}
+pub use crate::util::schema_check::escape_segment;
 
 enum Frame {
     Map { path: String, key: Option<String> },

@@ -4,5 +4,6 @@
 
 pub mod json;
 pub mod round;
+pub mod schema_check;
 pub mod time;
 pub mod unique_json;
