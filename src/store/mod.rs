@@ -8,6 +8,7 @@
 //! survives a crash or power loss). Reads use a small pool of read connections behind a bounded,
 //! write-through cache of jobs.
 
+mod apply;
 pub mod cache;
 mod change;
 pub mod decisions;
