@@ -3,7 +3,7 @@
 //! the API does; `--set` values replace the input's own.
 
 use super::render;
-use super::rules::{Format, TestArgs};
+use super::rules_args::{Format, TestArgs};
 use super::Exit;
 use crate::decision::Decision;
 use crate::diagnostic::{render_all, SourceFile};

@@ -11,8 +11,10 @@ pub mod metrics;
 pub mod optimize;
 pub mod render;
 pub mod rules;
+pub mod rules_args;
 pub mod rules_diff;
 pub mod serve;
+pub mod store_args;
 pub mod training;
 
 use clap::{Parser, Subcommand};
@@ -96,7 +98,7 @@ pub struct Cli {
 pub enum Command {
     /// Check, test, dry-run and benchmark the rule set; write its JSON Schemas.
     #[command(subcommand)]
-    Rules(rules::RulesCommand),
+    Rules(rules_args::RulesCommand),
     /// Serve the HTTP API with hot-reloaded rules.
     Serve(serve::ServeArgs),
     /// Create, inspect, migrate or reset the SQLite database.

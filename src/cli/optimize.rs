@@ -1,7 +1,7 @@
 //! `skill-fleet optimize`: recommend (or take) an optimizer for a trainset, confirm, and create a
 //! pending `optimization` job carrying the optimizer and its config.
 
-use super::db::{open, resolve_path, DbArgs, Format};
+use super::store_args::{open, resolve_path, DbArgs, Format};
 use super::{render, Exit, FileError};
 use crate::diagnostic::{did_you_mean, render_all};
 use crate::engine::{self, Options};

@@ -1,7 +1,7 @@
 //! `skill-fleet training import|export|select|update|analytics`: training-example metadata in
 //! the database, scored and analysed with the training rules.
 
-use super::db::{open, resolve_path, DbArgs, Format};
+use super::store_args::{open, resolve_path, DbArgs, Format};
 use super::{Exit, FileError};
 use crate::diagnostic::render_all;
 use crate::engine::training::{
@@ -94,7 +94,7 @@ fn open_db(a: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
 
 fn open_db_read(a: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
     let path = resolve_path(a.db.as_deref(), err)?;
-    super::db::open_read(&path, err)
+    super::store_args::open_read(&path, err)
 }
 
 fn store_error(e: &crate::store::StoreError, err: &mut dyn Write) -> Exit {
