@@ -65,193 +65,206 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Exit {
     match cmd {
-        DbCommand::Init(a) => {
-            let Ok(path) = resolve_path(a.db.as_deref(), err) else {
-                return Exit::InvalidConfig;
-            };
-            let existed = path.exists();
-            let store = match open(&path, true, err) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            let version = store.schema_version().unwrap_or(0);
-            let imported = super::training::import_shipped_if_empty(&store);
-            let _ = store.close();
-            let imported = match imported {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = writeln!(err, "error: {e}");
-                    return Exit::Io;
-                }
-            };
-            if a.format == Format::Json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"path": path.display().to_string(), "created": !existed, "schema_version": version, "training_examples_imported": imported})
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "{} database `{}` (schema version {version})",
-                    if existed { "checked" } else { "created" },
-                    path.display()
-                );
-                if imported > 0 {
-                    let _ = writeln!(out, "imported {imported} shipped training example(s)");
-                }
-            }
-            Exit::Ok
+        DbCommand::Init(a) => init(a, out, err),
+        DbCommand::Status(a) => status(a, out, err),
+        DbCommand::Migrate(a) => migrate(a, out, err),
+        DbCommand::Reset(a) => reset(a, input, out, err),
+    }
+}
+
+/// `db init`: creates the database (or checks it) and imports the shipped training examples
+/// into an empty one.
+fn init(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let Ok(path) = resolve_path(a.db.as_deref(), err) else {
+        return Exit::InvalidConfig;
+    };
+    let existed = path.exists();
+    let store = match open(&path, true, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let version = store.schema_version().unwrap_or(0);
+    let imported = super::training::import_shipped_if_empty(&store);
+    let _ = store.close();
+    let imported = match imported {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Exit::Io;
         }
-        DbCommand::Status(a) => {
-            let Ok(path) = resolve_path(a.db.as_deref(), err) else {
-                return Exit::InvalidConfig;
-            };
-            let pending = store::pending_migrations(&path).unwrap_or_default();
-            if !pending.is_empty() && path.exists() {
+    };
+    if a.format == Format::Json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({"path": path.display().to_string(), "created": !existed, "schema_version": version, "training_examples_imported": imported})
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "{} database `{}` (schema version {version})",
+            if existed { "checked" } else { "created" },
+            path.display()
+        );
+        if imported > 0 {
+            let _ = writeln!(out, "imported {imported} shipped training example(s)");
+        }
+    }
+    Exit::Ok
+}
+
+/// `db status`: read-only, so it works beside a running server; warns about pending migrations.
+fn status(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let Ok(path) = resolve_path(a.db.as_deref(), err) else {
+        return Exit::InvalidConfig;
+    };
+    let pending = store::pending_migrations(&path).unwrap_or_default();
+    if !pending.is_empty() && path.exists() {
+        let _ = writeln!(
+            err,
+            "warning: {} pending migration(s); run `skill-fleet db migrate`",
+            pending.len()
+        );
+    }
+    let store = match Store::open_read_only(&path) {
+        Ok(s) => s,
+        Err(StoreError::Invalid(msg)) => {
+            let _ = writeln!(err, "error: {msg}");
+            return Exit::Io;
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            if !path.exists() {
                 let _ = writeln!(
                     err,
-                    "warning: {} pending migration(s); run `skill-fleet db migrate`",
-                    pending.len()
+                    "  = help: run `skill-fleet db init --db {}`",
+                    path.display()
                 );
             }
-            let store = match Store::open_read_only(&path) {
-                Ok(s) => s,
-                Err(StoreError::Invalid(msg)) => {
-                    let _ = writeln!(err, "error: {msg}");
-                    return Exit::Io;
-                }
-                Err(e) => {
-                    let _ = writeln!(err, "error: {e}");
-                    if !path.exists() {
-                        let _ = writeln!(
-                            err,
-                            "  = help: run `skill-fleet db init --db {}`",
-                            path.display()
-                        );
-                    }
-                    return Exit::Io;
-                }
-            };
-            let st = match store.status() {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = writeln!(err, "error: {e}");
-                    return Exit::Io;
-                }
-            };
-            let _ = store.close();
-            if a.format == Format::Json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&st).unwrap_or_default()
-                );
-            } else {
-                let _ = writeln!(out, "path            {}", st.path);
-                let _ = writeln!(
-                    out,
-                    "schema version  {} (latest {})",
-                    st.schema_version, st.latest_version
-                );
-                let _ = writeln!(out, "sqlite          {}", st.sqlite_version);
-                let _ = writeln!(out, "file            {}", human_bytes(st.file_bytes));
-                let _ = writeln!(out, "wal             {}", human_bytes(st.wal_bytes));
-                let _ = writeln!(out, "jobs            {}", st.jobs.values().sum::<i64>());
-                for s in crate::store::job::Status::ALL {
-                    let _ = writeln!(
-                        out,
-                        "  {:<14}{}",
-                        s.as_str(),
-                        st.jobs.get(s.as_str()).copied().unwrap_or(0)
-                    );
-                }
-            }
+            return Exit::Io;
+        }
+    };
+    let st = match store.status() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Exit::Io;
+        }
+    };
+    let _ = store.close();
+    if a.format == Format::Json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&st).unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(out, "path            {}", st.path);
+        let _ = writeln!(
+            out,
+            "schema version  {} (latest {})",
+            st.schema_version, st.latest_version
+        );
+        let _ = writeln!(out, "sqlite          {}", st.sqlite_version);
+        let _ = writeln!(out, "file            {}", human_bytes(st.file_bytes));
+        let _ = writeln!(out, "wal             {}", human_bytes(st.wal_bytes));
+        let _ = writeln!(out, "jobs            {}", st.jobs.values().sum::<i64>());
+        for s in crate::store::job::Status::ALL {
+            let _ = writeln!(
+                out,
+                "  {:<14}{}",
+                s.as_str(),
+                st.jobs.get(s.as_str()).copied().unwrap_or(0)
+            );
+        }
+    }
+    Exit::Ok
+}
+
+/// `db migrate`: applies the pending migrations and lists them.
+fn migrate(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let Ok(path) = resolve_path(a.db.as_deref(), err) else {
+        return Exit::InvalidConfig;
+    };
+    let pending = match store::pending_migrations(&path) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Exit::Io;
+        }
+    };
+    let store = match open(&path, true, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let version = store.schema_version().unwrap_or(0);
+    let _ = store.close();
+    if a.format == Format::Json {
+        let applied: Vec<Value> = pending
+            .iter()
+            .map(|(n, name)| serde_json::json!({"version": n, "name": name}))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({"applied": applied, "schema_version": version})
+        );
+    } else if pending.is_empty() {
+        let _ = writeln!(
+            out,
+            "database `{}` is up to date (schema version {version})",
+            path.display()
+        );
+    } else {
+        for (n, name) in &pending {
+            let _ = writeln!(out, "applied migration {n}: {name}");
+        }
+        let _ = writeln!(
+            out,
+            "database `{}` is at schema version {version}",
+            path.display()
+        );
+    }
+    Exit::Ok
+}
+
+/// `db reset`: removes the database files (after a confirmation) and creates it afresh.
+fn reset(a: ResetArgs, input: &mut dyn BufRead, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let Ok(path) = resolve_path(a.db.db.as_deref(), err) else {
+        return Exit::InvalidConfig;
+    };
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            let _ = writeln!(
+                err,
+                "error: refusing to reset `{}` without --yes: standard input is not a terminal",
+                path.display()
+            );
+            return Exit::Usage;
+        }
+        let _ = write!(
+            err,
+            "This deletes every job and training example in `{}`. Type `yes` to continue: ",
+            path.display()
+        );
+        let _ = err.flush();
+        let mut answer = String::new();
+        let _ = input.read_line(&mut answer);
+        if answer.trim() != "yes" {
+            let _ = writeln!(err, "reset cancelled");
+            return Exit::Failed;
+        }
+    }
+    if let Err(e) = remove_db_files(&path) {
+        let _ = writeln!(err, "error: cannot remove `{}`: {e}", path.display());
+        return Exit::Io;
+    }
+    match open(&path, true, err) {
+        Ok(s) => {
+            let _ = s.close();
+            let _ = writeln!(out, "reset database `{}`", path.display());
             Exit::Ok
         }
-        DbCommand::Migrate(a) => {
-            let Ok(path) = resolve_path(a.db.as_deref(), err) else {
-                return Exit::InvalidConfig;
-            };
-            let pending = match store::pending_migrations(&path) {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = writeln!(err, "error: {e}");
-                    return Exit::Io;
-                }
-            };
-            let store = match open(&path, true, err) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            let version = store.schema_version().unwrap_or(0);
-            let _ = store.close();
-            if a.format == Format::Json {
-                let applied: Vec<Value> = pending
-                    .iter()
-                    .map(|(n, name)| serde_json::json!({"version": n, "name": name}))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"applied": applied, "schema_version": version})
-                );
-            } else if pending.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "database `{}` is up to date (schema version {version})",
-                    path.display()
-                );
-            } else {
-                for (n, name) in &pending {
-                    let _ = writeln!(out, "applied migration {n}: {name}");
-                }
-                let _ = writeln!(
-                    out,
-                    "database `{}` is at schema version {version}",
-                    path.display()
-                );
-            }
-            Exit::Ok
-        }
-        DbCommand::Reset(a) => {
-            let Ok(path) = resolve_path(a.db.db.as_deref(), err) else {
-                return Exit::InvalidConfig;
-            };
-            if !a.yes {
-                if !std::io::stdin().is_terminal() {
-                    let _ = writeln!(
-                        err,
-                        "error: refusing to reset `{}` without --yes: standard input is not a terminal",
-                        path.display()
-                    );
-                    return Exit::Usage;
-                }
-                let _ = write!(
-                    err,
-                    "This deletes every job and training example in `{}`. Type `yes` to continue: ",
-                    path.display()
-                );
-                let _ = err.flush();
-                let mut answer = String::new();
-                let _ = input.read_line(&mut answer);
-                if answer.trim() != "yes" {
-                    let _ = writeln!(err, "reset cancelled");
-                    return Exit::Failed;
-                }
-            }
-            if let Err(e) = remove_db_files(&path) {
-                let _ = writeln!(err, "error: cannot remove `{}`: {e}", path.display());
-                return Exit::Io;
-            }
-            match open(&path, true, err) {
-                Ok(s) => {
-                    let _ = s.close();
-                    let _ = writeln!(out, "reset database `{}`", path.display());
-                    Exit::Ok
-                }
-                Err(code) => code,
-            }
-        }
+        Err(code) => code,
     }
 }
