@@ -16,6 +16,7 @@ pub mod rules_diff;
 pub mod serve;
 pub mod store_args;
 pub mod training;
+pub mod trainset;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
