@@ -234,16 +234,16 @@ fn start_and_serve(
         background,
     ));
     runtime.shutdown_timeout(Duration::from_secs(1));
+    // The server, the decision log, the watcher and the sweeper have stopped: close the store
+    // explicitly (queued writes committed, WAL checkpointed), whoever still holds a handle.
+    let closed = store.close();
     if let Err(e) = result {
         let _ = writeln!(err, "error: {e}");
         return Err(Exit::Io);
     }
-    match Arc::try_unwrap(store) {
-        Ok(s) => match s.close() {
-            Ok(()) => tracing::info!("database closed"),
-            Err(e) => tracing::warn!("closing the database: {e}"),
-        },
-        Err(_) => tracing::warn!("database still in use at exit; SQLite will recover the WAL"),
+    match closed {
+        Ok(()) => tracing::info!("database closed"),
+        Err(e) => tracing::warn!("closing the database: {e}"),
     }
     Ok(Exit::Ok)
 }

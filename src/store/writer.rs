@@ -181,10 +181,20 @@ impl Reply {
     }
 }
 
-/// Runs the writer until every sender is gone; then checkpoints and closes.
+/// What the writer thread receives.
+pub enum Message {
+    /// A change to commit.
+    Write(Request),
+    /// Commit what was sent before, checkpoint, close the database and stop; whatever is sent
+    /// after is answered with [`StoreError::Closed`].
+    Close,
+}
+
+/// Runs the writer until it is told to close or every sender is gone; then checkpoints and
+/// closes the database.
 pub fn run(
     mut conn: Connection,
-    rx: Receiver<Request>,
+    rx: Receiver<Message>,
     cache: Arc<Mutex<Cache>>,
     clock: Clock,
     opts: StoreOptions,
@@ -194,7 +204,8 @@ pub fn run(
     let path = watch.path().to_path_buf();
     loop {
         let first = match rx.recv_timeout(std::time::Duration::from_secs(1)) {
-            Ok(r) => r,
+            Ok(Message::Write(r)) => r,
+            Ok(Message::Close) => break,
             // Idle: look at the file anyway, so a deleted database is logged at once.
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 let _ = watch.check();
@@ -203,9 +214,14 @@ pub fn run(
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let mut batch = vec![first];
+        let mut closing = false;
         while batch.len() < opts.max_batch {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(Message::Write(r)) => batch.push(r),
+                Ok(Message::Close) => {
+                    closing = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -214,41 +230,58 @@ pub fn run(
             Ok(()) => run_batch(&mut conn, &batch, &clock, &opts, &path, &stats),
             Err(e) => Err(e),
         };
-        match results {
-            Ok(results) => {
-                // Committed: now the cache may learn the new states, then the clients.
-                {
-                    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
-                    for r in results.iter().flatten() {
-                        match r {
-                            Done::Job(j) | Done::Created(j, _) => c.put(j.clone()),
-                            Done::Claimed(Some((j, _))) => c.put(j.clone()),
-                            Done::Claimed(None) => {}
-                            Done::Swept(js) => js.iter().for_each(|j| c.put(j.clone())),
-                            Done::Pruned(ids) => ids.iter().for_each(|id| c.remove(id)),
-                            Done::Imported(_)
-                            | Done::ExamplesUpdated(_)
-                            | Done::Logged(_)
-                            | Done::Reserved(_)
-                            | Done::Outcome(_) => {}
-                        }
-                    }
-                }
-                for (req, r) in batch.into_iter().zip(results) {
-                    req.reply.send(r);
-                }
-            }
-            Err(e) => {
-                for req in batch {
-                    req.reply.send(Err(e.clone_shallow()));
-                }
-            }
+        answer(batch, results, &cache);
+        if closing {
+            break;
         }
     }
+    // Changes sent after the close go with the receiver: their callers get `Closed`.
+    drop(rx);
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
     let _ = conn.close();
 }
 
+/// After a batch: on its commit, the cache learns the new states, then the clients their
+/// answers; on a failure, every request of the batch gets the error.
+fn answer(
+    batch: Vec<Request>,
+    results: Result<Vec<Result<Done, StoreError>>, StoreError>,
+    cache: &Mutex<Cache>,
+) {
+    match results {
+        Ok(results) => {
+            // Committed: now the cache may learn the new states, then the clients.
+            {
+                let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+                for r in results.iter().flatten() {
+                    match r {
+                        Done::Job(j) | Done::Created(j, _) => c.put(j.clone()),
+                        Done::Claimed(Some((j, _))) => c.put(j.clone()),
+                        Done::Claimed(None) => {}
+                        Done::Swept(js) => js.iter().for_each(|j| c.put(j.clone())),
+                        Done::Pruned(ids) => ids.iter().for_each(|id| c.remove(id)),
+                        Done::Imported(_)
+                        | Done::ExamplesUpdated(_)
+                        | Done::Logged(_)
+                        | Done::Reserved(_)
+                        | Done::Outcome(_) => {}
+                    }
+                }
+            }
+            for (req, r) in batch.into_iter().zip(results) {
+                req.reply.send(r);
+            }
+        }
+        Err(e) => {
+            for req in batch {
+                req.reply.send(Err(e.clone_shallow()));
+            }
+        }
+    }
+}
+
+/// Applies a batch in one transaction and commits it: one result per request, or the error
+/// that lost the whole batch.
 fn run_batch(
     conn: &mut Connection,
     batch: &[Request],
