@@ -189,3 +189,224 @@ fn the_check_finds_a_forbidden_import() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// No import loop between files
+// ---------------------------------------------------------------------------------------------
+
+/// The module path of a file under `src/` (`http/routes.rs` → `["http", "routes"]`,
+/// `http/mod.rs` → `["http"]`, `lib.rs` → `[]`).
+fn module_path(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string()
+        })
+        .collect();
+    if parts
+        .last()
+        .is_some_and(|l| l == "mod" || l == "lib" || l == "main")
+    {
+        parts.pop();
+    }
+    parts
+}
+
+/// The code before the first `#[cfg(test)]` (tests may use anything).
+fn non_test(code: &str) -> &str {
+    code.find("#[cfg(test)]").map_or(code, |i| &code[..i])
+}
+
+/// The paths a file names: `crate::a::b::c` and `super::…::x` (resolved from `module`),
+/// each as a list of segments.
+fn named_paths(module: &[String], is_dir_module: bool, code: &str) -> Vec<Vec<String>> {
+    let ident = |s: &str| -> Vec<String> {
+        let mut segs = Vec::new();
+        let mut rest = s;
+        loop {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name.is_empty() {
+                break;
+            }
+            rest = &rest[name.len()..];
+            segs.push(name);
+            match rest.strip_prefix("::") {
+                Some(r) => rest = r,
+                None => break,
+            }
+        }
+        segs
+    };
+    let mut out = Vec::new();
+    let bytes = code.as_bytes();
+    for (i, _) in code.match_indices("crate::") {
+        let before = i.checked_sub(1).map(|k| bytes[k] as char);
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == ':') {
+            continue;
+        }
+        out.push(ident(&code[i + "crate::".len()..]));
+    }
+    let mut i = 0;
+    while let Some(k) = code[i..].find("super::") {
+        let start = i + k;
+        let before = start.checked_sub(1).map(|k| bytes[k] as char);
+        let mut rest = &code[start..];
+        let mut ups = 0;
+        while let Some(r) = rest.strip_prefix("super::") {
+            ups += 1;
+            rest = r;
+        }
+        i = code.len() - rest.len();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        // `super` of a file `a/b.rs` is `a`; of a directory module `a/b/mod.rs` it is `a`
+        // too, one level more.
+        let own = if is_dir_module {
+            module.len()
+        } else {
+            module.len().saturating_sub(1)
+        };
+        let depth = if is_dir_module {
+            own.saturating_sub(ups)
+        } else {
+            (own + 1).saturating_sub(ups)
+        };
+        let mut p: Vec<String> = module[..depth.min(module.len())].to_vec();
+        p.extend(ident(rest));
+        out.push(p);
+    }
+    out
+}
+
+/// Loops among `files` (module path → non-test code, directory modules marked), each as the
+/// files in it. A module and the modules inside it do not count as a loop (a parent declares
+/// its children and they use its types).
+fn import_loops(files: &[(Vec<String>, bool, String)]) -> Vec<Vec<String>> {
+    let index = |path: &[String]| -> Option<usize> {
+        (0..=path.len()).rev().find_map(|n| {
+            files
+                .iter()
+                .position(|(m, _, _)| m.as_slice() == &path[..n])
+        })
+    };
+    let inside = |a: &[String], b: &[String]| a.len() <= b.len() && b[..a.len()] == *a;
+    let edges: Vec<Vec<usize>> = files
+        .iter()
+        .map(|(m, dir, code)| {
+            let mut to: Vec<usize> = named_paths(m, *dir, code)
+                .iter()
+                .filter_map(|p| index(p))
+                .filter(|&t| !inside(&files[t].0, m) && !inside(m, &files[t].0))
+                .collect();
+            to.sort_unstable();
+            to.dedup();
+            to
+        })
+        .collect();
+    // Which file reaches which (files are few: a closure by search is enough).
+    let reach = |from: usize| -> Vec<bool> {
+        let mut seen = vec![false; files.len()];
+        let mut stack = edges[from].clone();
+        while let Some(v) = stack.pop() {
+            if !seen[v] {
+                seen[v] = true;
+                stack.extend(&edges[v]);
+            }
+        }
+        seen
+    };
+    let all: Vec<Vec<bool>> = (0..files.len()).map(reach).collect();
+    let mut loops: Vec<Vec<String>> = Vec::new();
+    let mut placed = vec![false; files.len()];
+    for a in 0..files.len() {
+        if placed[a] || !all[a][a] {
+            continue;
+        }
+        let group: Vec<usize> = (0..files.len())
+            .filter(|&b| all[a][b] && all[b][a])
+            .collect();
+        for &b in &group {
+            placed[b] = true;
+        }
+        loops.push(group.iter().map(|&b| files[b].0.join("/")).collect());
+    }
+    loops
+}
+
+#[test]
+fn no_import_loop_between_files() {
+    let src = root().join("src");
+    let mut paths = Vec::new();
+    rust_files(&src, &mut paths);
+    paths.sort();
+    let files: Vec<(Vec<String>, bool, String)> = paths
+        .iter()
+        .map(|p| {
+            let rel = p.strip_prefix(&src).expect("under src");
+            let dir = rel.file_name().is_some_and(|n| n == "mod.rs");
+            let text = std::fs::read_to_string(p).expect("read");
+            (module_path(rel), dir, code(non_test(&text)))
+        })
+        .collect();
+    let loops = import_loops(&files);
+    assert!(
+        loops.is_empty(),
+        "files that import each other (directly or round a circle):\n{}",
+        loops
+            .iter()
+            .map(|l| l.join(" <-> "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn the_loop_check_finds_a_loop() {
+    let f = |m: &str, dir: bool, code: &str| {
+        (
+            m.split('/').map(str::to_string).collect::<Vec<_>>(),
+            dir,
+            code.to_string(),
+        )
+    };
+    // rules/script.rs and rules/instrument.rs once did this.
+    let files = vec![
+        f("rules", true, "pub mod script; pub mod instrument;"),
+        f("rules/script", false, "use super::instrument::Recorder;"),
+        f("rules/instrument", false, "use super::script::Origin;"),
+        f("http/routes", false, "use crate::http::openapi::text;"),
+        f("http/openapi", false, "use crate::rules::script::Origin;"),
+    ];
+    assert_eq!(
+        import_loops(&files),
+        vec![vec!["rules/script", "rules/instrument"]]
+    );
+    // A circle of three, through `crate::` and `super::super::`.
+    let files = vec![
+        f("a", true, ""),
+        f("a/b", true, "use crate::c::d;"),
+        f("a/b/x", false, "use super::super::b::y;"),
+        f("c", true, ""),
+        f("c/d", false, "use crate::e::f;"),
+        f("e", true, ""),
+        f("e/f", false, "use crate::a::b::Thing;"),
+    ];
+    assert_eq!(import_loops(&files), vec![vec!["a/b", "c/d", "e/f"]]);
+    // A parent and its children are not a loop.
+    let files = vec![
+        f("rules", true, "use script::Origin; mod script;"),
+        f(
+            "rules/script",
+            false,
+            "use super::RuleSet; use crate::rules::Rule;",
+        ),
+    ];
+    assert!(import_loops(&files).is_empty());
+}

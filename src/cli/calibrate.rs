@@ -1,7 +1,7 @@
 //! `skill-fleet rules calibrate`: proposes new cost and time constants per optimizer from the
 //! recorded outcomes, as a patch to the rule files. Nothing is applied.
 
-use super::db::resolve_path;
+use super::store_args::resolve_path;
 use super::Exit;
 use crate::diagnostic::{render_all, SourceFile};
 use crate::engine::calibrate::{propose, Proposal};
@@ -33,8 +33,8 @@ pub struct CalibrateArgs {
     #[arg(long)]
     pub patch_only: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = super::db::Format::Human)]
-    pub format: super::db::Format,
+    #[arg(long, value_enum, default_value_t = super::store_args::Format::Human)]
+    pub format: super::store_args::Format,
 }
 
 /// Formats a constant the way a person would write it in YAML.
@@ -200,7 +200,7 @@ pub fn run(dir: &Path, a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Writ
         Ok(p) => p,
         Err(code) => return code,
     };
-    let store = match super::db::open_read(&path, err) {
+    let store = match super::store_args::open_read(&path, err) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -220,7 +220,7 @@ pub fn run(dir: &Path, a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Writ
         let _ = out.write_all(diff.as_bytes());
         return Exit::Ok;
     }
-    if a.format == super::db::Format::Json {
+    if a.format == super::store_args::Format::Json {
         let v = serde_json::json!({
             "outcomes": outcomes.len(),
             "min_samples": a.min_samples,

@@ -1,33 +1,12 @@
-//! `skill-fleet db init|status|migrate|reset`, and the `--db` resolution shared with `jobs` and
-//! `optimize`.
+//! `skill-fleet db init|status|migrate|reset`.
 
+use super::store_args::{open, resolve_path, DbArgs, Format};
 use super::Exit;
-use crate::config;
 use crate::store::{self, Store, StoreError};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-
-/// `--db` and `--format`, shared by the commands that touch the database.
-#[derive(Debug, Clone, Args)]
-pub struct DbArgs {
-    /// SQLite file [default: database.path from the config file, or SKILL_FLEET_DB, or skill-fleet.db]
-    #[arg(long, value_name = "PATH", global = true)]
-    pub db: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human, global = true)]
-    pub format: Format,
-}
-
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// For people.
-    Human,
-    /// For machines.
-    Json,
-}
 
 /// `db` subcommands.
 #[derive(Debug, Subcommand)]
@@ -54,74 +33,7 @@ pub struct ResetArgs {
     pub yes: bool,
 }
 
-/// The database path: flag > SKILL_FLEET_DB > config file > default.
-pub fn resolve_path(flag: Option<&Path>, err: &mut dyn Write) -> Result<PathBuf, Exit> {
-    let flags = flag
-        .map(|p| {
-            vec![(
-                "database.path".to_string(),
-                Value::from(p.display().to_string()),
-                "--db".to_string(),
-            )]
-        })
-        .unwrap_or_default();
-    match config::load(None, flags) {
-        Ok(c) => Ok(c.database.path),
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            if let Some(h) = &e.help {
-                let _ = writeln!(err, "  = help: {h}");
-            }
-            Err(Exit::InvalidConfig)
-        }
-    }
-}
-
-/// Opens an existing database (`init` false) or creates it, to write; errors are printed.
-pub fn open(path: &Path, init: bool, err: &mut dyn Write) -> Result<Store, Exit> {
-    let opts = crate::store::StoreOptions {
-        owner: format!(
-            "skill-fleet {}",
-            std::env::args().nth(1).unwrap_or_default()
-        ),
-        ..Default::default()
-    };
-    Store::open_with(path, init, opts, crate::store::system_clock())
-        .map_err(|e| open_error(path, e, err))
-}
-
-/// Opens an existing database to read only: works beside a running server.
-pub fn open_read(path: &Path, err: &mut dyn Write) -> Result<Store, Exit> {
-    Store::open_read_only(path).map_err(|e| open_error(path, e, err))
-}
-
-fn open_error(path: &Path, e: StoreError, err: &mut dyn Write) -> Exit {
-    let _ = writeln!(err, "error: {e}");
-    match e {
-        StoreError::Missing(_) => {
-            let _ = writeln!(
-                err,
-                "  = help: run `skill-fleet db init --db {}` first",
-                path.display()
-            );
-        }
-        StoreError::Locked { holder, .. } => {
-            let _ = match super::api::url_in(&holder) {
-                Some(url) => writeln!(
-                    err,
-                    "  = help: one SQLite database has one writer; pass `--url {url}` to make the change through that server, or stop it first"
-                ),
-                None => writeln!(
-                    err,
-                    "  = help: one SQLite database has one writer; wait for that process to finish"
-                ),
-            };
-        }
-        _ => {}
-    }
-    Exit::Io
-}
-
+/// A size for people: B, KiB, MiB, GiB.
 fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
@@ -131,6 +43,7 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Removes the database file and its WAL and shared-memory files (missing ones are fine).
 fn remove_db_files(path: &Path) -> std::io::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
@@ -152,193 +65,206 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Exit {
     match cmd {
-        DbCommand::Init(a) => {
-            let Ok(path) = resolve_path(a.db.as_deref(), err) else {
-                return Exit::InvalidConfig;
-            };
-            let existed = path.exists();
-            let store = match open(&path, true, err) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            let version = store.schema_version().unwrap_or(0);
-            let imported = super::training::import_shipped_if_empty(&store);
-            let _ = store.close();
-            let imported = match imported {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = writeln!(err, "error: {e}");
-                    return Exit::Io;
-                }
-            };
-            if a.format == Format::Json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"path": path.display().to_string(), "created": !existed, "schema_version": version, "training_examples_imported": imported})
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "{} database `{}` (schema version {version})",
-                    if existed { "checked" } else { "created" },
-                    path.display()
-                );
-                if imported > 0 {
-                    let _ = writeln!(out, "imported {imported} shipped training example(s)");
-                }
-            }
-            Exit::Ok
+        DbCommand::Init(a) => init(a, out, err),
+        DbCommand::Status(a) => status(a, out, err),
+        DbCommand::Migrate(a) => migrate(a, out, err),
+        DbCommand::Reset(a) => reset(a, input, out, err),
+    }
+}
+
+/// `db init`: creates the database (or checks it) and imports the shipped training examples
+/// into an empty one.
+fn init(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let Ok(path) = resolve_path(a.db.as_deref(), err) else {
+        return Exit::InvalidConfig;
+    };
+    let existed = path.exists();
+    let store = match open(&path, true, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let version = store.schema_version().unwrap_or(0);
+    let imported = super::training::import_shipped_if_empty(&store);
+    let _ = store.close();
+    let imported = match imported {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Exit::Io;
         }
-        DbCommand::Status(a) => {
-            let Ok(path) = resolve_path(a.db.as_deref(), err) else {
-                return Exit::InvalidConfig;
-            };
-            let pending = store::pending_migrations(&path).unwrap_or_default();
-            if !pending.is_empty() && path.exists() {
+    };
+    if a.format == Format::Json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({"path": path.display().to_string(), "created": !existed, "schema_version": version, "training_examples_imported": imported})
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "{} database `{}` (schema version {version})",
+            if existed { "checked" } else { "created" },
+            path.display()
+        );
+        if imported > 0 {
+            let _ = writeln!(out, "imported {imported} shipped training example(s)");
+        }
+    }
+    Exit::Ok
+}
+
+/// `db status`: read-only, so it works beside a running server; warns about pending migrations.
+fn status(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let Ok(path) = resolve_path(a.db.as_deref(), err) else {
+        return Exit::InvalidConfig;
+    };
+    let pending = store::pending_migrations(&path).unwrap_or_default();
+    if !pending.is_empty() && path.exists() {
+        let _ = writeln!(
+            err,
+            "warning: {} pending migration(s); run `skill-fleet db migrate`",
+            pending.len()
+        );
+    }
+    let store = match Store::open_read_only(&path) {
+        Ok(s) => s,
+        Err(StoreError::Invalid(msg)) => {
+            let _ = writeln!(err, "error: {msg}");
+            return Exit::Io;
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            if !path.exists() {
                 let _ = writeln!(
                     err,
-                    "warning: {} pending migration(s); run `skill-fleet db migrate`",
-                    pending.len()
+                    "  = help: run `skill-fleet db init --db {}`",
+                    path.display()
                 );
             }
-            let store = match Store::open_read_only(&path) {
-                Ok(s) => s,
-                Err(StoreError::Invalid(msg)) => {
-                    let _ = writeln!(err, "error: {msg}");
-                    return Exit::Io;
-                }
-                Err(e) => {
-                    let _ = writeln!(err, "error: {e}");
-                    if !path.exists() {
-                        let _ = writeln!(
-                            err,
-                            "  = help: run `skill-fleet db init --db {}`",
-                            path.display()
-                        );
-                    }
-                    return Exit::Io;
-                }
-            };
-            let st = match store.status() {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = writeln!(err, "error: {e}");
-                    return Exit::Io;
-                }
-            };
-            let _ = store.close();
-            if a.format == Format::Json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&st).unwrap_or_default()
-                );
-            } else {
-                let _ = writeln!(out, "path            {}", st.path);
-                let _ = writeln!(
-                    out,
-                    "schema version  {} (latest {})",
-                    st.schema_version, st.latest_version
-                );
-                let _ = writeln!(out, "sqlite          {}", st.sqlite_version);
-                let _ = writeln!(out, "file            {}", human_bytes(st.file_bytes));
-                let _ = writeln!(out, "wal             {}", human_bytes(st.wal_bytes));
-                let _ = writeln!(out, "jobs            {}", st.jobs.values().sum::<i64>());
-                for s in crate::store::job::Status::ALL {
-                    let _ = writeln!(
-                        out,
-                        "  {:<14}{}",
-                        s.as_str(),
-                        st.jobs.get(s.as_str()).copied().unwrap_or(0)
-                    );
-                }
-            }
+            return Exit::Io;
+        }
+    };
+    let st = match store.status() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Exit::Io;
+        }
+    };
+    let _ = store.close();
+    if a.format == Format::Json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&st).unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(out, "path            {}", st.path);
+        let _ = writeln!(
+            out,
+            "schema version  {} (latest {})",
+            st.schema_version, st.latest_version
+        );
+        let _ = writeln!(out, "sqlite          {}", st.sqlite_version);
+        let _ = writeln!(out, "file            {}", human_bytes(st.file_bytes));
+        let _ = writeln!(out, "wal             {}", human_bytes(st.wal_bytes));
+        let _ = writeln!(out, "jobs            {}", st.jobs.values().sum::<i64>());
+        for s in crate::store::job::Status::ALL {
+            let _ = writeln!(
+                out,
+                "  {:<14}{}",
+                s.as_str(),
+                st.jobs.get(s.as_str()).copied().unwrap_or(0)
+            );
+        }
+    }
+    Exit::Ok
+}
+
+/// `db migrate`: applies the pending migrations and lists them.
+fn migrate(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let Ok(path) = resolve_path(a.db.as_deref(), err) else {
+        return Exit::InvalidConfig;
+    };
+    let pending = match store::pending_migrations(&path) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Exit::Io;
+        }
+    };
+    let store = match open(&path, true, err) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let version = store.schema_version().unwrap_or(0);
+    let _ = store.close();
+    if a.format == Format::Json {
+        let applied: Vec<Value> = pending
+            .iter()
+            .map(|(n, name)| serde_json::json!({"version": n, "name": name}))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({"applied": applied, "schema_version": version})
+        );
+    } else if pending.is_empty() {
+        let _ = writeln!(
+            out,
+            "database `{}` is up to date (schema version {version})",
+            path.display()
+        );
+    } else {
+        for (n, name) in &pending {
+            let _ = writeln!(out, "applied migration {n}: {name}");
+        }
+        let _ = writeln!(
+            out,
+            "database `{}` is at schema version {version}",
+            path.display()
+        );
+    }
+    Exit::Ok
+}
+
+/// `db reset`: removes the database files (after a confirmation) and creates it afresh.
+fn reset(a: ResetArgs, input: &mut dyn BufRead, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let Ok(path) = resolve_path(a.db.db.as_deref(), err) else {
+        return Exit::InvalidConfig;
+    };
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            let _ = writeln!(
+                err,
+                "error: refusing to reset `{}` without --yes: standard input is not a terminal",
+                path.display()
+            );
+            return Exit::Usage;
+        }
+        let _ = write!(
+            err,
+            "This deletes every job and training example in `{}`. Type `yes` to continue: ",
+            path.display()
+        );
+        let _ = err.flush();
+        let mut answer = String::new();
+        let _ = input.read_line(&mut answer);
+        if answer.trim() != "yes" {
+            let _ = writeln!(err, "reset cancelled");
+            return Exit::Failed;
+        }
+    }
+    if let Err(e) = remove_db_files(&path) {
+        let _ = writeln!(err, "error: cannot remove `{}`: {e}", path.display());
+        return Exit::Io;
+    }
+    match open(&path, true, err) {
+        Ok(s) => {
+            let _ = s.close();
+            let _ = writeln!(out, "reset database `{}`", path.display());
             Exit::Ok
         }
-        DbCommand::Migrate(a) => {
-            let Ok(path) = resolve_path(a.db.as_deref(), err) else {
-                return Exit::InvalidConfig;
-            };
-            let pending = match store::pending_migrations(&path) {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = writeln!(err, "error: {e}");
-                    return Exit::Io;
-                }
-            };
-            let store = match open(&path, true, err) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            let version = store.schema_version().unwrap_or(0);
-            let _ = store.close();
-            if a.format == Format::Json {
-                let applied: Vec<Value> = pending
-                    .iter()
-                    .map(|(n, name)| serde_json::json!({"version": n, "name": name}))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"applied": applied, "schema_version": version})
-                );
-            } else if pending.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "database `{}` is up to date (schema version {version})",
-                    path.display()
-                );
-            } else {
-                for (n, name) in &pending {
-                    let _ = writeln!(out, "applied migration {n}: {name}");
-                }
-                let _ = writeln!(
-                    out,
-                    "database `{}` is at schema version {version}",
-                    path.display()
-                );
-            }
-            Exit::Ok
-        }
-        DbCommand::Reset(a) => {
-            let Ok(path) = resolve_path(a.db.db.as_deref(), err) else {
-                return Exit::InvalidConfig;
-            };
-            if !a.yes {
-                if !std::io::stdin().is_terminal() {
-                    let _ = writeln!(
-                        err,
-                        "error: refusing to reset `{}` without --yes: standard input is not a terminal",
-                        path.display()
-                    );
-                    return Exit::Usage;
-                }
-                let _ = write!(
-                    err,
-                    "This deletes every job and training example in `{}`. Type `yes` to continue: ",
-                    path.display()
-                );
-                let _ = err.flush();
-                let mut answer = String::new();
-                let _ = input.read_line(&mut answer);
-                if answer.trim() != "yes" {
-                    let _ = writeln!(err, "reset cancelled");
-                    return Exit::Failed;
-                }
-            }
-            if let Err(e) = remove_db_files(&path) {
-                let _ = writeln!(err, "error: cannot remove `{}`: {e}", path.display());
-                return Exit::Io;
-            }
-            match open(&path, true, err) {
-                Ok(s) => {
-                    let _ = s.close();
-                    let _ = writeln!(out, "reset database `{}`", path.display());
-                    Exit::Ok
-                }
-                Err(code) => code,
-            }
-        }
+        Err(code) => code,
     }
 }

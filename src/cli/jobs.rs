@@ -1,6 +1,6 @@
 //! `skill-fleet jobs list|show|cancel|respond`.
 
-use super::db::{open, resolve_path, DbArgs, Format};
+use super::store_args::{open, resolve_path, DbArgs, Format};
 use super::Exit;
 use crate::store::job::{Job, Status};
 use crate::store::{Filter, Store, StoreError};
@@ -221,7 +221,7 @@ fn with_store(db: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
 
 fn with_store_read(db: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
     let path = resolve_path(db.db.as_deref(), err)?;
-    super::db::open_read(&path, err)
+    super::store_args::open_read(&path, err)
 }
 
 /// Runs a `jobs` subcommand.

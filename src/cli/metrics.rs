@@ -1,6 +1,6 @@
 //! `skill-fleet metrics [--since 30d] [--format json]` and `metrics export --jsonl FILE`.
 
-use super::db::{resolve_path, DbArgs, Format};
+use super::store_args::{resolve_path, DbArgs, Format};
 use super::Exit;
 use crate::engine::metrics::{Rate, SelectorMetrics};
 use clap::{Args, Subcommand};
@@ -57,7 +57,7 @@ pub fn run(a: MetricsArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let store = match super::db::open_read(&path, err) {
+    let store = match super::store_args::open_read(&path, err) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -14,7 +14,9 @@ pub mod rules;
 pub mod rules_args;
 pub mod rules_diff;
 pub mod serve;
+pub mod store_args;
 pub mod training;
+pub mod trainset;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;

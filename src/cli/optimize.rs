@@ -1,8 +1,9 @@
 //! `skill-fleet optimize`: recommend (or take) an optimizer for a trainset, confirm, and create a
 //! pending `optimization` job carrying the optimizer and its config.
 
-use super::db::{open, resolve_path, DbArgs, Format};
-use super::{render, Exit, FileError};
+use super::store_args::{open, resolve_path, DbArgs, Format};
+use super::trainset::{filtered, read_trainset};
+use super::{render, Exit};
 use crate::diagnostic::{did_you_mean, render_all};
 use crate::engine::{self, Options};
 use crate::store::job::NewJob;
@@ -74,150 +75,6 @@ pub struct OptimizeArgs {
     pub db: DbArgs,
 }
 
-/// Reads the records of a trainset file: a JSON array, an object with `examples`, or JSON Lines.
-pub fn read_trainset(path: &Path) -> Result<Vec<Value>, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        FileError::Unreadable(format!("cannot read trainset `{}`: {e}", path.display()))
-    })?;
-    if let Ok(v) = serde_json::from_str::<Value>(&text) {
-        return match v {
-            Value::Array(a) => Ok(a),
-            Value::Object(mut m) => match m.remove("examples") {
-                Some(Value::Array(a)) => Ok(a),
-                _ => Ok(vec![Value::Object(m)]),
-            },
-            _ => Err(FileError::Invalid(format!(
-                "trainset `{}` holds no examples",
-                path.display()
-            ))),
-        };
-    }
-    let mut records = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        records.push(serde_json::from_str::<Value>(line).map_err(|e| {
-            FileError::Invalid(format!(
-                "{}:{}:{}: line {} is not JSON: {e}",
-                path.display(),
-                i + 1,
-                e.column(),
-                i + 1
-            ))
-        })?);
-    }
-    Ok(records)
-}
-
-/// The trainset after the quality filter of the training rules: the ids of the file's records
-/// that the store knows and that `training select` keeps. `None` when there is nothing to
-/// filter with (no database, or no record id the store knows); a note says why.
-fn filtered(
-    records: &[Value],
-    db: Option<&Path>,
-    spec: &crate::rules::spec::TrainingSpec,
-    err: &mut dyn Write,
-) -> Option<Vec<String>> {
-    let ids: std::collections::HashSet<&str> = records
-        .iter()
-        .filter_map(|r| {
-            r.get("example_id")
-                .or_else(|| r.get("id"))
-                .and_then(Value::as_str)
-        })
-        .collect();
-    let note = |err: &mut dyn Write, why: &str| {
-        let _ = writeln!(
-            err,
-            "note: not filtering the trainset: {why}; using all {} examples",
-            records.len()
-        );
-    };
-    if ids.is_empty() {
-        note(err, "its records carry no `example_id`");
-        return None;
-    }
-    let Some(path) = db.filter(|p| p.exists()) else {
-        note(
-            err,
-            "there is no training database (run `skill-fleet db init`)",
-        );
-        return None;
-    };
-    let known = match crate::store::Store::open_read_only(path).and_then(|s| {
-        let all = s.examples();
-        let _ = s.close();
-        all
-    }) {
-        Ok(all) => all,
-        Err(e) => {
-            note(err, &format!("the database cannot be read ({e})"));
-            return None;
-        }
-    };
-    let subset: Vec<crate::engine::training::Example> = known
-        .into_iter()
-        .filter(|e| ids.contains(e.example_id.as_str()))
-        .collect();
-    if subset.is_empty() {
-        note(err, "none of its example ids is in the training database");
-        return None;
-    }
-    let sel = crate::engine::training::select(
-        spec,
-        &subset,
-        &crate::engine::training::SelectRequest::default(),
-    );
-    let selected: Vec<String> = sel.selected.into_iter().map(|s| s.example_id).collect();
-    // Say what was left out, and why: the filter is the point of the command.
-    let known: std::collections::HashSet<&str> =
-        subset.iter().map(|e| e.example_id.as_str()).collect();
-    let kept: std::collections::HashSet<&str> = selected.iter().map(String::as_str).collect();
-    let mut sorted: Vec<&str> = ids.iter().copied().collect();
-    sorted.sort_unstable();
-    let low: Vec<&str> = sorted
-        .iter()
-        .copied()
-        .filter(|id| known.contains(id) && !kept.contains(id))
-        .collect();
-    let unknown: Vec<&str> = sorted
-        .iter()
-        .copied()
-        .filter(|id| !known.contains(id))
-        .collect();
-    let without = records.len() - ids.len().min(records.len());
-    let mut parts = Vec::new();
-    if !low.is_empty() {
-        parts.push(format!(
-            "{} below the training filter (minimum score {}): {}",
-            low.len(),
-            spec.filter.min_score,
-            low.join(", ")
-        ));
-    }
-    if !unknown.is_empty() {
-        parts.push(format!(
-            "{} not in the training database: {}",
-            unknown.len(),
-            unknown.join(", ")
-        ));
-    }
-    if without > 0 {
-        parts.push(format!("{without} without `example_id`"));
-    }
-    if !parts.is_empty() {
-        let _ = writeln!(
-            err,
-            "note: {} of {} records left out: {}",
-            records.len() - selected.len(),
-            records.len(),
-            parts.join("; ")
-        );
-    }
-    Some(selected)
-}
-
 /// Runs `optimize`.
 pub fn run(
     a: OptimizeArgs,
@@ -226,61 +83,44 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
-    let records = match read_trainset(&a.trainset) {
-        Ok(r) if r.is_empty() => {
-            let _ = writeln!(
-                err,
-                "error: trainset `{}` has no examples",
-                a.trainset.display()
-            );
-            return Exit::InvalidInput;
-        }
-        Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return e.exit();
-        }
-    };
-    let files = match crate::loader::read_dir(rules_dir) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = write!(err, "{}", e.diagnostic().render(&[]));
-            return super::read_error_exit(&e);
-        }
-    };
-    let rs = match crate::rules::build(&files) {
-        Ok(rs) => rs,
-        Err(d) => {
-            let _ = write!(err, "{}", render_all(&d, &files));
-            return Exit::InvalidRules;
-        }
-    };
+    plan_and_create(a, rules_dir, input, out, err).unwrap_or_else(|code| code)
+}
+
+/// The optimizer a job runs and what the payload says about how it was chosen.
+struct Choice {
+    /// The optimizer's name.
+    optimizer: String,
+    /// Its config.
+    config: Value,
+    /// The decision as JSON, for an auto-selection.
+    decision: Option<Value>,
+    /// The request and decision of an auto-selection, logged when the job is created.
+    logged: Option<(Value, crate::decision::Decision)>,
+}
+
+/// `optimize` from the trainset to the created job; `Err` holds the exit code of a stop.
+fn plan_and_create(
+    a: OptimizeArgs,
+    rules_dir: &Path,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, Exit> {
+    let records = read_records(&a.trainset, err)?;
+    let (files, rs) = build_rules(rules_dir, err)?;
     let selected_ids = if a.no_filter {
         None
     } else {
-        let db = match resolve_path(a.db.db.as_deref(), err) {
-            Ok(p) => Some(p),
-            Err(code) => return code,
-        };
+        let db = Some(resolve_path(a.db.db.as_deref(), err)?);
         filtered(&records, db.as_deref(), &rs.training, err)
     };
-    let size = match &selected_ids {
-        Some(ids) if ids.is_empty() => {
-            let _ = writeln!(
-                err,
-                "error: no example of `{}` passes the training filter (minimum score {})",
-                a.trainset.display(),
-                rs.training.filter.min_score
-            );
-            let _ = writeln!(
-                err,
-                "  = help: improve the examples, or pass --no-filter to use them all"
-            );
-            return Exit::InvalidInput;
-        }
-        Some(ids) => ids.len(),
-        None => records.len(),
-    };
+    let size = selected_size(
+        &a.trainset,
+        &rs,
+        selected_ids.as_deref(),
+        records.len(),
+        err,
+    )?;
     let trainset_line = format!(
         "trainset      {} ({size} examples{})",
         a.trainset.display(),
@@ -290,94 +130,23 @@ pub fn run(
             String::new()
         }
     );
-    // The request and decision of an auto-selection, logged when the job is created.
-    let mut logged: Option<(Value, crate::decision::Decision)> = None;
-    let (optimizer, config, decision) = if a.auto_select {
-        let mut m = serde_json::Map::new();
-        m.insert("trainset_size".into(), size.into());
-        if let Some(b) = a.budget {
-            m.insert("budget_usd".into(), b.into());
-        }
-        if let Some(q) = a.quality_target {
-            m.insert("quality_target".into(), q.into());
-        }
-        if let Some(l) = a.time_limit {
-            m.insert("time_constraint_minutes".into(), l.into());
-        }
-        if let Some(model) = &a.model {
-            m.insert("model".into(), model.clone().into());
-        }
-        if let Some(d) = &a.domain {
-            m.insert("domain".into(), d.clone().into());
-        }
-        let ctx = match rs.check_input(&m) {
-            Ok(c) => c,
-            Err(errors) => {
-                let _ = write!(err, "{}", render::input_errors(&errors, None));
-                return Exit::InvalidInput;
-            }
-        };
-        let d = match engine::recommend(&rs, &ctx, &[], Options::default()) {
-            Ok(d) => d,
-            Err(e) => {
-                let _ = write!(err, "{}", e.to_diagnostic().render(&files));
-                return Exit::InvalidRules;
-            }
-        };
-        if a.db.format == Format::Human {
-            let _ = writeln!(out, "{trainset_line}");
-            let _ = write!(out, "{}", render::decision(&d));
-        }
-        let v = serde_json::to_value(&d).unwrap_or(Value::Null);
-        logged = Some((Value::Object(m), d));
-        (
-            logged
-                .as_ref()
-                .map(|(_, d)| d.recommended.to_string())
-                .unwrap_or_default(),
-            logged
-                .as_ref()
-                .and_then(|(_, d)| serde_json::to_value(&*d.config).ok())
-                .unwrap_or(Value::Null),
-            Some(v),
-        )
+    let mut choice = if a.auto_select {
+        auto_select(&a, &rs, &files, size, &trainset_line, out, err)?
     } else {
-        let name = a.optimizer.clone().unwrap_or_default();
-        if !rs.catalog.contains_key(&name) {
-            let _ = writeln!(err, "error: unknown optimizer `{name}`");
-            let _ = writeln!(
-                err,
-                "  = help: {}",
-                did_you_mean(&name, rs.catalog.keys().map(String::as_str)).unwrap_or_else(
-                    || format!(
-                        "optimizers: {}",
-                        rs.catalog.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )
-                )
-            );
-            return Exit::InvalidInput;
-        }
-        if a.db.format == Format::Human {
-            let _ = writeln!(out, "{trainset_line}");
-            let _ = writeln!(out, "optimizer     {name} (chosen by hand)");
-        }
-        (
-            name,
-            serde_json::to_value(&*rs.default_config).unwrap_or(Value::Null),
-            None,
-        )
+        by_hand(&a, &rs, &trainset_line, out, err)?
     };
+    let optimizer = choice.optimizer.clone();
     // The variant (e.g. MIPROv2's `auto` level) only for optimizers that have variants.
     let variant = rs
         .catalog
         .get(&optimizer)
         .filter(|spec| !spec.variants.is_empty())
-        .and_then(|_| config.get(&rs.variant_key))
+        .and_then(|_| choice.config.get(&rs.variant_key))
         .and_then(Value::as_str)
         .map(str::to_string);
-    let mut payload = json!({
+    let payload = json!({
         "optimizer": optimizer,
-        "config": config,
+        "config": choice.config,
         "trainset": a.trainset.display().to_string(),
         "trainset_size": size,
         "trainset_records": records.len(),
@@ -385,57 +154,241 @@ pub fn run(
         "auto_selected": a.auto_select,
         "variant": variant,
         "rules_revision": &*rs.revision,
-        "decision": decision,
+        "decision": choice.decision,
     });
     if a.dry_run {
-        if a.db.format == Format::Json {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&json!({"dry_run": true, "payload": payload}))
-                    .unwrap_or_default()
-            );
-        } else {
-            let _ = writeln!(out, "dry run: no job created");
-        }
-        return Exit::Ok;
+        print_dry_run(&payload, a.db.format, out);
+        return Ok(Exit::Ok);
     }
-    if !a.yes {
-        if !std::io::stdin().is_terminal() {
-            let _ = writeln!(
-                err,
-                "error: refusing to create the job without --yes: standard input is not a terminal"
-            );
-            let _ = writeln!(
-                err,
-                "  = help: pass --yes to create it, or --dry-run to stop after the recommendation"
-            );
-            return Exit::Usage;
-        }
-        let _ = write!(err, "Create the optimization job with {optimizer}? [y/N] ");
-        let _ = err.flush();
-        let mut answer = String::new();
-        let _ = input.read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            let _ = writeln!(err, "no job created");
-            return Exit::Ok;
-        }
+    if !a.yes && !confirmed(&optimizer, input, err)? {
+        return Ok(Exit::Ok);
     }
     let task = format!(
         "optimize with {optimizer} on {} ({size} examples)",
         a.trainset.display()
     );
     if let Some(url) = &a.url {
-        let input = logged.as_ref().map(|(input, _)| input.clone());
-        let job = match create_through_server(url, input, payload, task, &a, out, err) {
-            Ok(job) => job,
-            Err(code) => return code,
-        };
-        return match &a.run {
+        let input = choice.logged.as_ref().map(|(input, _)| input.clone());
+        let job = create_through_server(url, input, payload, task, &a, out, err)?;
+        return Ok(match &a.run {
             Some(task) => run_worker(url, task, job["id"].as_str().unwrap_or_default(), err),
             None => Exit::Ok,
-        };
+        });
     }
+    let logged = choice.logged.as_mut();
+    Ok(create_in_db(
+        &a,
+        logged,
+        payload,
+        task,
+        variant.as_deref(),
+        out,
+        err,
+    ))
+}
+
+/// The records of the trainset; an empty one is refused.
+fn read_records(trainset: &Path, err: &mut dyn Write) -> Result<Vec<Value>, Exit> {
+    match read_trainset(trainset) {
+        Ok(r) if r.is_empty() => {
+            let _ = writeln!(
+                err,
+                "error: trainset `{}` has no examples",
+                trainset.display()
+            );
+            Err(Exit::InvalidInput)
+        }
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            Err(e.exit())
+        }
+    }
+}
+
+/// Reads and builds the rule set, with its source files for the diagnostics.
+fn build_rules(
+    rules_dir: &Path,
+    err: &mut dyn Write,
+) -> Result<(Vec<crate::diagnostic::SourceFile>, crate::rules::RuleSet), Exit> {
+    let files = match crate::loader::read_dir(rules_dir) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = write!(err, "{}", e.diagnostic().render(&[]));
+            return Err(super::read_error_exit(&e));
+        }
+    };
+    match crate::rules::build(&files) {
+        Ok(rs) => Ok((files, rs)),
+        Err(d) => {
+            let _ = write!(err, "{}", render_all(&d, &files));
+            Err(Exit::InvalidRules)
+        }
+    }
+}
+
+/// The number of examples the job trains on; a filter that keeps none is refused.
+fn selected_size(
+    trainset: &Path,
+    rs: &crate::rules::RuleSet,
+    selected_ids: Option<&[String]>,
+    records: usize,
+    err: &mut dyn Write,
+) -> Result<usize, Exit> {
+    match selected_ids {
+        Some([]) => {
+            let _ = writeln!(
+                err,
+                "error: no example of `{}` passes the training filter (minimum score {})",
+                trainset.display(),
+                rs.training.filter.min_score
+            );
+            let _ = writeln!(
+                err,
+                "  = help: improve the examples, or pass --no-filter to use them all"
+            );
+            Err(Exit::InvalidInput)
+        }
+        Some(ids) => Ok(ids.len()),
+        None => Ok(records),
+    }
+}
+
+/// `--auto-select`: the rules recommend the optimizer for the request the flags describe.
+fn auto_select(
+    a: &OptimizeArgs,
+    rs: &crate::rules::RuleSet,
+    files: &[crate::diagnostic::SourceFile],
+    size: usize,
+    trainset_line: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Choice, Exit> {
+    let mut m = serde_json::Map::new();
+    m.insert("trainset_size".into(), size.into());
+    if let Some(b) = a.budget {
+        m.insert("budget_usd".into(), b.into());
+    }
+    if let Some(q) = a.quality_target {
+        m.insert("quality_target".into(), q.into());
+    }
+    if let Some(l) = a.time_limit {
+        m.insert("time_constraint_minutes".into(), l.into());
+    }
+    if let Some(model) = &a.model {
+        m.insert("model".into(), model.clone().into());
+    }
+    if let Some(d) = &a.domain {
+        m.insert("domain".into(), d.clone().into());
+    }
+    let ctx = match rs.check_input(&m) {
+        Ok(c) => c,
+        Err(errors) => {
+            let _ = write!(err, "{}", render::input_errors(&errors, None));
+            return Err(Exit::InvalidInput);
+        }
+    };
+    let d = match engine::recommend(rs, &ctx, &[], Options::default()) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = write!(err, "{}", e.to_diagnostic().render(files));
+            return Err(Exit::InvalidRules);
+        }
+    };
+    if a.db.format == Format::Human {
+        let _ = writeln!(out, "{trainset_line}");
+        let _ = write!(out, "{}", render::decision(&d));
+    }
+    Ok(Choice {
+        optimizer: d.recommended.to_string(),
+        config: serde_json::to_value(&*d.config).unwrap_or(Value::Null),
+        decision: Some(serde_json::to_value(&d).unwrap_or(Value::Null)),
+        logged: Some((Value::Object(m), d)),
+    })
+}
+
+/// `--optimizer NAME`: the named optimizer (it must be in the catalog) with the default config.
+fn by_hand(
+    a: &OptimizeArgs,
+    rs: &crate::rules::RuleSet,
+    trainset_line: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Choice, Exit> {
+    let name = a.optimizer.clone().unwrap_or_default();
+    if !rs.catalog.contains_key(&name) {
+        let _ = writeln!(err, "error: unknown optimizer `{name}`");
+        let _ = writeln!(
+            err,
+            "  = help: {}",
+            did_you_mean(&name, rs.catalog.keys().map(String::as_str)).unwrap_or_else(|| format!(
+                "optimizers: {}",
+                rs.catalog.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        );
+        return Err(Exit::InvalidInput);
+    }
+    if a.db.format == Format::Human {
+        let _ = writeln!(out, "{trainset_line}");
+        let _ = writeln!(out, "optimizer     {name} (chosen by hand)");
+    }
+    Ok(Choice {
+        optimizer: name,
+        config: serde_json::to_value(&*rs.default_config).unwrap_or(Value::Null),
+        decision: None,
+        logged: None,
+    })
+}
+
+/// `--dry-run`: the payload the job would carry (JSON), or a line saying nothing was created.
+fn print_dry_run(payload: &Value, format: Format, out: &mut dyn Write) {
+    if format == Format::Json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json!({"dry_run": true, "payload": payload}))
+                .unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(out, "dry run: no job created");
+    }
+}
+
+/// Asks on a terminal whether to create the job; without a terminal (and no `--yes`) refuses.
+fn confirmed(optimizer: &str, input: &mut dyn BufRead, err: &mut dyn Write) -> Result<bool, Exit> {
+    if !std::io::stdin().is_terminal() {
+        let _ = writeln!(
+            err,
+            "error: refusing to create the job without --yes: standard input is not a terminal"
+        );
+        let _ = writeln!(
+            err,
+            "  = help: pass --yes to create it, or --dry-run to stop after the recommendation"
+        );
+        return Err(Exit::Usage);
+    }
+    let _ = write!(err, "Create the optimization job with {optimizer}? [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    let _ = input.read_line(&mut answer);
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        let _ = writeln!(err, "no job created");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Creates the job in the database (after logging an auto-selected decision, whose id the
+/// payload then carries).
+fn create_in_db(
+    a: &OptimizeArgs,
+    logged: Option<&mut (Value, crate::decision::Decision)>,
+    mut payload: Value,
+    task: String,
+    variant: Option<&str>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
     let path = match resolve_path(a.db.db.as_deref(), err) {
         Ok(p) => p,
         Err(code) => return code,
@@ -444,8 +397,8 @@ pub fn run(
         Ok(s) => s,
         Err(code) => return code,
     };
-    if let Some((input, d)) = logged.as_mut() {
-        match log_decision(&store, input, d, variant.as_deref()) {
+    if let Some((input, d)) = logged {
+        match log_decision(&store, input, d, variant) {
             Ok(id) => {
                 payload["decision_id"] = id.into();
                 payload["decision"]["decision_id"] = id.into();

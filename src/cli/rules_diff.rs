@@ -31,8 +31,8 @@ pub struct DiffArgs {
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = super::db::Format::Human)]
-    pub format: super::db::Format,
+    #[arg(long, value_enum, default_value_t = super::store_args::Format::Human)]
+    pub format: super::store_args::Format,
 }
 
 fn build(dir: &Path, flag: &str, err: &mut dyn Write) -> Result<RuleSet, Exit> {
@@ -72,13 +72,13 @@ pub fn run(dir: &Path, a: DiffArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         Err(c) => return c,
     };
     let mut replay = Replay::new(&before, &after);
-    let path = match super::db::resolve_path(a.db.as_deref(), err) {
+    let path = match super::store_args::resolve_path(a.db.as_deref(), err) {
         Ok(p) => p,
         Err(code) => return code,
     };
     let mut note = None;
     if path.exists() {
-        let store = match super::db::open_read(&path, err) {
+        let store = match super::store_args::open_read(&path, err) {
             Ok(s) => s,
             Err(code) => return code,
         };
@@ -108,7 +108,7 @@ pub fn run(dir: &Path, a: DiffArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     }
     let impact = replay.finish();
     match a.format {
-        super::db::Format::Json => {
+        super::store_args::Format::Json => {
             let mut v = serde_json::to_value(&impact).unwrap_or_default();
             v["window"] = a.since.clone().into();
             v["database"] = path.display().to_string().into();
@@ -118,7 +118,7 @@ pub fn run(dir: &Path, a: DiffArgs, out: &mut dyn Write, err: &mut dyn Write) ->
                 serde_json::to_string_pretty(&v).unwrap_or_default()
             );
         }
-        super::db::Format::Human => {
+        super::store_args::Format::Human => {
             if let Some(n) = note {
                 let _ = writeln!(err, "note: {n}");
             }

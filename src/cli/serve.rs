@@ -167,22 +167,109 @@ async fn shutdown_signal() {
 
 /// Runs the server until a signal.
 pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exit {
-    let config: Config = match config::load(args.config.as_deref(), flags(&args, rules)) {
-        Ok(c) => c,
+    start_and_serve(args, rules, err).unwrap_or_else(|code| code)
+}
+
+/// What runs beside the HTTP server: the rules watcher and the job sweeper.
+struct Background {
+    /// Whether the rules directory is watched.
+    watching: bool,
+    /// How it is watched.
+    watch: WatchConfig,
+    /// Time between two job sweeps.
+    sweep_every: Duration,
+    /// Age in days past which terminal jobs are pruned (0: never).
+    retention_days: u64,
+}
+
+/// Configuration, rules, database, then the server until a signal, then the shutdown; `Err`
+/// holds the exit code of a failed start.
+fn start_and_serve(
+    args: ServeArgs,
+    rules: Option<&PathBuf>,
+    err: &mut dyn Write,
+) -> Result<Exit, Exit> {
+    let config = load_config(&args, rules, err)?;
+    let console_dir = console_dir(&args, err)?;
+    init_logging(&config, err)?;
+    let live = load_rules(&config, err)?;
+    let store = open_store(&config, args.skip_db_init, err)?;
+    prepare_store(&store, !args.skip_db_init);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
         Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            if let Some(h) = &e.help {
-                let _ = writeln!(err, "  = help: {h}");
-            }
-            return if e.unreadable {
-                Exit::Io
-            } else {
-                Exit::InvalidConfig
-            };
+            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
+            return Err(Exit::Io);
         }
     };
-    let console_dir = args.console_dir.clone();
-    if let Some(d) = &console_dir {
+    let background = Background {
+        watching: config.rules.watch,
+        watch: WatchConfig {
+            debounce: Duration::from_millis(config.rules.debounce_ms),
+            poll: (config.rules.poll_interval_ms > 0)
+                .then(|| Duration::from_millis(config.rules.poll_interval_ms)),
+        },
+        sweep_every: Duration::from_millis(config.jobs.sweep_interval_ms),
+        retention_days: config.jobs.retention_days,
+    };
+    let addr = config.server.addr.clone();
+    let state = match AppState::new(config, Arc::clone(&live), Some(Arc::clone(&store))) {
+        Ok(mut s) => {
+            s.console_dir = console_dir;
+            Arc::new(s)
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return Err(Exit::Io);
+        }
+    };
+    let result = runtime.block_on(serve_until_signal(
+        addr,
+        live,
+        state,
+        Arc::clone(&store),
+        background,
+    ));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    // The server, the decision log, the watcher and the sweeper have stopped: close the store
+    // explicitly (queued writes committed, WAL checkpointed), whoever still holds a handle.
+    let closed = store.close();
+    if let Err(e) = result {
+        let _ = writeln!(err, "error: {e}");
+        return Err(Exit::Io);
+    }
+    match closed {
+        Ok(()) => tracing::info!("database closed"),
+        Err(e) => tracing::warn!("closing the database: {e}"),
+    }
+    Ok(Exit::Ok)
+}
+
+/// The configuration layers with the flags on top; errors are printed.
+fn load_config(
+    args: &ServeArgs,
+    rules: Option<&PathBuf>,
+    err: &mut dyn Write,
+) -> Result<Config, Exit> {
+    config::load(args.config.as_deref(), flags(args, rules)).map_err(|e| {
+        let _ = writeln!(err, "error: {e}");
+        if let Some(h) = &e.help {
+            let _ = writeln!(err, "  = help: {h}");
+        }
+        if e.unreadable {
+            Exit::Io
+        } else {
+            Exit::InvalidConfig
+        }
+    })
+}
+
+/// `--console-dir`, which must hold an `index.html`.
+fn console_dir(args: &ServeArgs, err: &mut dyn Write) -> Result<Option<PathBuf>, Exit> {
+    if let Some(d) = &args.console_dir {
         if !d.join("index.html").is_file() {
             let _ = writeln!(
                 err,
@@ -190,9 +277,14 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
                 d.display()
             );
             let _ = writeln!(err, "  = help: pass the repository's `console/` directory, or leave `--console-dir` out to serve the built-in console");
-            return Exit::Usage;
+            return Err(Exit::Usage);
         }
     }
+    Ok(args.console_dir.clone())
+}
+
+/// Logs to standard error at the configured level.
+fn init_logging(config: &Config, err: &mut dyn Write) -> Result<(), Exit> {
     let filter = match tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         Ok(f) => f,
         Err(e) => {
@@ -201,7 +293,7 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
                 "error: invalid config: `log.level` = `{}`: {e}",
                 config.log.level
             );
-            return Exit::InvalidConfig;
+            return Err(Exit::InvalidConfig);
         }
     };
     let _ = tracing_subscriber::fmt()
@@ -210,7 +302,12 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    Ok(())
+}
 
+/// Reads and builds the served rule set; an unreadable directory or an invalid rule set stops
+/// the start.
+fn load_rules(config: &Config, err: &mut dyn Write) -> Result<Arc<LiveRules>, Exit> {
     if let Err(e @ crate::loader::ReadError::Unreadable(_)) =
         crate::loader::read_dir(&config.rules.dir)
     {
@@ -220,10 +317,10 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
             "\nerror: cannot start: rules directory `{}` cannot be read",
             config.rules.dir.display()
         );
-        return Exit::Io;
+        return Err(Exit::Io);
     }
-    let live = match LiveRules::load(&config.rules.dir, config.rules.run_fixtures_on_reload) {
-        Ok(l) => Arc::new(l.keep_revisions(config.rules.keep_revisions)),
+    match LiveRules::load(&config.rules.dir, config.rules.run_fixtures_on_reload) {
+        Ok(l) => Ok(Arc::new(l.keep_revisions(config.rules.keep_revisions))),
         Err((diags, files)) => {
             let _ = write!(err, "{}", render_all(&diags, &files));
             let _ = writeln!(
@@ -231,21 +328,25 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
                 "\nerror: cannot start: rule set `{}` is invalid",
                 config.rules.dir.display()
             );
-            return Exit::InvalidRules;
+            Err(Exit::InvalidRules)
         }
-    };
+    }
+}
+
+/// Opens (and, without `--skip-db-init`, creates and migrates) the database.
+fn open_store(config: &Config, skip_init: bool, err: &mut dyn Write) -> Result<Arc<Store>, Exit> {
     let opts = StoreOptions {
         cache_capacity: config.database.cache_capacity,
         owner: format!("skill-fleet serve on http://{}", config.server.addr),
         ..StoreOptions::default()
     };
-    let store = match Store::open_with(
+    match Store::open_with(
         &config.database.path,
-        !args.skip_db_init,
+        !skip_init,
         opts,
         store::system_clock(),
     ) {
-        Ok(s) => Arc::new(s),
+        Ok(s) => Ok(Arc::new(s)),
         Err(e) => {
             let _ = writeln!(err, "error: cannot open the database: {e}");
             let help = match e {
@@ -253,12 +354,17 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
                 _ => "drop --skip-db-init to create it, or pass --db PATH (SKILL_FLEET_DB)",
             };
             let _ = writeln!(err, "  = help: {help}");
-            return Exit::Io;
+            Err(Exit::Io)
         }
-    };
+    }
+}
+
+/// Before serving: the shipped training examples into an empty database (when initialising),
+/// and a sweep of the jobs whose worker died while the server was down.
+fn prepare_store(store: &Store, init: bool) {
     // Initialising the database includes the shipped training examples, as `db init` does.
-    if !args.skip_db_init {
-        match super::training::import_shipped_if_empty(&store) {
+    if init {
+        match super::training::import_shipped_if_empty(store) {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!("imported {n} shipped training examples into the empty database")
@@ -268,7 +374,7 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
     }
     // Jobs whose worker died while the server was down: return or fail them before serving.
     // Pruning waits for the periodic sweep, so a large backlog never delays start-up.
-    match sweep_once(&store, 0) {
+    match sweep_once(store, 0) {
         Ok(r) => tracing::info!(
             "start-up job sweep: {} expired leases returned to pending, {} jobs failed (attempts used up), {} old jobs pruned",
             r.returned,
@@ -277,84 +383,53 @@ pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exi
         ),
         Err(e) => tracing::warn!("start-up job sweep failed: {e}"),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
-            return Exit::Io;
-        }
-    };
-    let watch_cfg = WatchConfig {
-        debounce: Duration::from_millis(config.rules.debounce_ms),
-        poll: (config.rules.poll_interval_ms > 0)
-            .then(|| Duration::from_millis(config.rules.poll_interval_ms)),
-    };
-    let watching = config.rules.watch;
-    let sweep_every = Duration::from_millis(config.jobs.sweep_interval_ms);
-    let retention_days = config.jobs.retention_days;
-    let addr = config.server.addr.clone();
-    let state = match AppState::new(config, Arc::clone(&live), Some(Arc::clone(&store))) {
-        Ok(mut s) => {
-            s.console_dir = console_dir;
-            Arc::new(s)
-        }
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return Exit::Io;
-        }
-    };
+}
+
+/// Listens, serves with the sweeper and the watcher beside it until a signal, then stops them
+/// in order: the server (in-flight requests finish), the decision log (queued entries are
+/// written), the watcher and the sweeper.
+async fn serve_until_signal(
+    addr: String,
+    live: Arc<LiveRules>,
+    state: Arc<AppState>,
+    store: Arc<Store>,
+    bg: Background,
+) -> Result<(), String> {
     let db_path = store.path().display().to_string();
-    let store_for_sweeper = Arc::clone(&store);
-    let result = runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(&addr).await {
-            Ok(l) => l,
-            Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
-        };
-        let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-        let st = live.status();
-        tracing::info!(
-            "listening on http://{local}, serving rules revision {} from {} ({} files, {}), database {}",
-            st.revision,
-            st.dir,
-            st.files.len(),
-            if watching { "watching for changes" } else { "not watching" },
-            db_path
-        );
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let sweeper = tokio::spawn(run_sweeper(
-            store_for_sweeper,
-            sweep_every,
-            retention_days,
-            stop_rx.clone(),
-        ));
-        let watcher = watching.then(|| tokio::spawn(watch::run(Arc::clone(&live), watch_cfg, stop_rx)));
-        let served = serve(listener, Arc::clone(&state), shutdown_signal()).await;
-        // Every request is done: write the decisions still queued.
-        if let Err(e) = state.close().await {
-            tracing::warn!("closing the decision log: {e}");
-        }
-        drop(state);
-        let _ = stop_tx.send(true);
-        if let Some(w) = watcher {
-            let _ = w.await;
-        }
-        let _ = sweeper.await;
-        served.map_err(|e| format!("server error: {e}"))
-    });
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    if let Err(e) = result {
-        let _ = writeln!(err, "error: {e}");
-        return Exit::Io;
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
+    };
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+    let st = live.status();
+    tracing::info!(
+        "listening on http://{local}, serving rules revision {} from {} ({} files, {}), database {}",
+        st.revision,
+        st.dir,
+        st.files.len(),
+        if bg.watching { "watching for changes" } else { "not watching" },
+        db_path
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sweeper = tokio::spawn(run_sweeper(
+        store,
+        bg.sweep_every,
+        bg.retention_days,
+        stop_rx.clone(),
+    ));
+    let watcher = bg
+        .watching
+        .then(|| tokio::spawn(watch::run(Arc::clone(&live), bg.watch, stop_rx)));
+    let served = serve(listener, Arc::clone(&state), shutdown_signal()).await;
+    // Every request is done: write the decisions still queued.
+    if let Err(e) = state.close().await {
+        tracing::warn!("closing the decision log: {e}");
     }
-    match Arc::try_unwrap(store) {
-        Ok(s) => match s.close() {
-            Ok(()) => tracing::info!("database closed"),
-            Err(e) => tracing::warn!("closing the database: {e}"),
-        },
-        Err(_) => tracing::warn!("database still in use at exit; SQLite will recover the WAL"),
+    drop(state);
+    let _ = stop_tx.send(true);
+    if let Some(w) = watcher {
+        let _ = w.await;
     }
-    Exit::Ok
+    let _ = sweeper.await;
+    served.map_err(|e| format!("server error: {e}"))
 }

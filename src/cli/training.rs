@@ -1,7 +1,7 @@
 //! `skill-fleet training import|export|select|update|analytics`: training-example metadata in
 //! the database, scored and analysed with the training rules.
 
-use super::db::{open, resolve_path, DbArgs, Format};
+use super::store_args::{open, resolve_path, DbArgs, Format};
 use super::{Exit, FileError};
 use crate::diagnostic::render_all;
 use crate::engine::training::{
@@ -94,7 +94,7 @@ fn open_db(a: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
 
 fn open_db_read(a: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
     let path = resolve_path(a.db.as_deref(), err)?;
-    super::db::open_read(&path, err)
+    super::store_args::open_read(&path, err)
 }
 
 fn store_error(e: &crate::store::StoreError, err: &mut dyn Write) -> Exit {
@@ -250,6 +250,7 @@ pub fn run(
     }
 }
 
+/// A `training` subcommand; `Err` holds the exit code of a stop.
 fn run_inner(
     cmd: TrainingCommand,
     rules_dir: &Path,
@@ -257,157 +258,188 @@ fn run_inner(
     err: &mut dyn Write,
 ) -> Result<Exit, Exit> {
     match cmd {
-        TrainingCommand::Import(a) => {
-            let records = read_records(&a.file).map_err(|e| {
-                let _ = writeln!(err, "error: {e}");
-                e.exit()
-            })?;
-            let store = open_db(&a.db, err)?;
-            let c = store
-                .import_examples(records)
-                .map_err(|e| store_error(&e, err))?;
-            let _ = store.close();
-            if a.db.format == Format::Json {
-                json_out(out, &c);
-            } else {
-                let _ = writeln!(
-                    out,
-                    "imported `{}`: {} new, {} updated",
-                    a.file.display(),
-                    c.inserted,
-                    c.updated
-                );
-            }
-            Ok(Exit::Ok)
-        }
-        TrainingCommand::Export(a) => {
-            let store = open_db_read(&a.db, err)?;
-            let all = store.examples().map_err(|e| store_error(&e, err))?;
-            let _ = store.close();
-            let mut text = serde_json::to_string_pretty(&all).unwrap_or_default();
-            text.push('\n');
-            std::fs::write(&a.file, text).map_err(|e| {
-                let _ = writeln!(err, "error: cannot write `{}`: {e}", a.file.display());
-                Exit::Io
-            })?;
-            if a.db.format == Format::Json {
-                json_out(
-                    out,
-                    &serde_json::json!({"file": a.file.display().to_string(), "exported": all.len()}),
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "exported {} example(s) to `{}`",
-                    all.len(),
-                    a.file.display()
-                );
-            }
-            Ok(Exit::Ok)
-        }
-        TrainingCommand::Select(a) => {
-            let style = match &a.style {
-                None => None,
-                Some(s) => Some(Style::parse(s).ok_or_else(|| {
-                    let _ = writeln!(
-                        err,
-                        "error: unknown style `{s}`\n  = help: styles: {}",
-                        Style::ALL.map(|x| x.as_str()).join(", ")
-                    );
-                    Exit::InvalidInput
-                })?),
-            };
-            if let Some(q) = a.min_quality {
-                if !(0.0..=1.0).contains(&q) {
-                    let _ = writeln!(err, "error: `--min-quality` {q} is outside 0..1");
-                    return Err(Exit::InvalidInput);
-                }
-            }
-            let spec = load_spec(rules_dir, err)?;
-            let store = open_db_read(&a.db, err)?;
-            let all = store.examples().map_err(|e| store_error(&e, err))?;
-            let _ = store.close();
-            let req = SelectRequest {
-                style,
-                max: a.max.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
-                min_score: a.min_quality,
-                categories: a.categories.clone(),
-                diversity: a.diverse,
-                explain: a.explain,
-            };
-            let sel = training::select(&spec, &all, &req);
-            if a.db.format == Format::Json {
-                json_out(out, &sel);
-            } else {
-                let _ = write!(out, "{}", render_selection(&sel, a.explain));
-            }
-            Ok(Exit::Ok)
-        }
-        TrainingCommand::Update(a) => {
-            let text = std::fs::read_to_string(&a.results).map_err(|e| {
-                let _ = writeln!(err, "error: cannot read `{}`: {e}", a.results.display());
-                Exit::Io
-            })?;
-            let results: Vec<RunResult> = serde_json::from_str(&text).map_err(|e| {
-                let _ = writeln!(
-                    err,
-                    "error: `{}` is not a list of {{example_id, score, passed}}: {e}",
-                    a.results.display()
-                );
-                Exit::InvalidInput
-            })?;
-            training::check_results(&results).map_err(|e| {
-                let _ = writeln!(err, "error: `{}`: {e}", a.results.display());
-                Exit::InvalidInput
-            })?;
-            let spec = load_spec(rules_dir, err)?;
-            let store = open_db(&a.db, err)?;
-            let outcome = store
-                .apply_example_results(&spec, results)
-                .map_err(|e| store_error(&e, err))?;
-            let _ = store.close();
-            if a.db.format == Format::Json {
-                json_out(out, &outcome);
-            } else {
-                let _ = writeln!(out, "updated {} example(s)", outcome.updated.len());
-                for e in &outcome.updated {
-                    let _ = writeln!(
-                        out,
-                        "  {:<16} quality {:.4}  success {:.4}  used {}",
-                        e.example_id,
-                        e.quality_score,
-                        e.success_rate.unwrap_or(spec.neutral_success_rate),
-                        e.usage_count
-                    );
-                }
-            }
-            if !outcome.unknown.is_empty() {
-                let _ = writeln!(
-                    err,
-                    "warning: {} unknown example id(s), ignored: {}",
-                    outcome.unknown.len(),
-                    outcome
-                        .unknown
-                        .iter()
-                        .map(|u| format!("`{u}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            Ok(Exit::Ok)
-        }
-        TrainingCommand::Analytics(a) => {
-            let spec = load_spec(rules_dir, err)?;
-            let store = open_db_read(&a, err)?;
-            let all = store.examples().map_err(|e| store_error(&e, err))?;
-            let _ = store.close();
-            let an = training::analytics(&spec, &all);
-            if a.format == Format::Json {
-                json_out(out, &an);
-            } else {
-                let _ = write!(out, "{}", render_analytics(&an, &spec));
-            }
-            Ok(Exit::Ok)
+        TrainingCommand::Import(a) => import(a, out, err),
+        TrainingCommand::Export(a) => export(a, out, err),
+        TrainingCommand::Select(a) => select(a, rules_dir, out, err),
+        TrainingCommand::Update(a) => update(a, rules_dir, out, err),
+        TrainingCommand::Analytics(a) => analytics(a, rules_dir, out, err),
+    }
+}
+
+/// `training import`: merges a metadata file into the database (all records or none).
+fn import(a: FileArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit, Exit> {
+    let records = read_records(&a.file).map_err(|e| {
+        let _ = writeln!(err, "error: {e}");
+        e.exit()
+    })?;
+    let store = open_db(&a.db, err)?;
+    let c = store
+        .import_examples(records)
+        .map_err(|e| store_error(&e, err))?;
+    let _ = store.close();
+    if a.db.format == Format::Json {
+        json_out(out, &c);
+    } else {
+        let _ = writeln!(
+            out,
+            "imported `{}`: {} new, {} updated",
+            a.file.display(),
+            c.inserted,
+            c.updated
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// `training export`: writes the live examples to a file, in the import format.
+fn export(a: FileArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit, Exit> {
+    let store = open_db_read(&a.db, err)?;
+    let all = store.examples().map_err(|e| store_error(&e, err))?;
+    let _ = store.close();
+    let mut text = serde_json::to_string_pretty(&all).unwrap_or_default();
+    text.push('\n');
+    std::fs::write(&a.file, text).map_err(|e| {
+        let _ = writeln!(err, "error: cannot write `{}`: {e}", a.file.display());
+        Exit::Io
+    })?;
+    if a.db.format == Format::Json {
+        json_out(
+            out,
+            &serde_json::json!({"file": a.file.display().to_string(), "exported": all.len()}),
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "exported {} example(s) to `{}`",
+            all.len(),
+            a.file.display()
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// `training select`: the trainset the training rules select, best first.
+fn select(
+    a: SelectArgs,
+    rules_dir: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, Exit> {
+    let style = match &a.style {
+        None => None,
+        Some(s) => Some(Style::parse(s).ok_or_else(|| {
+            let _ = writeln!(
+                err,
+                "error: unknown style `{s}`\n  = help: styles: {}",
+                Style::ALL.map(|x| x.as_str()).join(", ")
+            );
+            Exit::InvalidInput
+        })?),
+    };
+    if let Some(q) = a.min_quality {
+        if !(0.0..=1.0).contains(&q) {
+            let _ = writeln!(err, "error: `--min-quality` {q} is outside 0..1");
+            return Err(Exit::InvalidInput);
         }
     }
+    let spec = load_spec(rules_dir, err)?;
+    let store = open_db_read(&a.db, err)?;
+    let all = store.examples().map_err(|e| store_error(&e, err))?;
+    let _ = store.close();
+    let req = SelectRequest {
+        style,
+        max: a.max.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+        min_score: a.min_quality,
+        categories: a.categories.clone(),
+        diversity: a.diverse,
+        explain: a.explain,
+    };
+    let sel = training::select(&spec, &all, &req);
+    if a.db.format == Format::Json {
+        json_out(out, &sel);
+    } else {
+        let _ = write!(out, "{}", render_selection(&sel, a.explain));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `training update`: applies optimization results to the examples; unknown ids are
+/// reported and ignored.
+fn update(
+    a: UpdateArgs,
+    rules_dir: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, Exit> {
+    let text = std::fs::read_to_string(&a.results).map_err(|e| {
+        let _ = writeln!(err, "error: cannot read `{}`: {e}", a.results.display());
+        Exit::Io
+    })?;
+    let results: Vec<RunResult> = serde_json::from_str(&text).map_err(|e| {
+        let _ = writeln!(
+            err,
+            "error: `{}` is not a list of {{example_id, score, passed}}: {e}",
+            a.results.display()
+        );
+        Exit::InvalidInput
+    })?;
+    training::check_results(&results).map_err(|e| {
+        let _ = writeln!(err, "error: `{}`: {e}", a.results.display());
+        Exit::InvalidInput
+    })?;
+    let spec = load_spec(rules_dir, err)?;
+    let store = open_db(&a.db, err)?;
+    let outcome = store
+        .apply_example_results(&spec, results)
+        .map_err(|e| store_error(&e, err))?;
+    let _ = store.close();
+    if a.db.format == Format::Json {
+        json_out(out, &outcome);
+    } else {
+        let _ = writeln!(out, "updated {} example(s)", outcome.updated.len());
+        for e in &outcome.updated {
+            let _ = writeln!(
+                out,
+                "  {:<16} quality {:.4}  success {:.4}  used {}",
+                e.example_id,
+                e.quality_score,
+                e.success_rate.unwrap_or(spec.neutral_success_rate),
+                e.usage_count
+            );
+        }
+    }
+    if !outcome.unknown.is_empty() {
+        let _ = writeln!(
+            err,
+            "warning: {} unknown example id(s), ignored: {}",
+            outcome.unknown.len(),
+            outcome
+                .unknown
+                .iter()
+                .map(|u| format!("`{u}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// `training analytics`: counts, quality bands, top performers, gaps and recommendations.
+fn analytics(
+    a: DbArgs,
+    rules_dir: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, Exit> {
+    let spec = load_spec(rules_dir, err)?;
+    let store = open_db_read(&a, err)?;
+    let all = store.examples().map_err(|e| store_error(&e, err))?;
+    let _ = store.close();
+    let an = training::analytics(&spec, &all);
+    if a.format == Format::Json {
+        json_out(out, &an);
+    } else {
+        let _ = write!(out, "{}", render_analytics(&an, &spec));
+    }
+    Ok(Exit::Ok)
 }

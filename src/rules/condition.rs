@@ -4,7 +4,7 @@
 //! Beside each closure the compiler keeps the condition's structure ([`Pred`]), which rule
 //! analysis reads: which fields are compared with which constants. Evaluation never uses it.
 
-use super::context::{Context, ContextModel, Value};
+use super::context::{Context, ContextModel, Field, Value};
 use super::origin::Origin;
 use super::script::{CompiledExpr, ScriptError, ScriptHost};
 use super::spec::{Condition, FieldType, Scalar};
@@ -219,54 +219,121 @@ pub fn compile(
     scripts: &Arc<ScriptHost>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Compiled> {
-    let forms: Vec<&str> = [
-        ("all", cond.all.is_some()),
-        ("any", cond.any.is_some()),
-        ("not", cond.not.is_some()),
-        ("field", cond.field.is_some()),
-        ("expr", cond.expr.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(n, set)| set.then_some(n))
-    .collect();
-    let has_tests = cond.lt.is_some()
-        || cond.le.is_some()
-        || cond.gt.is_some()
-        || cond.ge.is_some()
-        || cond.eq.is_some()
-        || cond.ne.is_some()
-        || cond.one_of.is_some()
-        || cond.present.is_some();
-    if forms.len() != 1 {
-        let msg = if forms.is_empty() {
-            "condition is empty".to_string()
-        } else {
-            format!(
-                "condition mixes {}",
-                forms
-                    .iter()
-                    .map(|f| format!("`{f}`"))
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            )
-        };
-        diags.push(at.value(Diagnostic::error(msg), ptr).with_help(
-            "a condition is exactly one of `all`, `any`, `not`, `field` (with lt/le/gt/ge/eq/ne/in/present) or `expr`",
-        ));
-        return None;
+    Compiler {
+        at,
+        ctx,
+        scripts,
+        diags,
     }
-    if has_tests && cond.field.is_none() {
-        diags.push(
-            at.value(Diagnostic::error("comparison without a `field`"), ptr)
-                .with_help("write `field: NAME` beside the comparison"),
-        );
-        return None;
+    .condition(cond, ptr)
+}
+
+/// What compiling the conditions of one file needs: where they are, the context model, the
+/// script host, and where problems go.
+struct Compiler<'a, 'f> {
+    /// The file and its positions.
+    at: &'a Located<'f>,
+    /// The fields conditions compare.
+    ctx: &'a ContextModel,
+    /// The sandbox of `expr` conditions.
+    scripts: &'a Arc<ScriptHost>,
+    /// Problems found.
+    diags: &'a mut Vec<Diagnostic>,
+}
+
+impl Compiler<'_, '_> {
+    /// Compiles one condition of any form.
+    fn condition(&mut self, cond: &Condition, ptr: &str) -> Option<Compiled> {
+        self.check_form(cond, ptr)?;
+        if let Some(items) = &cond.all {
+            let (parts, preds) = self.list(items, ptr, "all")?;
+            return Some(Compiled {
+                eval: all_of(parts),
+                pred: Pred::All(preds),
+            });
+        }
+        if let Some(items) = &cond.any {
+            let (parts, preds) = self.list(items, ptr, "any")?;
+            return Some(Compiled {
+                eval: any_of(parts),
+                pred: Pred::Any(preds),
+            });
+        }
+        if let Some(inner) = &cond.not {
+            let Compiled { eval: inner, pred } = self.condition(inner, &format!("{ptr}/not"))?;
+            let eval: CondFn = Arc::new(move |c: &Context, t: TraceSink<'_>| Ok(!inner(c, t)?));
+            return Some(Compiled {
+                eval,
+                pred: Pred::Not(Box::new(pred)),
+            });
+        }
+        if let Some(code) = &cond.expr {
+            return self.expr(code, ptr);
+        }
+        self.field(cond, ptr)
     }
-    let list = |items: &Vec<Condition>, key: &str, diags: &mut Vec<Diagnostic>| {
+
+    /// A condition is exactly one form, and comparisons come with a `field`.
+    fn check_form(&mut self, cond: &Condition, ptr: &str) -> Option<()> {
+        let at = self.at;
+        let forms: Vec<&str> = [
+            ("all", cond.all.is_some()),
+            ("any", cond.any.is_some()),
+            ("not", cond.not.is_some()),
+            ("field", cond.field.is_some()),
+            ("expr", cond.expr.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, set)| set.then_some(n))
+        .collect();
+        let has_tests = cond.lt.is_some()
+            || cond.le.is_some()
+            || cond.gt.is_some()
+            || cond.ge.is_some()
+            || cond.eq.is_some()
+            || cond.ne.is_some()
+            || cond.one_of.is_some()
+            || cond.present.is_some();
+        if forms.len() != 1 {
+            let msg = if forms.is_empty() {
+                "condition is empty".to_string()
+            } else {
+                format!(
+                    "condition mixes {}",
+                    forms
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                )
+            };
+            self.diags.push(at.value(Diagnostic::error(msg), ptr).with_help(
+                "a condition is exactly one of `all`, `any`, `not`, `field` (with lt/le/gt/ge/eq/ne/in/present) or `expr`",
+            ));
+            return None;
+        }
+        if has_tests && cond.field.is_none() {
+            self.diags.push(
+                at.value(Diagnostic::error("comparison without a `field`"), ptr)
+                    .with_help("write `field: NAME` beside the comparison"),
+            );
+            return None;
+        }
+        Some(())
+    }
+
+    /// Compiles every part of an `all` or `any` (all of them, for their diagnostics); `None`
+    /// when one failed.
+    fn list(
+        &mut self,
+        items: &[Condition],
+        ptr: &str,
+        key: &str,
+    ) -> Option<(Vec<CondFn>, Vec<Pred>)> {
         let compiled: Vec<Option<Compiled>> = items
             .iter()
             .enumerate()
-            .map(|(i, c)| compile(c, &format!("{ptr}/{key}/{i}"), at, ctx, scripts, diags))
+            .map(|(i, c)| self.condition(c, &format!("{ptr}/{key}/{i}")))
             .collect();
         let parts = compiled.into_iter().collect::<Option<Vec<Compiled>>>()?;
         Some(
@@ -275,104 +342,127 @@ pub fn compile(
                 .map(|c| (c.eval, c.pred))
                 .unzip::<_, _, Vec<CondFn>, Vec<Pred>>(),
         )
-    };
-    if let Some(items) = &cond.all {
-        let (parts, preds) = list(items, "all", diags)?;
-        let eval: CondFn = Arc::new(move |c: &Context, mut t: TraceSink<'_>| {
-            for p in &parts {
-                if !p(c, t.as_deref_mut())? {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        });
-        return Some(Compiled {
-            eval,
-            pred: Pred::All(preds),
-        });
     }
-    if let Some(items) = &cond.any {
-        let (parts, preds) = list(items, "any", diags)?;
-        let eval: CondFn = Arc::new(move |c: &Context, mut t: TraceSink<'_>| {
-            for p in &parts {
-                if p(c, t.as_deref_mut())? {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
-        });
-        return Some(Compiled {
-            eval,
-            pred: Pred::Any(preds),
-        });
-    }
-    if let Some(inner) = &cond.not {
-        let Compiled { eval: inner, pred } =
-            compile(inner, &format!("{ptr}/not"), at, ctx, scripts, diags)?;
-        let eval: CondFn = Arc::new(move |c: &Context, t: TraceSink<'_>| Ok(!inner(c, t)?));
-        return Some(Compiled {
-            eval,
-            pred: Pred::Not(Box::new(pred)),
-        });
-    }
-    if let Some(code) = &cond.expr {
+
+    /// An `expr` condition: a Rhai expression compiled in the sandbox.
+    fn expr(&mut self, code: &str, ptr: &str) -> Option<Compiled> {
         let eptr = format!("{ptr}/expr");
-        let span = at.spans.exact(&eptr)?;
-        let origin = Origin::scalar(at.file, span);
-        return match scripts.compile_expr(code, origin) {
+        let span = self.at.spans.exact(&eptr)?;
+        let origin = Origin::scalar(self.at.file, span);
+        match self.scripts.compile_expr(code, origin) {
             Ok(expr) => Some(Compiled {
-                eval: expr_closure(scripts, expr, code),
+                eval: expr_closure(self.scripts, expr, code),
                 pred: Pred::Expr,
             }),
             Err(d) => {
-                diags.push(d);
+                self.diags.push(d);
                 None
             }
-        };
-    }
-    // A field comparison.
-    let name = cond.field.as_deref().unwrap_or_default();
-    let fptr = format!("{ptr}/field");
-    let Some(idx) = ctx.index_of(name) else {
-        diags.push(
-            at.value(
-                Diagnostic::error(format!("condition on unknown field `{name}`")),
-                &fptr,
-            )
-            .with_help_opt(
-                did_you_mean(name, ctx.fields().iter().map(|f| f.name.as_ref()))
-                    .or_else(|| Some("declare the field under `context.fields` first".to_string())),
-            ),
-        );
-        return None;
-    };
-    let field = &ctx.fields()[idx];
-    let kind = field.spec.kind;
-    let mut tests = Vec::new();
-    let before = diags.len();
-    for (key, lit) in [
-        ("lt", cond.lt.map(|n| (NumOp::Lt, n))),
-        ("le", cond.le.map(|n| (NumOp::Le, n))),
-        ("gt", cond.gt.map(|n| (NumOp::Gt, n))),
-        ("ge", cond.ge.map(|n| (NumOp::Ge, n))),
-    ] {
-        if let Some((op, n)) = lit {
-            if !kind.is_numeric() {
-                diags.push(
-                    at.value(
-                        Diagnostic::error(format!(
-                            "`{key}` compares numbers but `{name}` is a {} field",
-                            kind.name()
-                        )),
-                        &format!("{ptr}/{key}"),
-                    )
-                    .with_help("use `eq`, `ne` or `in` for this field"),
-                );
-            }
-            tests.push(Test::Num(op, n));
         }
     }
-    let check_lit = |lit: &Scalar, lptr: String, diags: &mut Vec<Diagnostic>| -> Value {
+
+    /// A field comparison: the field must be declared, every literal must fit its type.
+    fn field(&mut self, cond: &Condition, ptr: &str) -> Option<Compiled> {
+        let at = self.at;
+        let name = cond.field.as_deref().unwrap_or_default();
+        let fptr = format!("{ptr}/field");
+        let Some(idx) = self.ctx.index_of(name) else {
+            self.diags.push(
+                at.value(
+                    Diagnostic::error(format!("condition on unknown field `{name}`")),
+                    &fptr,
+                )
+                .with_help_opt(
+                    did_you_mean(name, self.ctx.fields().iter().map(|f| f.name.as_ref())).or_else(
+                        || Some("declare the field under `context.fields` first".to_string()),
+                    ),
+                ),
+            );
+            return None;
+        };
+        let field = &self.ctx.fields()[idx];
+        let before = self.diags.len();
+        let mut tests = self.numeric_tests(cond, ptr, name, field.spec.kind);
+        if let Some(l) = &cond.eq {
+            tests.push(Test::Eq(self.literal(field, name, l, format!("{ptr}/eq"))));
+        }
+        if let Some(l) = &cond.ne {
+            tests.push(Test::Ne(self.literal(field, name, l, format!("{ptr}/ne"))));
+        }
+        if let Some(ls) = &cond.one_of {
+            let vals = ls
+                .iter()
+                .enumerate()
+                .map(|(i, l)| self.literal(field, name, l, format!("{ptr}/in/{i}")))
+                .collect();
+            tests.push(Test::In(vals));
+        }
+        if let Some(p) = cond.present {
+            tests.push(Test::Present(p));
+        }
+        if tests.is_empty() {
+            self.diags.push(
+                at.value(
+                    Diagnostic::error(format!("condition on `{name}` has no comparison")),
+                    ptr,
+                )
+                .with_help("add one of lt, le, gt, ge, eq, ne, in, present"),
+            );
+        }
+        if self.diags.len() > before {
+            return None;
+        }
+        let pred = Pred::Field {
+            index: idx,
+            tests: tests.clone(),
+        };
+        Some(Compiled {
+            eval: field_closure(idx, field.name.clone(), tests),
+            pred,
+        })
+    }
+
+    /// The `lt`, `le`, `gt`, `ge` tests of a comparison on the field `name` (as written) of
+    /// type `kind`, which must be numeric.
+    fn numeric_tests(
+        &mut self,
+        cond: &Condition,
+        ptr: &str,
+        name: &str,
+        kind: FieldType,
+    ) -> Vec<Test> {
+        let mut tests = Vec::new();
+        for (key, lit) in [
+            ("lt", cond.lt.map(|n| (NumOp::Lt, n))),
+            ("le", cond.le.map(|n| (NumOp::Le, n))),
+            ("gt", cond.gt.map(|n| (NumOp::Gt, n))),
+            ("ge", cond.ge.map(|n| (NumOp::Ge, n))),
+        ] {
+            if let Some((op, n)) = lit {
+                if !kind.is_numeric() {
+                    self.diags.push(
+                        self.at
+                            .value(
+                                Diagnostic::error(format!(
+                                    "`{key}` compares numbers but `{name}` is a {} field",
+                                    kind.name()
+                                )),
+                                &format!("{ptr}/{key}"),
+                            )
+                            .with_help("use `eq`, `ne` or `in` for this field"),
+                    );
+                }
+                tests.push(Test::Num(op, n));
+            }
+        }
+        tests
+    }
+
+    /// A literal of `eq`, `ne` or `in` as a value, checked against the type and allowed values
+    /// of `field` (named `name` in the condition).
+    fn literal(&mut self, field: &Field, name: &str, lit: &Scalar, lptr: String) -> Value {
+        let at = self.at;
+        let kind = field.spec.kind;
         let ok = matches!(
             (kind, lit),
             (
@@ -382,7 +472,7 @@ pub fn compile(
                 | (FieldType::Boolean, Scalar::Bool(_))
         );
         if !ok {
-            diags.push(
+            self.diags.push(
                 at.value(
                     Diagnostic::error(format!(
                         "comparing {} field `{name}` with {} `{}`",
@@ -396,7 +486,7 @@ pub fn compile(
             );
         } else if let (Some(allowed), Scalar::Str(s)) = (&field.spec.one_of, lit) {
             if !allowed.contains(s) {
-                diags.push(
+                self.diags.push(
                     at.value(
                         Diagnostic::error(format!("`{name}` can never be `{s}`")),
                         &lptr,
@@ -409,42 +499,37 @@ pub fn compile(
             }
         }
         Value::from_scalar(lit)
-    };
-    if let Some(l) = &cond.eq {
-        tests.push(Test::Eq(check_lit(l, format!("{ptr}/eq"), diags)));
     }
-    if let Some(l) = &cond.ne {
-        tests.push(Test::Ne(check_lit(l, format!("{ptr}/ne"), diags)));
-    }
-    if let Some(ls) = &cond.one_of {
-        let vals = ls
-            .iter()
-            .enumerate()
-            .map(|(i, l)| check_lit(l, format!("{ptr}/in/{i}"), diags))
-            .collect();
-        tests.push(Test::In(vals));
-    }
-    if let Some(p) = cond.present {
-        tests.push(Test::Present(p));
-    }
-    if tests.is_empty() {
-        diags.push(
-            at.value(
-                Diagnostic::error(format!("condition on `{name}` has no comparison")),
-                ptr,
-            )
-            .with_help("add one of lt, le, gt, ge, eq, ne, in, present"),
-        );
-    }
-    if diags.len() > before {
-        return None;
-    }
-    let fname: Arc<str> = field.name.clone();
-    let pred = Pred::Field {
-        index: idx,
-        tests: tests.clone(),
-    };
-    let eval: CondFn = Arc::new(move |c: &Context, t: TraceSink<'_>| {
+}
+
+/// The closure of `all`: true when every part is (stops at the first false).
+fn all_of(parts: Vec<CondFn>) -> CondFn {
+    Arc::new(move |c: &Context, mut t: TraceSink<'_>| {
+        for p in &parts {
+            if !p(c, t.as_deref_mut())? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// The closure of `any`: true when a part is (stops at the first true).
+fn any_of(parts: Vec<CondFn>) -> CondFn {
+    Arc::new(move |c: &Context, mut t: TraceSink<'_>| {
+        for p in &parts {
+            if p(c, t.as_deref_mut())? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
+}
+
+/// The closure of a field comparison: every test on the value of field `idx`, each recorded
+/// in the trace when one is asked for.
+fn field_closure(idx: usize, fname: Arc<str>, tests: Vec<Test>) -> CondFn {
+    Arc::new(move |c: &Context, t: TraceSink<'_>| {
         let v = c.get(idx);
         match t {
             None => Ok(tests.iter().all(|test| test.eval(v))),
@@ -465,8 +550,7 @@ pub fn compile(
                 Ok(true)
             }
         }
-    });
-    Some(Compiled { eval, pred })
+    })
 }
 
 /// The closure of an `expr` condition. A coverage build (see [`ScriptHost::coverage`]) gets

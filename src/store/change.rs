@@ -2,9 +2,9 @@
 //! submitted (so a refused change never reaches a shared batch), and the writer's answer
 //! turned back into the method's result.
 
+use super::apply::{Done, Op};
 use super::job::{self, Job, NewJob, Progress};
 use super::outcomes;
-use super::writer::{Done, Op};
 use super::StoreError;
 
 pub(super) fn unexpected() -> StoreError {

@@ -8,6 +8,7 @@
 //! survives a crash or power loss). Reads use a small pool of read connections behind a bounded,
 //! write-through cache of jobs.
 
+mod apply;
 pub mod cache;
 mod change;
 pub mod decisions;
@@ -21,13 +22,15 @@ mod reads;
 mod sql;
 pub mod writer;
 
+use apply::{Done, Op};
 use cache::Cache;
 use job::{Job, NewJob, Progress};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use writer::{Done, Op, Request, WriterStats};
+use writer::{Message, Request, WriterStats};
 
 pub use change::JobChange;
 use change::{claim_op, claimed, create_op, created, job_of, outcome_of, update_op, updated};
@@ -92,10 +95,15 @@ impl Answer {
 /// The SQLite store.
 pub struct Store {
     path: PathBuf,
-    tx: mpsc::Sender<Request>,
-    writer: Option<std::thread::JoinHandle<()>>,
-    /// Held while the store may write; `None` for a read-only store.
-    lock: Option<file::WriterLock>,
+    tx: mpsc::Sender<Message>,
+    /// The writer thread, until the store is closed; `None` for a read-only store.
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held while the store may write, until it is closed; `None` for a read-only store.
+    lock: Mutex<Option<file::WriterLock>>,
+    /// Opened read-only: every change is refused.
+    read_only: bool,
+    /// Set by [`Store::close`]: every later call is refused.
+    closed: AtomicBool,
     watch: Arc<file::FileWatch>,
     readers: Mutex<Vec<Connection>>,
     cache: Arc<Mutex<Cache>>,
@@ -190,8 +198,10 @@ impl Store {
         Ok(Self {
             path: path.to_path_buf(),
             tx,
-            writer: Some(writer),
-            lock: Some(lock),
+            writer: Mutex::new(Some(writer)),
+            lock: Mutex::new(Some(lock)),
+            read_only: false,
+            closed: AtomicBool::new(false),
             watch,
             readers: Mutex::new(Vec::new()),
             cache,
@@ -214,8 +224,10 @@ impl Store {
         Ok(Self {
             path: path.to_path_buf(),
             tx,
-            writer: None,
-            lock: None,
+            writer: Mutex::new(None),
+            lock: Mutex::new(None),
+            read_only: true,
+            closed: AtomicBool::new(false),
             watch: Arc::new(file::FileWatch::new(path)),
             readers: Mutex::new(vec![conn]),
             cache: Arc::new(Mutex::new(Cache::new(0))),
@@ -241,12 +253,21 @@ impl Store {
 
     /// Hands a change to the writer without waiting: the answer comes after its commit.
     fn submit(&self, op: Op, reply: writer::Reply) -> Result<(), StoreError> {
-        if self.lock.is_none() {
+        if self.read_only {
             return Err(StoreError::ReadOnly);
         }
+        self.check_open()?;
         self.tx
-            .send(Request { op, reply })
+            .send(Message::Write(Request { op, reply }))
             .map_err(|_| StoreError::Closed)
+    }
+
+    /// `Err(Closed)` once [`Store::close`] was called.
+    fn check_open(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        Ok(())
     }
 
     /// Submits a change and blocks the calling thread until it is committed (the CLI, the
@@ -274,6 +295,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.check_open()?;
         let conn = {
             let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
             pool.pop()
@@ -284,7 +306,7 @@ impl Store {
         };
         let out = f(&conn);
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < 8 {
+        if pool.len() < 8 && !self.closed.load(Ordering::Acquire) {
             pool.push(conn);
         }
         out
@@ -322,6 +344,7 @@ impl Store {
         // The cache lock is held across the database read, and the writer updates the cache
         // under the same lock after each commit: the cache never holds a state older than
         // the database's.
+        self.check_open()?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(j) = cache.get(id) {
             return Ok(Some(j));
@@ -489,7 +512,7 @@ impl Store {
     }
 
     /// Deletes terminal jobs that reached their status more than `age_ms` ago, in chunks of
-    /// [`writer::PRUNE_CHUNK`] so other writes go on in between.
+    /// [`apply::PRUNE_CHUNK`] so other writes go on in between.
     pub fn prune(&self, age_ms: i64) -> Result<usize, StoreError> {
         let before_ms = self.now_ms() - age_ms;
         let mut total = 0;
@@ -497,7 +520,7 @@ impl Store {
             match self.write(Op::Prune { before_ms })? {
                 Done::Pruned(ids) => {
                     total += ids.len();
-                    if (ids.len() as i64) < writer::PRUNE_CHUNK {
+                    if (ids.len() as i64) < apply::PRUNE_CHUNK {
                         return Ok(total);
                     }
                 }
@@ -632,19 +655,29 @@ impl Store {
         self.read(examples::count)
     }
 
-    /// Stops the writer after the requests already queued, checkpoints the WAL and closes.
-    pub fn close(mut self) -> Result<(), StoreError> {
-        let (dummy, _) = mpsc::channel();
-        drop(std::mem::replace(&mut self.tx, dummy));
-        if let Some(w) = self.writer.take() {
-            w.join()
-                .map_err(|_| StoreError::Invalid("the writer thread panicked".into()))?;
-        }
+    /// Stops the writer after the changes already sent (they are committed and answered as
+    /// usual), checkpoints the WAL, closes the database and releases the writer lock. Works
+    /// through a shared handle, whoever else holds one: every later call on this store gets
+    /// [`StoreError::Closed`]; closing again does nothing.
+    pub fn close(&self) -> Result<(), StoreError> {
+        // Held throughout, so a second `close` returns only once the first is done.
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.closed.store(true, Ordering::Release);
+        let joined = match writer.take() {
+            Some(w) => {
+                // A writer that is gone already (it panicked) leaves the join to say so.
+                let _ = self.tx.send(Message::Close);
+                w.join()
+                    .map_err(|_| StoreError::Invalid("the writer thread panicked".into()))
+            }
+            None => Ok(()),
+        };
+        drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()).take());
         self.readers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        Ok(())
+        joined
     }
 }
 

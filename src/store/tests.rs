@@ -450,6 +450,61 @@ fn fifty_concurrent_creates_with_one_key_make_one_job() {
 }
 
 #[test]
+fn closing_through_a_shared_handle_keeps_what_was_queued_and_refuses_what_comes_after() {
+    let path = tmp("close-shared");
+    let store = Arc::new(Store::open(&path, true).unwrap());
+    let other = Arc::clone(&store);
+    let job = |task: String| NewJob {
+        job_type: "optimization".into(),
+        task,
+        ..NewJob::default()
+    };
+    // Sent to the writer when called, answered after their commit: still queued at the close.
+    let queued: Vec<_> = (0..50)
+        .map(|i| store.create_async(job(format!("t{i}"))))
+        .collect();
+    store.close().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ids: Vec<String> = runtime.block_on(async {
+        let mut ids = Vec::new();
+        for q in queued {
+            ids.push(q.await.unwrap().0.id);
+        }
+        ids
+    });
+    // Another handle is still alive: its calls get the error, never a panic.
+    assert!(matches!(
+        other.create(job("late".into())),
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(
+        runtime.block_on(other.create_async(job("late".into()))),
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(other.get(&ids[0]), Err(StoreError::Closed)));
+    assert_eq!(
+        other.create(job("late".into())).unwrap_err().to_string(),
+        "the store is closed"
+    );
+    // Closing again does nothing.
+    other.close().unwrap();
+    // The WAL was checkpointed into the file, and the writer lock released.
+    let wal = std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |m| m.len());
+    assert_eq!(wal, 0);
+    let reopened = Store::open(&path, false).unwrap();
+    for id in &ids {
+        assert!(reopened.get(id).unwrap().is_some(), "job {id} was lost");
+    }
+    reopened.close().unwrap();
+    drop(other);
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+#[test]
 fn a_missing_database_is_not_created_without_init() {
     let path = tmp("missing");
     assert!(matches!(
