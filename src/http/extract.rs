@@ -4,16 +4,20 @@
 
 use super::reply::{self, ApiError};
 use super::AppState;
-use crate::diagnostic::did_you_mean;
 use crate::store::{Store, StoreError};
+use crate::util::schema_check::{self, At, Checker};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
+use std::any::TypeId;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::{Mutex, OnceLock};
 
 /// Reads a JSON object body and deserializes it; field problems are 422 naming the field.
-pub(super) async fn body<T: DeserializeOwned>(
+pub(super) async fn body<T: DeserializeOwned + JsonSchema + 'static>(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<T, ApiError> {
@@ -23,57 +27,51 @@ pub(super) async fn body<T: DeserializeOwned>(
         std::time::Duration::from_millis(state.config.server.body_read_timeout_ms),
     )
     .await?;
-    parse(&map, "")
+    parse(&map)
 }
 
-/// Deserializes `map` into `T`, naming the offending field (with `prefix`, e.g. `progress.`)
-/// when it does not fit: unknown and missing fields come from serde's message; for a value of
-/// the wrong type or range, each field is tried alone to find the one serde refuses.
-pub(super) fn parse<T: DeserializeOwned>(
+/// The checker of `T`'s JSON Schema, compiled once per type.
+fn checker<T: JsonSchema + 'static>() -> Result<Arc<Checker>, ApiError> {
+    static CACHE: OnceLock<Mutex<HashMap<TypeId, Arc<Checker>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = cache.get(&TypeId::of::<T>()) {
+        return Ok(Arc::clone(c));
+    }
+    let c = Arc::new(Checker::of::<T>().map_err(|e| {
+        tracing::error!("the schema of a request body does not compile: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "request body schema error",
+        )
+    })?);
+    cache.insert(TypeId::of::<T>(), Arc::clone(&c));
+    Ok(c)
+}
+
+/// Checks `map` against `T`'s JSON Schema (`util::schema_check`, the one validator), then
+/// deserializes it. The first problem is a 422 naming its field as a dotted path
+/// (`progress.percent`), with a help line where there is one.
+pub(super) fn parse<T: DeserializeOwned + JsonSchema + 'static>(
     map: &Map<String, Value>,
-    prefix: &str,
 ) -> Result<T, ApiError> {
     let whole = Value::Object(map.clone());
-    let err = match T::deserialize(&whole) {
-        Ok(v) => return Ok(v),
-        Err(e) => e.to_string(),
-    };
-    let quoted = |after: &str| {
-        err.strip_prefix(after)
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_string)
-    };
-    if let Some(name) = quoted("unknown field `") {
-        let expected: Vec<&str> = err
-            .split_once("expected")
-            .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
-            .unwrap_or_default();
-        let help = did_you_mean(&name, expected.iter().copied()).or_else(|| {
-            (!expected.is_empty()).then(|| {
-                let known: Vec<String> =
-                    expected.iter().map(|f| format!("`{prefix}{f}`")).collect();
-                format!("known fields: {}", known.join(", "))
-            })
-        });
-        let field = format!("{prefix}{name}");
-        return Err(invalid(&field, format!("unknown field `{field}`"), help));
+    if let Some(p) = checker::<T>()?
+        .problems(&whole, &schema_check::JSON)
+        .into_iter()
+        .next()
+    {
+        let field = schema_check::dotted(&p.pointer);
+        let message = match p.at {
+            At::Key => format!("unknown field `{field}`"),
+            At::Missing => format!("missing field `{field}`"),
+            At::Value => format!("invalid `{field}`: {}", p.message),
+        };
+        return Err(invalid(&field, message, p.help));
     }
-    if let Some(name) = quoted("missing field `") {
-        let field = format!("{prefix}{name}");
-        return Err(invalid(&field, format!("missing field `{field}`"), None));
-    }
-    for (k, v) in map {
-        let alone = Value::Object(Map::from_iter([(k.clone(), v.clone())]));
-        if let Err(e) = T::deserialize(&alone) {
-            let e = e.to_string();
-            if !e.starts_with("missing field") {
-                let field = format!("{prefix}{k}");
-                return Err(invalid(&field, format!("invalid `{field}`: {e}"), None));
-            }
-        }
-    }
-    let field = prefix.trim_end_matches('.');
-    Err(invalid(field, format!("invalid request body: {err}"), None))
+    // The schema describes what serde accepts; what it cannot say (a number too large for
+    // its type) is refused here.
+    T::deserialize(&whole).map_err(|e| invalid("", format!("invalid request body: {e}"), None))
 }
 
 /// 422 naming a field.

@@ -6,9 +6,7 @@
 //! unknown job → 404, stale lease or illegal transition → 409 (with the current status),
 //! invalid input → 422 naming the field, anything else → 500 (logged).
 
-use super::extract::{
-    bad_parameter, blocking, body, invalid, not_found, parse, query, store_error,
-};
+use super::extract::{bad_parameter, blocking, body, invalid, not_found, query, store_error};
 use super::reply::{self, ApiError, Body};
 use super::route::Route;
 use super::AppState;
@@ -180,10 +178,9 @@ pub(super) struct HeartbeatBody {
     /// Extend the lease by this much; the server's default when absent.
     #[serde(default)]
     lease_seconds: Option<u64>,
-    /// Checked separately as [`ProgressBody`], so its errors name `progress.<field>`.
+    /// Progress to show.
     #[serde(default)]
-    #[schemars(with = "Option<ProgressBody>")]
-    progress: Option<Value>,
+    progress: Option<ProgressBody>,
 }
 
 /// Progress reported with a heartbeat.
@@ -191,6 +188,7 @@ pub(super) struct HeartbeatBody {
 #[serde(deny_unknown_fields)]
 pub(super) struct ProgressBody {
     /// 0..100.
+    #[schemars(range(min = 0, max = 100))]
     percent: f64,
     /// For people.
     #[serde(default)]
@@ -248,7 +246,8 @@ pub(super) struct ResponseBody {
     response: Value,
 }
 
-#[derive(Debug, Deserialize)]
+/// A body that must be empty (`{}`), e.g. of a cancel.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct EmptyBody {}
 
@@ -463,34 +462,11 @@ async fn heartbeat(
 ) -> Result<Response<Body>, ApiError> {
     let b: HeartbeatBody = body(state, req).await?;
     let lease = lease_ms(b.lease_seconds, state.config.jobs.default_lease_seconds)?;
-    let progress = match b.progress {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(m)) => {
-            let p: ProgressBody = parse(&m, "progress.")?;
-            if !(0.0..=100.0).contains(&p.percent) {
-                return Err(invalid(
-                    "progress.percent",
-                    format!(
-                        "`progress.percent` is {}; it must be between 0 and 100",
-                        p.percent
-                    ),
-                    None,
-                ));
-            }
-            Some(Progress {
-                percent: p.percent,
-                message: p.message,
-                phase: p.phase,
-            })
-        }
-        Some(_) => {
-            return Err(invalid(
-                "progress",
-                "`progress` must be an object: {\"percent\", \"message\", \"phase\"}".into(),
-                None,
-            ))
-        }
-    };
+    let progress = b.progress.map(|p| Progress {
+        percent: p.percent,
+        message: p.message,
+        phase: p.phase,
+    });
     let job = store
         .change_async(JobChange::Heartbeat {
             id: &id,
@@ -529,32 +505,39 @@ async fn hitl(store: Arc<Store>, id: String) -> Result<Response<Body>, ApiError>
 
 #[cfg(test)]
 mod tests {
+    use super::super::extract::parse;
     use super::*;
     use serde_json::json;
 
     #[test]
     fn body_errors_name_the_field() {
         let map = |v: Value| v.as_object().cloned().unwrap_or_default();
-        let e =
-            parse::<ClaimBody>(&map(json!({"worker": "w", "lease_second": 5})), "").unwrap_err();
+        let e = parse::<ClaimBody>(&map(json!({"worker": "w", "lease_second": 5}))).unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(e.error, "unknown field `lease_second`");
         assert_eq!(e.details[0]["field"], "lease_second");
         assert_eq!(e.details[0]["help"], "did you mean `lease_seconds`?");
-        let e = parse::<ClaimBody>(&map(json!({"types": ["x"]})), "").unwrap_err();
+        let e = parse::<ClaimBody>(&map(json!({"types": ["x"]}))).unwrap_err();
         assert_eq!(e.error, "missing field `worker`");
-        let e = parse::<ClaimBody>(&map(json!({"worker": "w", "lease_seconds": "60"})), "")
-            .unwrap_err();
+        let e =
+            parse::<ClaimBody>(&map(json!({"worker": "w", "lease_seconds": "60"}))).unwrap_err();
         assert_eq!(e.details[0]["field"], "lease_seconds");
-        assert!(
-            e.error.starts_with("invalid `lease_seconds`: invalid type"),
-            "{}",
-            e.error
+        assert_eq!(
+            e.error,
+            "invalid `lease_seconds`: expected an integer, found a string `60`"
         );
-        let e = parse::<ProgressBody>(&map(json!({"percent": 5, "phse": "x"})), "progress.")
-            .unwrap_err();
+        let body = |progress: Value| map(json!({"lease_token": "t", "progress": progress}));
+        let e = parse::<HeartbeatBody>(&body(json!({"percent": 5, "phse": "x"}))).unwrap_err();
         assert_eq!(e.details[0]["field"], "progress.phse");
         assert_eq!(e.details[0]["help"], "did you mean `phase`?");
+        let e = parse::<HeartbeatBody>(&body(json!({"percent": 101}))).unwrap_err();
+        assert_eq!(e.details[0]["field"], "progress.percent");
+        let e = parse::<HeartbeatBody>(&body(json!("half"))).unwrap_err();
+        assert_eq!(e.details[0]["field"], "progress");
+        assert!(parse::<HeartbeatBody>(&body(Value::Null)).is_ok());
+        // A number serde cannot hold is refused after the schema (named in the message).
+        let e = parse::<ClaimBody>(&map(json!({"worker": "w", "lease_seconds": -1}))).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
     }
 
     #[test]

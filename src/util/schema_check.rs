@@ -121,7 +121,29 @@ impl Checker {
                 message,
                 help,
             };
+            // `additionalProperties: false` with no `properties` (an empty struct) is reported
+            // as a false schema at the object: its keys are all unknown.
+            let no_keys = matches!(err.kind, ValidationErrorKind::FalseSchema)
+                && err.schema_path.as_str().ends_with("/additionalProperties");
+            let all_keys = |ptr: &str| -> Vec<String> {
+                instance
+                    .pointer(ptr)
+                    .and_then(Value::as_object)
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default()
+            };
             let p = match &err.kind {
+                _ if no_keys => {
+                    for key in all_keys(&ptr) {
+                        out.push(Problem {
+                            pointer: format!("{ptr}/{}", escape_segment(&key)),
+                            at: At::Key,
+                            message: format!("unknown {} `{key}`", words.key),
+                            help: Some(format!("no {}s are allowed here", words.key)),
+                        });
+                    }
+                    continue;
+                }
                 ValidationErrorKind::AdditionalProperties { unexpected } => {
                     let known = self.known_keys(err.schema_path.as_str());
                     for key in unexpected {
@@ -430,6 +452,18 @@ mod tests {
         assert_eq!(p.message, "expected an object, found an array `[1]`");
         let c = Checker::of::<Body>().unwrap();
         assert!(c.problems(&json!({"worker": "w"}), &JSON).is_empty());
+    }
+
+    #[test]
+    fn an_empty_object_names_every_key() {
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        struct Empty {}
+        let c = Checker::of::<Empty>().unwrap();
+        let all = c.problems(&json!({"reason": "x", "why": 1}), &JSON);
+        let keys: Vec<(String, At)> = all.iter().map(|p| (dotted(&p.pointer), p.at)).collect();
+        assert_eq!(keys, [("reason".into(), At::Key), ("why".into(), At::Key)]);
+        assert!(c.problems(&json!({}), &JSON).is_empty());
     }
 
     #[test]
