@@ -45,7 +45,7 @@ pub struct ServerConfig {
     #[schemars(range(min = 1))]
     pub body_limit_bytes: u64,
     /// Time a client has to send a request's headers, once connected or answered, before the
-    /// connection is closed (hyper's own header-read timeout).
+    /// connection is closed (checked four times per period: closed within 1.25 times it).
     #[schemars(range(min = 1))]
     pub header_read_timeout_ms: u64,
     /// Time a client has to send its whole request body once the headers are in (408 after).

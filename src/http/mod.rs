@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod conn;
 pub mod console;
 mod decide;
 pub mod decision_log;
@@ -204,14 +205,12 @@ where
 {
     crate::timefmt::install_deadline_clock();
     crate::rules::deadline::set_budget_ms(state.config.rules.eval_timeout_ms);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let conns = Arc::new(conn::Connections::default());
+    let header_read_timeout = Duration::from_millis(state.config.server.header_read_timeout_ms);
     let mut builder = http1::Builder::new();
-    builder
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(
-            state.config.server.header_read_timeout_ms,
-        ))
-        .keep_alive(true);
+    // The header-read timeout is kept per connection by `conn` (hyper's own arms a timer
+    // for every request).
+    builder.header_read_timeout(None).keep_alive(true);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -230,11 +229,19 @@ where
                 // reference count only this connection's task uses, not one shared by every
                 // core.
                 let st = Arc::new(routes::Conn::new(Arc::clone(&state)));
+                let activity = st.activity();
                 let svc = service_fn(move |req| routes::handle(Arc::clone(&st), req));
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let driven = conns.drive(conn, activity, header_read_timeout);
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!("connection ended with an error: {e}");
+                    match driven.await {
+                        conn::Ended::Closed => {}
+                        conn::Ended::HeaderTimeout => {
+                            tracing::debug!("connection closed: no request headers within {header_read_timeout:?}");
+                        }
+                        conn::Ended::Error(e) => {
+                            tracing::debug!("connection ended with an error: {e}");
+                        }
                     }
                 });
             }
@@ -242,11 +249,13 @@ where
         }
     }
     drop(listener);
+    conns.shut_down();
     let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = conns.closed() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!(
-            "grace period of {grace:?} over; closing the remaining connections"
+            "grace period of {grace:?} over; closing {} remaining connections",
+            conns.live()
         ),
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! Routing and handlers. Every response carries `X-Request-ID`; errors use the JSON error shape.
 
+use super::conn::Activity;
 use super::reply::{self, ApiError, Body};
 use super::route::Route;
 use super::AppState;
@@ -20,15 +21,25 @@ fn valid_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The state as one connection holds it (see `serve`).
+/// The state as one connection holds it (see `serve`), and the requests it has handled (for
+/// the header-read timeout, see `conn`).
 pub(super) struct Conn {
     state: Arc<AppState>,
+    activity: Arc<Activity>,
 }
 
 impl Conn {
     /// A new connection's handle.
     pub(super) fn new(state: Arc<AppState>) -> Self {
-        Self { state }
+        Self {
+            state,
+            activity: Arc::default(),
+        }
+    }
+
+    /// The connection's request counter.
+    pub(super) fn activity(&self) -> Arc<Activity> {
+        Arc::clone(&self.activity)
     }
 }
 
@@ -96,6 +107,7 @@ pub(super) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let state: &Arc<AppState> = &conn.state;
+    conn.activity.begin();
     let start = Instant::now();
     let given = req
         .headers()
@@ -119,6 +131,7 @@ pub(super) async fn handle(
     state
         .metrics
         .observe(route, resp.status().as_u16(), start.elapsed());
+    conn.activity.end();
     Ok(resp)
 }
 
