@@ -346,6 +346,22 @@ fn http_analytics_select_and_results() {
 
     let wrong = srv.get("/api/v2/training/select");
     assert_eq!(wrong.status, 405, "{wrong:?}");
+
+    // `min_quality` is the original's name for `min_score`; both are checked by the schema.
+    let select = |body: &str| srv.post_json("/api/v2/training/select", body);
+    let by_score = select(r#"{"min_score": 0.9, "max": 100}"#).json();
+    let by_quality = select(r#"{"min_quality": 0.9, "max": 100}"#).json();
+    assert_eq!(by_score["selected"], by_quality["selected"]);
+    for (body, field) in [
+        (r#"{"min_quality": 1.5}"#, "min_quality"),
+        (r#"{"min_score": -0.1}"#, "min_score"),
+        (r#"{"min_score": 0.5, "min_quality": 0.5}"#, "min_quality"),
+        (r#"{"min_scor": 0.5}"#, "min_scor"),
+    ] {
+        let r = select(body);
+        assert_eq!(r.status, 422, "{body}: {r:?}");
+        assert_eq!(r.json()["details"][0]["field"], field, "{body}");
+    }
 }
 
 #[test]

@@ -37,6 +37,7 @@ pub(super) struct OutcomeBody {
     /// Budget in USD, when no decision is named.
     budget_usd: Option<f64>,
     /// Quality target, when no decision is named.
+    #[schemars(range(min = 0, max = 1))]
     quality_target: Option<f64>,
     /// Model, when no decision is named.
     model: Option<String>,
@@ -76,15 +77,6 @@ pub(super) async fn record_outcome(
                 None,
             )
         })?;
-    if let Some(q) = body.quality_target {
-        if !(0.0..=1.0).contains(&q) {
-            return Err(invalid(
-                "quality_target",
-                format!("`quality_target` must be between 0 and 1, found `{q}`"),
-                None,
-            ));
-        }
-    }
     if let Some(id) = body.decision_id {
         // The decision may still be queued behind the response that announced it.
         if let Some(log) = &state.decisions {

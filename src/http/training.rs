@@ -21,9 +21,12 @@ pub(super) struct SelectBody {
     style: Option<String>,
     /// At most this many.
     max: Option<u64>,
-    /// Minimum score.
-    #[serde(alias = "min_quality")]
+    /// Minimum score, 0..1.
+    #[schemars(range(min = 0, max = 1))]
     min_score: Option<f64>,
+    /// The same as `min_score`, under the original's name.
+    #[schemars(range(min = 0, max = 1))]
+    min_quality: Option<f64>,
     /// Only these categories.
     #[serde(default)]
     categories: Vec<String>,
@@ -84,15 +87,16 @@ pub(super) async fn handle(
                     )
                 })?),
             };
-            if let Some(q) = b.min_score {
-                if !(0.0..=1.0).contains(&q) {
+            let min_score = match (b.min_score, b.min_quality) {
+                (Some(_), Some(_)) => {
                     return Err(invalid(
-                        "min_score",
-                        format!("`min_score` is {q}; it must be within 0..1"),
+                        "min_quality",
+                        "`min_score` and `min_quality` are the same field: give one".into(),
                         None,
-                    ));
+                    ))
                 }
-            }
+                (a, b) => a.or(b),
+            };
             if b.max == Some(0) {
                 return Err(invalid("max", "`max` must be at least 1".into(), None));
             }
@@ -101,7 +105,7 @@ pub(super) async fn handle(
             let req = SelectRequest {
                 style,
                 max: b.max.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
-                min_score: b.min_score,
+                min_score,
                 categories: b.categories,
                 diversity: b.diverse,
                 explain: b.explain,
