@@ -118,7 +118,7 @@ impl DecisionLog {
                         let _ = w.send(outcome);
                     }
                 })
-                .map_err(|e| StoreError::Invalid(format!("cannot start the decision log: {e}")))?;
+                .map_err(|e| StoreError::Internal(format!("cannot start the decision log: {e}")))?;
         }
         Ok(Self {
             tx,

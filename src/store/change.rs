@@ -8,7 +8,7 @@ use super::outcomes;
 use super::StoreError;
 
 pub(super) fn unexpected() -> StoreError {
-    StoreError::Invalid("unexpected writer answer".into())
+    StoreError::Internal("unexpected writer answer".into())
 }
 
 pub(super) fn job_of(d: Done) -> Result<Job, StoreError> {

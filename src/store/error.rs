@@ -38,6 +38,10 @@ pub enum StoreError {
     /// Bad input or state that names no field.
     #[error("{0}")]
     Invalid(String),
+    /// Something that cannot happen did (a thread that could not start or panicked, an answer
+    /// of the wrong kind): a bug or the machine, never the caller's input.
+    #[error("internal error of the job store: {0}")]
+    Internal(String),
     /// The writer stopped.
     #[error("the store is closed")]
     Closed,

@@ -22,7 +22,7 @@ pub fn put(conn: &Connection, records: &[Example], now_ms: i64) -> Result<Import
         .iter()
         .map(|ex| {
             serde_json::to_string(ex).map_err(|e| {
-                StoreError::Invalid(format!("cannot encode example `{}`: {e}", ex.example_id))
+                StoreError::Internal(format!("cannot encode example `{}`: {e}", ex.example_id))
             })
         })
         .collect::<Result<Vec<String>, StoreError>>()?;

@@ -193,7 +193,7 @@ impl Store {
             std::thread::Builder::new()
                 .name("skill-fleet-writer".into())
                 .spawn(move || writer::run(conn, rx, cache, clock, opts, stats, watch))
-                .map_err(|e| StoreError::Invalid(format!("cannot start the writer thread: {e}")))?
+                .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Self {
             path: path.to_path_buf(),
@@ -507,7 +507,7 @@ impl Store {
     pub fn sweep(&self) -> Result<Vec<Job>, StoreError> {
         match self.write(Op::Sweep)? {
             Done::Swept(j) => Ok(j),
-            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+            _ => Err(StoreError::Internal("unexpected writer answer".into())),
         }
     }
 
@@ -524,7 +524,7 @@ impl Store {
                         return Ok(total);
                     }
                 }
-                _ => return Err(StoreError::Invalid("unexpected writer answer".into())),
+                _ => return Err(StoreError::Internal("unexpected writer answer".into())),
             }
         }
     }
@@ -536,7 +536,7 @@ impl Store {
     ) -> Result<examples::ImportCount, StoreError> {
         match self.write(Op::ImportExamples(records))? {
             Done::Imported(c) => Ok(c),
-            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+            _ => Err(StoreError::Internal("unexpected writer answer".into())),
         }
     }
 
@@ -567,7 +567,7 @@ impl Store {
     pub fn log_decisions(&self, rows: Vec<decisions::NewDecision>) -> Result<usize, StoreError> {
         match self.write(Op::LogDecisions(rows))? {
             Done::Logged(n) => Ok(n),
-            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+            _ => Err(StoreError::Internal("unexpected writer answer".into())),
         }
     }
 
@@ -575,7 +575,7 @@ impl Store {
     pub fn reserve_decision_ids(&self, n: i64) -> Result<i64, StoreError> {
         match self.write(Op::ReserveDecisionIds(n))? {
             Done::Reserved(first) => Ok(first),
-            _ => Err(StoreError::Invalid("unexpected writer answer".into())),
+            _ => Err(StoreError::Internal("unexpected writer answer".into())),
         }
     }
 
@@ -668,7 +668,7 @@ impl Store {
                 // A writer that is gone already (it panicked) leaves the join to say so.
                 let _ = self.tx.send(Message::Close);
                 w.join()
-                    .map_err(|_| StoreError::Invalid("the writer thread panicked".into()))
+                    .map_err(|_| StoreError::Internal("the writer thread panicked".into()))
             }
             None => Ok(()),
         };

@@ -74,7 +74,7 @@ pub fn record(
             .query_row([job], |r| r.get(0))
             .optional()?;
         if let Some(id) = existing {
-            return get(conn, id)?.ok_or_else(|| StoreError::Invalid("outcome vanished".into()));
+            return get(conn, id)?.ok_or_else(|| StoreError::Internal("outcome vanished".into()));
         }
     }
     let r = &new.report;
@@ -107,7 +107,7 @@ pub fn record(
         ctx.auto_selected,
     ])?;
     let id = conn.last_insert_rowid();
-    get(conn, id)?.ok_or_else(|| StoreError::Invalid("outcome vanished".into()))
+    get(conn, id)?.ok_or_else(|| StoreError::Internal("outcome vanished".into()))
 }
 
 const COLUMNS: &str = "id, created_at, decision_id, job_id, domain, optimizer_used, recommended, \
