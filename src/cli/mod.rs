@@ -140,11 +140,11 @@ pub fn run(
     let result = match cli.command {
         Command::Rules(cmd) => rules::run(&rules_dir(), cmd, out, err),
         Command::Serve(args) => Ok(serve::run(args, cli.rules.as_ref(), err)),
-        Command::Db(cmd) => Ok(db::run(cmd, input, out, err)),
-        Command::Jobs(cmd) => Ok(jobs::run(cmd, out, err)),
-        Command::Optimize(args) => Ok(optimize::run(args, &rules_dir(), input, out, err)),
-        Command::Training(cmd) => Ok(training::run(cmd, &rules_dir(), out, err)),
-        Command::Metrics(args) => Ok(metrics::run(args, out, err)),
+        Command::Db(cmd) => db::run(cmd, input, out, err),
+        Command::Jobs(cmd) => jobs::run(cmd, out),
+        Command::Optimize(args) => optimize::run(args, &rules_dir(), input, out, err),
+        Command::Training(cmd) => training::run(cmd, &rules_dir(), out, err),
+        Command::Metrics(args) => metrics::run(args, out),
     };
     match result {
         Ok(code) => code,

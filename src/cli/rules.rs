@@ -24,8 +24,8 @@ pub fn run(
         RulesCommand::Test(a) => test(dir, a, out, err),
         RulesCommand::Schema(a) => schema_cmd(&a, out),
         RulesCommand::Bench(a) => bench(dir, &a, out, err),
-        RulesCommand::Calibrate(a) => Ok(super::calibrate::run(dir, a, out, err)),
-        RulesCommand::Diff(a) => Ok(super::rules_diff::run(dir, a, out, err)),
+        RulesCommand::Calibrate(a) => super::calibrate::run(dir, a, out),
+        RulesCommand::Diff(a) => super::rules_diff::run(dir, a, out, err),
     }
 }
 
