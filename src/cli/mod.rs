@@ -139,7 +139,7 @@ pub fn run(
     };
     let result = match cli.command {
         Command::Rules(cmd) => rules::run(&rules_dir(), cmd, out, err),
-        Command::Serve(args) => Ok(serve::run(args, cli.rules.as_ref(), err)),
+        Command::Serve(args) => serve::run(args, cli.rules.as_ref()),
         Command::Db(cmd) => db::run(cmd, input, out, err),
         Command::Jobs(cmd) => jobs::run(cmd, out),
         Command::Optimize(args) => optimize::run(args, &rules_dir(), input, out, err),
