@@ -1,5 +1,6 @@
 //! The `skill-fleet` command line: argument types (clap) and dispatch. One file per command
-//! group; output goes to the writers handed in, so tests can capture it.
+//! group; output goes to the writers handed in, so tests can capture it. Commands return
+//! `Result<Exit, CliError>`; [`run`] renders the error, the one place that does.
 
 pub mod api;
 pub mod calibrate;
