@@ -2,8 +2,8 @@
 //! recorded outcomes, as a patch to the rule files. Nothing is applied.
 
 use super::store_args::resolve_path;
-use super::Exit;
-use crate::diagnostic::{render_all, SourceFile};
+use super::{CliError, Exit};
+use crate::diagnostic::SourceFile;
 use crate::engine::calibrate::{propose, Proposal};
 use crate::rules::spec::CostSpec;
 use crate::rules::yaml;
@@ -168,57 +168,30 @@ fn patch(cf: &CostFile, proposals: &[Proposal], min: u64) -> String {
 }
 
 /// Runs `rules calibrate`.
-pub fn run(dir: &Path, a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let age = match crate::util::time::parse_age(&a.since) {
-        Ok(age) => age,
-        Err(m) => {
-            let _ = writeln!(err, "error: invalid --since: {m}");
-            return Exit::Usage;
-        }
-    };
-    let files = match crate::loader::read_dir(dir) {
-        Ok(f) => f,
-        Err(e) => {
-            let code = super::read_error_exit(&e);
-            let _ = write!(err, "{}", render_all(&[e.into_diagnostic()], &[]));
-            return code;
-        }
-    };
+pub fn run(dir: &Path, a: CalibrateArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
+    let age = crate::util::time::parse_age(&a.since)
+        .map_err(|m| CliError::usage(format!("invalid --since: {m}")))?;
+    let files = crate::loader::read_dir(dir)?;
     if let Err(diags) = crate::rules::build(&files) {
-        let _ = write!(err, "{}", render_all(&diags, &files));
-        return Exit::InvalidRules;
+        return Err(CliError::rules(diags, files));
     }
     let Some(cf) = cost_file(&files) else {
-        let _ = writeln!(
-            err,
-            "error: no `cost:` section with optimizers in `{}`",
-            dir.display()
-        );
-        return Exit::InvalidRules;
+        return Err(CliError::new(
+            Exit::InvalidRules,
+            format!("no `cost:` section with optimizers in `{}`", dir.display()),
+        ));
     };
-    let path = match resolve_path(a.db.as_deref(), err) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let store = match super::store_args::open_read(&path, err) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let path = resolve_path(a.db.as_deref())?;
+    let store = super::store_args::open_read(&path)?;
     let since_ms = age.map_or(i64::MIN, |x| store.now_ms().saturating_sub(x));
     let outcomes = store.outcomes_since(since_ms);
     let _ = store.close();
-    let outcomes = match outcomes {
-        Ok(o) => o,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return Exit::Io;
-        }
-    };
+    let outcomes = outcomes?;
     let proposals = propose(&cf.spec, &outcomes);
     let diff = patch(&cf, &proposals, a.min_samples);
     if a.patch_only {
         let _ = out.write_all(diff.as_bytes());
-        return Exit::Ok;
+        return Ok(Exit::Ok);
     }
     if a.format == super::store_args::Format::Json {
         let v = serde_json::json!({
@@ -232,7 +205,7 @@ pub fn run(dir: &Path, a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Writ
             "{}",
             serde_json::to_string_pretty(&v).unwrap_or_default()
         );
-        return Exit::Ok;
+        return Ok(Exit::Ok);
     }
     let _ = writeln!(
         out,
@@ -251,7 +224,7 @@ pub fn run(dir: &Path, a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Writ
             out,
             "no outcome with a trainset size and an actual cost or time for an optimizer of the cost table"
         );
-        return Exit::Ok;
+        return Ok(Exit::Ok);
     }
     let _ = writeln!(
         out,
@@ -288,7 +261,7 @@ pub fn run(dir: &Path, a: CalibrateArgs, out: &mut dyn Write, err: &mut dyn Writ
     } else {
         let _ = writeln!(out, "\npatch (apply with `git apply`):\n{diff}");
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `skill-fleet db init|status|migrate|reset`.
 
 use super::store_args::{open, resolve_path, DbArgs, Format};
-use super::Exit;
+use super::{CliError, Exit};
 use crate::store::{self, Store, StoreError};
 use clap::{Args, Subcommand};
 use serde_json::Value;
@@ -63,36 +63,25 @@ pub fn run(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Exit {
+) -> Result<Exit, CliError> {
     match cmd {
-        DbCommand::Init(a) => init(a, out, err),
+        DbCommand::Init(a) => init(a, out),
         DbCommand::Status(a) => status(a, out, err),
-        DbCommand::Migrate(a) => migrate(a, out, err),
+        DbCommand::Migrate(a) => migrate(a, out),
         DbCommand::Reset(a) => reset(a, input, out, err),
     }
 }
 
 /// `db init`: creates the database (or checks it) and imports the shipped training examples
 /// into an empty one.
-fn init(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let Ok(path) = resolve_path(a.db.as_deref(), err) else {
-        return Exit::InvalidConfig;
-    };
+fn init(a: DbArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
+    let path = resolve_path(a.db.as_deref())?;
     let existed = path.exists();
-    let store = match open(&path, true, err) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    let store = open(&path, true)?;
     let version = store.schema_version().unwrap_or(0);
     let imported = super::training::import_shipped_if_empty(&store);
     let _ = store.close();
-    let imported = match imported {
-        Ok(n) => n,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return Exit::Io;
-        }
-    };
+    let imported = imported.map_err(CliError::io)?;
     if a.format == Format::Json {
         let _ = writeln!(
             out,
@@ -110,14 +99,12 @@ fn init(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             let _ = writeln!(out, "imported {imported} shipped training example(s)");
         }
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }
 
 /// `db status`: read-only, so it works beside a running server; warns about pending migrations.
-fn status(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let Ok(path) = resolve_path(a.db.as_deref(), err) else {
-        return Exit::InvalidConfig;
-    };
+fn status(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit, CliError> {
+    let path = resolve_path(a.db.as_deref())?;
     let pending = store::pending_migrations(&path).unwrap_or_default();
     if !pending.is_empty() && path.exists() {
         let _ = writeln!(
@@ -128,29 +115,14 @@ fn status(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     }
     let store = match Store::open_read_only(&path) {
         Ok(s) => s,
-        Err(StoreError::Invalid(msg)) => {
-            let _ = writeln!(err, "error: {msg}");
-            return Exit::Io;
-        }
+        Err(StoreError::Invalid(msg)) => return Err(CliError::io(msg)),
         Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            if !path.exists() {
-                let _ = writeln!(
-                    err,
-                    "  = help: run `skill-fleet db init --db {}`",
-                    path.display()
-                );
-            }
-            return Exit::Io;
+            let help = (!path.exists())
+                .then(|| format!("run `skill-fleet db init --db {}`", path.display()));
+            return Err(CliError::from(e).help_opt(help));
         }
     };
-    let st = match store.status() {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return Exit::Io;
-        }
-    };
+    let st = store.status()?;
     let _ = store.close();
     if a.format == Format::Json {
         let _ = writeln!(
@@ -178,25 +150,14 @@ fn status(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             );
         }
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }
 
 /// `db migrate`: applies the pending migrations and lists them.
-fn migrate(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let Ok(path) = resolve_path(a.db.as_deref(), err) else {
-        return Exit::InvalidConfig;
-    };
-    let pending = match store::pending_migrations(&path) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return Exit::Io;
-        }
-    };
-    let store = match open(&path, true, err) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+fn migrate(a: DbArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
+    let path = resolve_path(a.db.as_deref())?;
+    let pending = store::pending_migrations(&path)?;
+    let store = open(&path, true)?;
     let version = store.schema_version().unwrap_or(0);
     let _ = store.close();
     if a.format == Format::Json {
@@ -225,22 +186,23 @@ fn migrate(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             path.display()
         );
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }
 
 /// `db reset`: removes the database files (after a confirmation) and creates it afresh.
-fn reset(a: ResetArgs, input: &mut dyn BufRead, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let Ok(path) = resolve_path(a.db.db.as_deref(), err) else {
-        return Exit::InvalidConfig;
-    };
+fn reset(
+    a: ResetArgs,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, CliError> {
+    let path = resolve_path(a.db.db.as_deref())?;
     if !a.yes {
         if !std::io::stdin().is_terminal() {
-            let _ = writeln!(
-                err,
-                "error: refusing to reset `{}` without --yes: standard input is not a terminal",
+            return Err(CliError::usage(format!(
+                "refusing to reset `{}` without --yes: standard input is not a terminal",
                 path.display()
-            );
-            return Exit::Usage;
+            )));
         }
         let _ = write!(
             err,
@@ -251,20 +213,14 @@ fn reset(a: ResetArgs, input: &mut dyn BufRead, out: &mut dyn Write, err: &mut d
         let mut answer = String::new();
         let _ = input.read_line(&mut answer);
         if answer.trim() != "yes" {
+            // The person said no: a result, not an error.
             let _ = writeln!(err, "reset cancelled");
-            return Exit::Failed;
+            return Ok(Exit::Failed);
         }
     }
-    if let Err(e) = remove_db_files(&path) {
-        let _ = writeln!(err, "error: cannot remove `{}`: {e}", path.display());
-        return Exit::Io;
-    }
-    match open(&path, true, err) {
-        Ok(s) => {
-            let _ = s.close();
-            let _ = writeln!(out, "reset database `{}`", path.display());
-            Exit::Ok
-        }
-        Err(code) => code,
-    }
+    remove_db_files(&path)
+        .map_err(|e| CliError::io(format!("cannot remove `{}`: {e}", path.display())))?;
+    let _ = open(&path, true)?.close();
+    let _ = writeln!(out, "reset database `{}`", path.display());
+    Ok(Exit::Ok)
 }

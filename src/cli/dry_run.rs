@@ -4,24 +4,23 @@
 
 use super::render;
 use super::rules_args::{Format, TestArgs};
-use super::Exit;
+use super::{CliError, Exit};
 use crate::decision::Decision;
-use crate::diagnostic::{render_all, SourceFile};
+use crate::diagnostic::{render_all, Diagnostic, Pos, SourceFile};
 use crate::engine::{self, history, Options};
 use crate::rules::{context::InputError, RuleSet};
 use std::io::{Read, Write};
 use std::path::Path;
 
-/// The checked inputs of a dry run, and whether `--input` held an array; problems are printed.
+/// The checked inputs of a dry run, and whether `--input` held an array; the problems of an
+/// invalid input are the error (as JSON on `out` with `--format json`).
 fn checked_inputs(
     rs: &RuleSet,
     a: &TestArgs,
     out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<(Vec<crate::rules::context::Context>, bool), Exit> {
-    let invalid = |errors: &[InputError], index, out: &mut dyn Write, err: &mut dyn Write| {
-        report_input_errors(errors, index, a.format, out, err);
-        Exit::InvalidInput
+) -> Result<(Vec<crate::rules::context::Context>, bool), CliError> {
+    let invalid = |errors: Vec<InputError>, index, out: &mut dyn Write| {
+        input_errors(errors, index, a.format, out)
     };
     let Some(p) = &a.input else {
         let mut m = serde_json::Map::new();
@@ -30,42 +29,32 @@ fn checked_inputs(
         }
         return match rs.check_input(&m) {
             Ok(c) => Ok((vec![c], false)),
-            Err(errors) => Err(invalid(&errors, None, out, err)),
+            Err(errors) => Err(invalid(errors, None, out)),
         };
     };
-    let text = read_input(p).map_err(|e| {
-        let _ = writeln!(err, "error: {e}");
-        Exit::Io
-    })?;
+    let text = read_input(p).map_err(CliError::io)?;
     let (value, duplicate) = crate::util::unique_json::parse(text.as_bytes()).map_err(|e| {
-        let _ = writeln!(
-            err,
-            "error: invalid json in `{}`: {e}\n --> {}:{}:{}",
-            p.display(),
-            p.display(),
-            e.line(),
-            e.column()
+        // A position without the source line: ` --> file:line:col` under the message.
+        let d = Diagnostic::error(format!("invalid json in `{}`: {e}", p.display())).at(
+            p.display().to_string(),
+            Some(Pos::new(e.line(), e.column(), 1)),
         );
-        Exit::InvalidInput
+        CliError::diagnostics(Exit::InvalidInput, vec![d], Vec::new())
     })?;
-    let not_object = |i: usize, err: &mut dyn Write| {
-        let _ = writeln!(
-            err,
-            "error: item {i} of `{}` is not a JSON object",
+    let not_object = |i: usize| {
+        CliError::input(format!(
+            "item {i} of `{}` is not a JSON object",
             p.display()
-        );
-        Exit::InvalidInput
+        ))
     };
     let is_array = match &value {
         serde_json::Value::Object(_) => false,
         serde_json::Value::Array(_) => true,
         _ => {
-            let _ = writeln!(
-                err,
-                "error: `{}` must hold a JSON object or an array of objects",
+            return Err(CliError::input(format!(
+                "`{}` must hold a JSON object or an array of objects",
                 p.display()
-            );
-            return Err(Exit::InvalidInput);
+            )));
         }
     };
     if a.set.is_empty() {
@@ -82,9 +71,9 @@ fn checked_inputs(
             match rs.check_input_json(raw.get().as_bytes()) {
                 Ok(c) => out_ctx.push(c),
                 Err(crate::rules::context::JsonCheckError::Input(errors)) => {
-                    return Err(invalid(&errors, is_array.then_some(i), out, err))
+                    return Err(invalid(errors, is_array.then_some(i), out))
                 }
-                Err(_) => return Err(not_object(i, err)),
+                Err(_) => return Err(not_object(i)),
             }
         }
         return Ok((out_ctx, is_array));
@@ -97,7 +86,7 @@ fn checked_inputs(
             message: format!("field `{key}` is given twice"),
             help: Some("send the field under one name only".into()),
         });
-        return Err(invalid(&[e], index.filter(|_| is_array), out, err));
+        return Err(invalid(vec![e], index.filter(|_| is_array), out));
     }
     let objects = match value {
         serde_json::Value::Array(items) => items,
@@ -106,37 +95,37 @@ fn checked_inputs(
     let mut out_ctx = Vec::with_capacity(objects.len());
     for (i, item) in objects.into_iter().enumerate() {
         let serde_json::Value::Object(mut m) = item else {
-            return Err(not_object(i, err));
+            return Err(not_object(i));
         };
         for (k, v) in &a.set {
             m.insert(k.clone(), v.clone());
         }
         match rs.check_input(&m) {
             Ok(c) => out_ctx.push(c),
-            Err(errors) => return Err(invalid(&errors, is_array.then_some(i), out, err)),
+            Err(errors) => return Err(invalid(errors, is_array.then_some(i), out)),
         }
     }
     Ok((out_ctx, is_array))
 }
 
-/// Prints the problems of one input (item `index` of an array), as JSON or for a terminal.
-fn report_input_errors(
-    errors: &[InputError],
+/// The problems of one input (item `index` of an array): the error for a terminal, or printed
+/// as JSON on `out`.
+fn input_errors(
+    errors: Vec<InputError>,
     index: Option<usize>,
     format: Format,
     out: &mut dyn Write,
-    err: &mut dyn Write,
-) {
+) -> CliError {
     if format == Format::Json {
-        let body = input_error_body(errors, index);
+        let body = input_error_body(&errors, index);
         let _ = writeln!(
             out,
             "{}",
             serde_json::to_string_pretty(&body).unwrap_or_default()
         );
-    } else {
-        let _ = write!(err, "{}", render::input_errors(errors, index));
+        return CliError::reported(Exit::InvalidInput);
     }
+    CliError::invalid_input(errors, index)
 }
 
 /// `[2].budget_usd.x` → (Some(2), `budget_usd`); `budget_usd` → (None, `budget_usd`).
@@ -173,16 +162,16 @@ fn input_error_body(errors: &[InputError], index: Option<usize>) -> serde_json::
 }
 
 /// Runs a dry run: checks the inputs, decides, prints the decisions (an array for an array).
-pub fn dry(rs: &RuleSet, a: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+pub fn dry(
+    rs: &RuleSet,
+    a: &TestArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, CliError> {
     let mut history_records = Vec::new();
     if let Some(p) = &a.history {
-        let text = match std::fs::read_to_string(p) {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = writeln!(err, "error: cannot read history `{}`: {e}", p.display());
-                return Exit::Io;
-            }
-        };
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| CliError::io(format!("cannot read history `{}`: {e}", p.display())))?;
         let shown = p.display().to_string();
         let (recs, warns) = history::parse_jsonl(&shown, &text);
         let src = [SourceFile::new(shown, text.clone())];
@@ -199,20 +188,12 @@ pub fn dry(rs: &RuleSet, a: &TestArgs, out: &mut dyn Write, err: &mut dyn Write)
         explain: a.explain,
         guard: None,
     };
-    let (contexts, is_array) = match checked_inputs(rs, a, out, err) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (contexts, is_array) = checked_inputs(rs, a, out)?;
     let mut decisions: Vec<Decision> = Vec::with_capacity(contexts.len());
     for ctx in &contexts {
-        match engine::recommend(rs, ctx, &history_records, opts) {
-            Ok(d) => decisions.push(d),
-            Err(e) => {
-                let d = e.to_diagnostic();
-                let _ = write!(err, "{}", d.render(&[]));
-                return Exit::InvalidRules;
-            }
-        }
+        let d = engine::recommend(rs, ctx, &history_records, opts)
+            .map_err(|e| CliError::rules(vec![e.to_diagnostic()], Vec::new()))?;
+        decisions.push(d);
     }
     if a.format == Format::Json {
         let text = if is_array {
@@ -229,5 +210,5 @@ pub fn dry(rs: &RuleSet, a: &TestArgs, out: &mut dyn Write, err: &mut dyn Write)
             let _ = write!(out, "{}", render::decision(d));
         }
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }

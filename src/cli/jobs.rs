@@ -1,7 +1,7 @@
 //! `skill-fleet jobs list|show|cancel|respond`.
 
 use super::store_args::{open, resolve_path, DbArgs, Format};
-use super::Exit;
+use super::{CliError, Exit};
 use crate::store::job::{Job, Status};
 use crate::store::{Filter, Store, StoreError};
 use clap::{Args, Subcommand};
@@ -91,45 +91,37 @@ fn through_server(
     body: &serde_json::Value,
     format: Format,
     out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Exit {
-    let answer = super::api::Api::new(url).and_then(|api| api.post(path, body));
-    match answer {
-        Ok(job) if format == Format::Json => {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&job).unwrap_or_default()
-            );
-            Exit::Ok
-        }
-        Ok(job) => {
-            let _ = writeln!(
-                out,
-                "job {} is {} (through {url})",
-                job["id"].as_str().unwrap_or("?"),
-                job["status"].as_str().unwrap_or("?")
-            );
-            Exit::Ok
-        }
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            e.exit()
-        }
+) -> Result<Exit, CliError> {
+    let job = super::api::Api::new(url).and_then(|api| api.post(path, body))?;
+    if format == Format::Json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&job).unwrap_or_default()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "job {} is {} (through {url})",
+            job["id"].as_str().unwrap_or("?"),
+            job["status"].as_str().unwrap_or("?")
+        );
     }
+    Ok(Exit::Ok)
 }
 
-fn store_error(e: &StoreError, err: &mut dyn Write) -> Exit {
-    let _ = writeln!(err, "error: {e}");
-    match e {
+/// A store error about a job: 1 for no such job or a change its state forbids, 4 for bad
+/// data, 5 otherwise.
+fn job_error(e: StoreError) -> CliError {
+    let exit = match &e {
         StoreError::NotFound(_) => {
-            let _ = writeln!(err, "  = help: `skill-fleet jobs list` shows the jobs");
-            Exit::Failed
+            return CliError::failed(e.to_string()).help("`skill-fleet jobs list` shows the jobs")
         }
         StoreError::IllegalTransition { .. } | StoreError::StaleLease { .. } => Exit::Failed,
         StoreError::Invalid(_) | StoreError::Field { .. } => Exit::InvalidInput,
         _ => Exit::Io,
-    }
+    };
+    CliError::new(exit, e.to_string())
 }
 
 fn short(s: &str, n: usize) -> String {
@@ -214,39 +206,32 @@ fn print_job(j: &Job, format: Format, out: &mut dyn Write) {
     }
 }
 
-fn with_store(db: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
-    let path = resolve_path(db.db.as_deref(), err)?;
-    open(&path, false, err)
+fn with_store(db: &DbArgs) -> Result<Store, CliError> {
+    let path = resolve_path(db.db.as_deref())?;
+    open(&path, false)
 }
 
-fn with_store_read(db: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
-    let path = resolve_path(db.db.as_deref(), err)?;
-    super::store_args::open_read(&path, err)
+fn with_store_read(db: &DbArgs) -> Result<Store, CliError> {
+    let path = resolve_path(db.db.as_deref())?;
+    super::store_args::open_read(&path)
 }
 
 /// Runs a `jobs` subcommand.
-pub fn run(cmd: JobsCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+pub fn run(cmd: JobsCommand, out: &mut dyn Write) -> Result<Exit, CliError> {
     match cmd {
         JobsCommand::List(a) => {
             let status = match a.status.as_deref().map(|s| (s, Status::parse(s))) {
                 Some((s, None)) => {
                     let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
-                    let _ = writeln!(err, "error: unknown status `{s}`");
-                    let _ = writeln!(
-                        err,
-                        "  = help: {}",
+                    return Err(CliError::usage(format!("unknown status `{s}`")).help(
                         crate::diagnostic::did_you_mean(s, names.iter().copied())
-                            .unwrap_or_else(|| format!("statuses: {}", names.join(", ")))
-                    );
-                    return Exit::Usage;
+                            .unwrap_or_else(|| format!("statuses: {}", names.join(", "))),
+                    ));
                 }
                 Some((_, st)) => st,
                 None => None,
             };
-            let store = match with_store_read(&a.db, err) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
+            let store = with_store_read(&a.db)?;
             let page = store.list(&Filter {
                 status,
                 job_type: a.job_type.clone(),
@@ -255,21 +240,18 @@ pub fn run(cmd: JobsCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
                 cursor: a.cursor.clone(),
             });
             let _ = store.close();
-            let page = match page {
-                Ok(p) => p,
-                Err(e) => return store_error(&e, err),
-            };
+            let page = page.map_err(job_error)?;
             if a.db.format == Format::Json {
                 let _ = writeln!(
                     out,
                     "{}",
                     serde_json::to_string_pretty(&page).unwrap_or_default()
                 );
-                return Exit::Ok;
+                return Ok(Exit::Ok);
             }
             if page.jobs.is_empty() {
                 let _ = writeln!(out, "no jobs");
-                return Exit::Ok;
+                return Ok(Exit::Ok);
             }
             let _ = writeln!(
                 out,
@@ -291,42 +273,28 @@ pub fn run(cmd: JobsCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             if let Some(c) = &page.next_cursor {
                 let _ = writeln!(out, "more: --cursor {c}");
             }
-            Exit::Ok
+            Ok(Exit::Ok)
         }
         JobsCommand::Show(a) => {
-            let store = match with_store_read(&a.db, err) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
+            let store = with_store_read(&a.db)?;
             let r = store.get(&a.id);
             let _ = store.close();
-            match r {
-                Ok(Some(j)) => {
-                    print_job(&j, a.db.format, out);
-                    Exit::Ok
-                }
-                Ok(None) => store_error(&StoreError::NotFound(a.id), err),
-                Err(e) => store_error(&e, err),
-            }
+            let j = r
+                .and_then(|j| j.ok_or(StoreError::NotFound(a.id)))
+                .map_err(job_error)?;
+            print_job(&j, a.db.format, out);
+            Ok(Exit::Ok)
         }
         JobsCommand::Cancel(a) => {
             if let Some(url) = &a.url {
                 let path = format!("/api/v1/jobs/{}/cancel", a.id);
-                return through_server(url, &path, &serde_json::json!({}), a.db.format, out, err);
+                return through_server(url, &path, &serde_json::json!({}), a.db.format, out);
             }
-            let store = match with_store(&a.db, err) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
+            let store = with_store(&a.db)?;
             let r = store.cancel(&a.id);
             let _ = store.close();
-            match r {
-                Ok(j) => {
-                    print_job(&j, a.db.format, out);
-                    Exit::Ok
-                }
-                Err(e) => store_error(&e, err),
-            }
+            print_job(&r.map_err(job_error)?, a.db.format, out);
+            Ok(Exit::Ok)
         }
         JobsCommand::Respond(a) => {
             let data =
@@ -334,21 +302,13 @@ pub fn run(cmd: JobsCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
             if let Some(url) = &a.url {
                 let path = format!("/api/v1/jobs/{}/hitl/response", a.id);
                 let body = serde_json::json!({ "response": data });
-                return through_server(url, &path, &body, a.db.format, out, err);
+                return through_server(url, &path, &body, a.db.format, out);
             }
-            let store = match with_store(&a.db, err) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
+            let store = with_store(&a.db)?;
             let r = store.respond_hitl(&a.id, data);
             let _ = store.close();
-            match r {
-                Ok(j) => {
-                    print_job(&j, a.db.format, out);
-                    Exit::Ok
-                }
-                Err(e) => store_error(&e, err),
-            }
+            print_job(&r.map_err(job_error)?, a.db.format, out);
+            Ok(Exit::Ok)
         }
     }
 }

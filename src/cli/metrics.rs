@@ -1,7 +1,7 @@
 //! `skill-fleet metrics [--since 30d] [--format json]` and `metrics export --jsonl FILE`.
 
 use super::store_args::{resolve_path, DbArgs, Format};
-use super::Exit;
+use super::{CliError, Exit};
 use crate::engine::metrics::{Rate, SelectorMetrics};
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
@@ -45,26 +45,15 @@ pub struct ExportArgs {
 }
 
 /// Runs `metrics`.
-pub fn run(a: MetricsArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let age = match crate::util::time::parse_age(&a.since) {
-        Ok(age) => age,
-        Err(m) => {
-            let _ = writeln!(err, "error: invalid --since: {m}");
-            return Exit::Usage;
-        }
-    };
-    let path = match resolve_path(a.db.db.as_deref(), err) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let store = match super::store_args::open_read(&path, err) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+pub fn run(a: MetricsArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
+    let age = crate::util::time::parse_age(&a.since)
+        .map_err(|m| CliError::usage(format!("invalid --since: {m}")))?;
+    let path = resolve_path(a.db.db.as_deref())?;
+    let store = super::store_args::open_read(&path)?;
     let since_ms = age.map_or(i64::MIN, |a| store.now_ms().saturating_sub(a));
     let result = match a.command {
-        Some(MetricsCommand::Export(e)) => export(&store, since_ms, &e, out, err),
-        None => report(&store, since_ms, &a.since, a.db.format, out, err),
+        Some(MetricsCommand::Export(e)) => export(&store, since_ms, &e, out),
+        None => report(&store, since_ms, &a.since, a.db.format, out),
     };
     let _ = store.close();
     result
@@ -75,15 +64,8 @@ fn export(
     since_ms: i64,
     e: &ExportArgs,
     out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Exit {
-    let outcomes = match store.outcomes_since(since_ms) {
-        Ok(o) => o,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return Exit::Io;
-        }
-    };
+) -> Result<Exit, CliError> {
+    let outcomes = store.outcomes_since(since_ms)?;
     let mut text = String::new();
     for o in &outcomes {
         text.push_str(&serde_json::to_string(&o.to_history()).unwrap_or_default());
@@ -91,12 +73,10 @@ fn export(
     }
     if e.jsonl.as_os_str() == "-" {
         let _ = out.write_all(text.as_bytes());
-        return Exit::Ok;
+        return Ok(Exit::Ok);
     }
-    if let Err(x) = std::fs::write(&e.jsonl, text) {
-        let _ = writeln!(err, "error: cannot write `{}`: {x}", e.jsonl.display());
-        return Exit::Io;
-    }
+    std::fs::write(&e.jsonl, text)
+        .map_err(|x| CliError::io(format!("cannot write `{}`: {x}", e.jsonl.display())))?;
     let _ = writeln!(
         out,
         "wrote {} outcome{} to `{}`",
@@ -104,7 +84,7 @@ fn export(
         if outcomes.len() == 1 { "" } else { "s" },
         e.jsonl.display()
     );
-    Exit::Ok
+    Ok(Exit::Ok)
 }
 
 fn report(
@@ -113,15 +93,8 @@ fn report(
     window: &str,
     format: Format,
     out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Exit {
-    let m = match store.selector_metrics(since_ms) {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return Exit::Io;
-        }
-    };
+) -> Result<Exit, CliError> {
+    let m = store.selector_metrics(since_ms)?;
     match format {
         Format::Json => {
             let mut v = serde_json::to_value(&m).unwrap_or_default();
@@ -140,7 +113,7 @@ fn report(
             );
         }
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }
 
 fn spread(map: &BTreeMap<String, u64>) -> String {

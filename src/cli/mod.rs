@@ -1,11 +1,13 @@
 //! The `skill-fleet` command line: argument types (clap) and dispatch. One file per command
-//! group; output goes to the writers handed in, so tests can capture it.
+//! group; output goes to the writers handed in, so tests can capture it. Commands return
+//! `Result<Exit, CliError>`; [`run`] renders the error, the one place that does.
 
 pub mod api;
 pub mod calibrate;
 pub mod coverage;
 pub mod db;
 pub mod dry_run;
+pub mod error;
 pub mod jobs;
 pub mod metrics;
 pub mod optimize;
@@ -18,7 +20,10 @@ pub mod store_args;
 pub mod training;
 pub mod trainset;
 
+pub use error::CliError;
+
 use clap::{Parser, Subcommand};
+use error::Part;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -133,13 +138,35 @@ pub fn run(
             .or_else(|| std::env::var_os("SKILL_FLEET_RULES").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("rules"))
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Rules(cmd) => rules::run(&rules_dir(), cmd, out, err),
-        Command::Serve(args) => serve::run(args, cli.rules.as_ref(), err),
+        Command::Serve(args) => serve::run(args, cli.rules.as_ref()),
         Command::Db(cmd) => db::run(cmd, input, out, err),
-        Command::Jobs(cmd) => jobs::run(cmd, out, err),
+        Command::Jobs(cmd) => jobs::run(cmd, out),
         Command::Optimize(args) => optimize::run(args, &rules_dir(), input, out, err),
         Command::Training(cmd) => training::run(cmd, &rules_dir(), out, err),
-        Command::Metrics(args) => metrics::run(args, out, err),
+        Command::Metrics(args) => metrics::run(args, out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            render_error(&e, err);
+            e.exit()
+        }
+    }
+}
+
+/// Writes a command's error to standard error: the one place errors are rendered.
+fn render_error(e: &CliError, err: &mut dyn Write) {
+    for part in e.parts() {
+        let _ = match part {
+            Part::Error(message) => writeln!(err, "error: {message}"),
+            Part::Help(help) => writeln!(err, "  = help: {help}"),
+            Part::Diagnostics(diags, files) => {
+                write!(err, "{}", crate::diagnostic::render_all(diags, files))
+            }
+            Part::Input(errors, index) => write!(err, "{}", render::input_errors(errors, *index)),
+            Part::Blank => writeln!(err),
+        };
     }
 }

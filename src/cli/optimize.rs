@@ -3,8 +3,8 @@
 
 use super::store_args::{open, resolve_path, DbArgs, Format};
 use super::trainset::{filtered, read_trainset};
-use super::{render, Exit};
-use crate::diagnostic::{did_you_mean, render_all};
+use super::{render, CliError, Exit};
+use crate::diagnostic::did_you_mean;
 use crate::engine::{self, Options};
 use crate::store::job::NewJob;
 use clap::Args;
@@ -75,17 +75,6 @@ pub struct OptimizeArgs {
     pub db: DbArgs,
 }
 
-/// Runs `optimize`.
-pub fn run(
-    a: OptimizeArgs,
-    rules_dir: &Path,
-    input: &mut dyn BufRead,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Exit {
-    plan_and_create(a, rules_dir, input, out, err).unwrap_or_else(|code| code)
-}
-
 /// The optimizer a job runs and what the payload says about how it was chosen.
 struct Choice {
     /// The optimizer's name.
@@ -98,29 +87,23 @@ struct Choice {
     logged: Option<(Value, crate::decision::Decision)>,
 }
 
-/// `optimize` from the trainset to the created job; `Err` holds the exit code of a stop.
-fn plan_and_create(
+/// Runs `optimize`: from the trainset to the created job.
+pub fn run(
     a: OptimizeArgs,
     rules_dir: &Path,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Result<Exit, Exit> {
-    let records = read_records(&a.trainset, err)?;
-    let (files, rs) = build_rules(rules_dir, err)?;
+) -> Result<Exit, CliError> {
+    let records = read_records(&a.trainset)?;
+    let (files, rs) = build_rules(rules_dir)?;
     let selected_ids = if a.no_filter {
         None
     } else {
-        let db = Some(resolve_path(a.db.db.as_deref(), err)?);
+        let db = Some(resolve_path(a.db.db.as_deref())?);
         filtered(&records, db.as_deref(), &rs.training, err)
     };
-    let size = selected_size(
-        &a.trainset,
-        &rs,
-        selected_ids.as_deref(),
-        records.len(),
-        err,
-    )?;
+    let size = selected_size(&a.trainset, &rs, selected_ids.as_deref(), records.len())?;
     let trainset_line = format!(
         "trainset      {} ({size} examples{})",
         a.trainset.display(),
@@ -131,9 +114,9 @@ fn plan_and_create(
         }
     );
     let mut choice = if a.auto_select {
-        auto_select(&a, &rs, &files, size, &trainset_line, out, err)?
+        auto_select(&a, &rs, &files, size, &trainset_line, out)?
     } else {
-        by_hand(&a, &rs, &trainset_line, out, err)?
+        by_hand(&a, &rs, &trainset_line, out)?
     };
     let optimizer = choice.optimizer.clone();
     // The variant (e.g. MIPROv2's `auto` level) only for optimizers that have variants.
@@ -170,60 +153,35 @@ fn plan_and_create(
     if let Some(url) = &a.url {
         let input = choice.logged.as_ref().map(|(input, _)| input.clone());
         let job = create_through_server(url, input, payload, task, &a, out, err)?;
-        return Ok(match &a.run {
+        return match &a.run {
             Some(task) => run_worker(url, task, job["id"].as_str().unwrap_or_default(), err),
-            None => Exit::Ok,
-        });
+            None => Ok(Exit::Ok),
+        };
     }
     let logged = choice.logged.as_mut();
-    Ok(create_in_db(
-        &a,
-        logged,
-        payload,
-        task,
-        variant.as_deref(),
-        out,
-        err,
-    ))
+    create_in_db(&a, logged, payload, task, variant.as_deref(), out)
 }
 
 /// The records of the trainset; an empty one is refused.
-fn read_records(trainset: &Path, err: &mut dyn Write) -> Result<Vec<Value>, Exit> {
-    match read_trainset(trainset) {
-        Ok(r) if r.is_empty() => {
-            let _ = writeln!(
-                err,
-                "error: trainset `{}` has no examples",
-                trainset.display()
-            );
-            Err(Exit::InvalidInput)
-        }
-        Ok(r) => Ok(r),
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            Err(e.exit())
-        }
+fn read_records(trainset: &Path) -> Result<Vec<Value>, CliError> {
+    let records = read_trainset(trainset)?;
+    if records.is_empty() {
+        return Err(CliError::input(format!(
+            "trainset `{}` has no examples",
+            trainset.display()
+        )));
     }
+    Ok(records)
 }
 
 /// Reads and builds the rule set, with its source files for the diagnostics.
 fn build_rules(
     rules_dir: &Path,
-    err: &mut dyn Write,
-) -> Result<(Vec<crate::diagnostic::SourceFile>, crate::rules::RuleSet), Exit> {
-    let files = match crate::loader::read_dir(rules_dir) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = write!(err, "{}", e.diagnostic().render(&[]));
-            return Err(super::read_error_exit(&e));
-        }
-    };
+) -> Result<(Vec<crate::diagnostic::SourceFile>, crate::rules::RuleSet), CliError> {
+    let files = crate::loader::read_dir(rules_dir)?;
     match crate::rules::build(&files) {
         Ok(rs) => Ok((files, rs)),
-        Err(d) => {
-            let _ = write!(err, "{}", render_all(&d, &files));
-            Err(Exit::InvalidRules)
-        }
+        Err(d) => Err(CliError::rules(d, files)),
     }
 }
 
@@ -233,22 +191,14 @@ fn selected_size(
     rs: &crate::rules::RuleSet,
     selected_ids: Option<&[String]>,
     records: usize,
-    err: &mut dyn Write,
-) -> Result<usize, Exit> {
+) -> Result<usize, CliError> {
     match selected_ids {
-        Some([]) => {
-            let _ = writeln!(
-                err,
-                "error: no example of `{}` passes the training filter (minimum score {})",
-                trainset.display(),
-                rs.training.filter.min_score
-            );
-            let _ = writeln!(
-                err,
-                "  = help: improve the examples, or pass --no-filter to use them all"
-            );
-            Err(Exit::InvalidInput)
-        }
+        Some([]) => Err(CliError::input(format!(
+            "no example of `{}` passes the training filter (minimum score {})",
+            trainset.display(),
+            rs.training.filter.min_score
+        ))
+        .help("improve the examples, or pass --no-filter to use them all")),
         Some(ids) => Ok(ids.len()),
         None => Ok(records),
     }
@@ -262,8 +212,7 @@ fn auto_select(
     size: usize,
     trainset_line: &str,
     out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Choice, Exit> {
+) -> Result<Choice, CliError> {
     let mut m = serde_json::Map::new();
     m.insert("trainset_size".into(), size.into());
     if let Some(b) = a.budget {
@@ -281,20 +230,11 @@ fn auto_select(
     if let Some(d) = &a.domain {
         m.insert("domain".into(), d.clone().into());
     }
-    let ctx = match rs.check_input(&m) {
-        Ok(c) => c,
-        Err(errors) => {
-            let _ = write!(err, "{}", render::input_errors(&errors, None));
-            return Err(Exit::InvalidInput);
-        }
-    };
-    let d = match engine::recommend(rs, &ctx, &[], Options::default()) {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = write!(err, "{}", e.to_diagnostic().render(files));
-            return Err(Exit::InvalidRules);
-        }
-    };
+    let ctx = rs
+        .check_input(&m)
+        .map_err(|errors| CliError::invalid_input(errors, None))?;
+    let d = engine::recommend(rs, &ctx, &[], Options::default())
+        .map_err(|e| CliError::rules(vec![e.to_diagnostic()], files.to_vec()))?;
     if a.db.format == Format::Human {
         let _ = writeln!(out, "{trainset_line}");
         let _ = write!(out, "{}", render::decision(&d));
@@ -313,20 +253,17 @@ fn by_hand(
     rs: &crate::rules::RuleSet,
     trainset_line: &str,
     out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Choice, Exit> {
+) -> Result<Choice, CliError> {
     let name = a.optimizer.clone().unwrap_or_default();
     if !rs.catalog.contains_key(&name) {
-        let _ = writeln!(err, "error: unknown optimizer `{name}`");
-        let _ = writeln!(
-            err,
-            "  = help: {}",
-            did_you_mean(&name, rs.catalog.keys().map(String::as_str)).unwrap_or_else(|| format!(
-                "optimizers: {}",
-                rs.catalog.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        );
-        return Err(Exit::InvalidInput);
+        let help =
+            did_you_mean(&name, rs.catalog.keys().map(String::as_str)).unwrap_or_else(|| {
+                format!(
+                    "optimizers: {}",
+                    rs.catalog.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            });
+        return Err(CliError::input(format!("unknown optimizer `{name}`")).help(help));
     }
     if a.db.format == Format::Human {
         let _ = writeln!(out, "{trainset_line}");
@@ -355,17 +292,16 @@ fn print_dry_run(payload: &Value, format: Format, out: &mut dyn Write) {
 }
 
 /// Asks on a terminal whether to create the job; without a terminal (and no `--yes`) refuses.
-fn confirmed(optimizer: &str, input: &mut dyn BufRead, err: &mut dyn Write) -> Result<bool, Exit> {
+fn confirmed(
+    optimizer: &str,
+    input: &mut dyn BufRead,
+    err: &mut dyn Write,
+) -> Result<bool, CliError> {
     if !std::io::stdin().is_terminal() {
-        let _ = writeln!(
-            err,
-            "error: refusing to create the job without --yes: standard input is not a terminal"
-        );
-        let _ = writeln!(
-            err,
-            "  = help: pass --yes to create it, or --dry-run to stop after the recommendation"
-        );
-        return Err(Exit::Usage);
+        return Err(CliError::usage(
+            "refusing to create the job without --yes: standard input is not a terminal",
+        )
+        .help("pass --yes to create it, or --dry-run to stop after the recommendation"));
     }
     let _ = write!(err, "Create the optimization job with {optimizer}? [y/N] ");
     let _ = err.flush();
@@ -387,16 +323,9 @@ fn create_in_db(
     task: String,
     variant: Option<&str>,
     out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Exit {
-    let path = match resolve_path(a.db.db.as_deref(), err) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let store = match open(&path, true, err) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+) -> Result<Exit, CliError> {
+    let path = resolve_path(a.db.db.as_deref())?;
+    let store = open(&path, true)?;
     if let Some((input, d)) = logged {
         match log_decision(&store, input, d, variant) {
             Ok(id) => {
@@ -404,9 +333,8 @@ fn create_in_db(
                 payload["decision"]["decision_id"] = id.into();
             }
             Err(e) => {
-                let _ = writeln!(err, "error: cannot log the decision: {e}");
                 let _ = store.close();
-                return Exit::Io;
+                return Err(CliError::io(format!("cannot log the decision: {e}")));
             }
         }
     }
@@ -418,17 +346,10 @@ fn create_in_db(
         ..NewJob::default()
     });
     let _ = store.close();
-    match created {
-        Ok((job, _)) => {
-            let job = serde_json::to_value(&job).unwrap_or_default();
-            print_created(&job, a.db.format, &format!("in `{}`", path.display()), out);
-            Exit::Ok
-        }
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            Exit::Io
-        }
-    }
+    let (job, _) = created?;
+    let job = serde_json::to_value(&job).unwrap_or_default();
+    print_created(&job, a.db.format, &format!("in `{}`", path.display()), out);
+    Ok(Exit::Ok)
 }
 
 /// Prints a created job: its JSON, or one line saying where it was created.
@@ -458,32 +379,18 @@ fn create_through_server(
     a: &OptimizeArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Result<Value, Exit> {
-    let api = match super::api::Api::new(url) {
-        Ok(api) => api,
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return Err(e.exit());
-        }
-    };
-    let fail = |e: super::api::ApiCallError, err: &mut dyn Write| {
-        let _ = writeln!(err, "error: {e}");
-        e.exit()
-    };
+) -> Result<Value, CliError> {
+    let api = super::api::Api::new(url)?;
     if let Some(input) = input {
-        match api.post("/api/v1/optimization/recommend", &input) {
-            Ok(d) => {
-                payload["decision_id"] = d["decision_id"].clone();
-                payload["decision"]["decision_id"] = d["decision_id"].clone();
-                if d["recommended"] != payload["optimizer"] {
-                    let _ = writeln!(
-                        err,
-                        "note: the server's rules recommend {} (revision {}); the job runs {} as shown",
-                        d["recommended"], d["rules_revision"], payload["optimizer"]
-                    );
-                }
-            }
-            Err(e) => return Err(fail(e, err)),
+        let d = api.post("/api/v1/optimization/recommend", &input)?;
+        payload["decision_id"] = d["decision_id"].clone();
+        payload["decision"]["decision_id"] = d["decision_id"].clone();
+        if d["recommended"] != payload["optimizer"] {
+            let _ = writeln!(
+                err,
+                "note: the server's rules recommend {} (revision {}); the job runs {} as shown",
+                d["recommended"], d["rules_revision"], payload["optimizer"]
+            );
         }
     }
     let body = json!({
@@ -492,18 +399,14 @@ fn create_through_server(
         "task": task,
         "payload": payload,
     });
-    match api.post("/api/v1/jobs", &body) {
-        Ok(job) => {
-            print_created(&job, a.db.format, &format!("through {}", api.url()), out);
-            Ok(job)
-        }
-        Err(e) => Err(fail(e, err)),
-    }
+    let job = api.post("/api/v1/jobs", &body)?;
+    print_created(&job, a.db.format, &format!("through {}", api.url()), out);
+    Ok(job)
 }
 
 /// `optimize --run TASK`: the Python worker runs the job just created; its exit code is ours
 /// (0 completed, 1 failed, …; see `skill-fleet-worker --help`).
-fn run_worker(url: &str, task: &str, job: &str, err: &mut dyn Write) -> Exit {
+fn run_worker(url: &str, task: &str, job: &str, err: &mut dyn Write) -> Result<Exit, CliError> {
     let _ = writeln!(
         err,
         "running job {job} with skill-fleet-worker --task {task}"
@@ -512,23 +415,14 @@ fn run_worker(url: &str, task: &str, job: &str, err: &mut dyn Write) -> Exit {
         .args(["--url", url, "--task", task, "--job", job])
         .status();
     match status {
-        Ok(s) if s.success() => Exit::Ok,
-        Ok(s) => {
-            let _ = writeln!(
-                err,
-                "error: skill-fleet-worker exited with {}; the job keeps its state (`skill-fleet jobs show {job}`)",
-                s.code().map_or("a signal".to_string(), |c| format!("code {c}"))
-            );
-            Exit::Failed
-        }
-        Err(e) => {
-            let _ = writeln!(err, "error: cannot start `skill-fleet-worker`: {e}");
-            let _ = writeln!(
-                err,
-                "  = help: install the worker with `pip install ./python` (see \"Use it from DSPy\" in the README); job {job} stays pending for any worker"
-            );
-            Exit::Io
-        }
+        Ok(s) if s.success() => Ok(Exit::Ok),
+        Ok(s) => Err(CliError::failed(format!(
+            "skill-fleet-worker exited with {}; the job keeps its state (`skill-fleet jobs show {job}`)",
+            s.code().map_or("a signal".to_string(), |c| format!("code {c}"))
+        ))),
+        Err(e) => Err(CliError::io(format!("cannot start `skill-fleet-worker`: {e}")).help(format!(
+            "install the worker with `pip install ./python` (see \"Use it from DSPy\" in the README); job {job} stays pending for any worker"
+        ))),
     }
 }
 

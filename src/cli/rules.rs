@@ -3,7 +3,7 @@
 use super::coverage;
 use super::render;
 use super::rules_args::{BenchArgs, CheckArgs, Format, RulesCommand, SchemaArgs, TestArgs};
-use super::Exit;
+use super::{CliError, Exit};
 use crate::check::fixtures;
 use crate::diagnostic::{render_all, Diagnostic, Severity, SourceFile};
 use crate::engine::{self, Options};
@@ -13,35 +13,46 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Runs a `rules` subcommand.
-pub fn run(dir: &Path, cmd: RulesCommand, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+pub fn run(
+    dir: &Path,
+    cmd: RulesCommand,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, CliError> {
     match cmd {
         RulesCommand::Check(a) => check(dir, &a, out, err),
         RulesCommand::Test(a) => test(dir, a, out, err),
-        RulesCommand::Schema(a) => schema_cmd(&a, out, err),
+        RulesCommand::Schema(a) => schema_cmd(&a, out),
         RulesCommand::Bench(a) => bench(dir, &a, out, err),
-        RulesCommand::Calibrate(a) => super::calibrate::run(dir, a, out, err),
+        RulesCommand::Calibrate(a) => super::calibrate::run(dir, a, out),
         RulesCommand::Diff(a) => super::rules_diff::run(dir, a, out, err),
     }
 }
 
-/// Loads and builds the rule set, printing diagnostics; `Err` carries the exit code.
+/// Loads and builds the rule set; warnings are printed, an invalid rule set is the error (as
+/// JSON on `out` with `--format json`).
 fn load(
     dir: &Path,
     format: Format,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Result<(RuleSet, Vec<SourceFile>), Exit> {
+) -> Result<(RuleSet, Vec<SourceFile>), CliError> {
     let files = match crate::loader::read_dir(dir) {
         Ok(f) => f,
         Err(e) => {
             let code = super::read_error_exit(&e);
             if code == Exit::Io && format == Format::Human {
                 // Nothing was read, so there is no rule set to call invalid.
-                let _ = write!(err, "{}", render_all(&[e.into_diagnostic()], &[]));
-            } else {
-                report(&[e.into_diagnostic()], &[], format, dir, out, err);
+                return Err(e.into());
             }
-            return Err(code);
+            return Err(invalid(
+                vec![e.into_diagnostic()],
+                Vec::new(),
+                code,
+                format,
+                dir,
+                out,
+            ));
         }
     };
     match rules::build(&files) {
@@ -51,21 +62,19 @@ fn load(
             }
             Ok((rs, files))
         }
-        Err(diags) => {
-            report(&diags, &files, format, dir, out, err);
-            Err(Exit::InvalidRules)
-        }
+        Err(diags) => Err(invalid(diags, files, Exit::InvalidRules, format, dir, out)),
     }
 }
 
-fn report(
-    diags: &[Diagnostic],
-    files: &[SourceFile],
+/// An invalid rule set: its diagnostics and a summary, or the JSON report printed on `out`.
+fn invalid(
+    diags: Vec<Diagnostic>,
+    files: Vec<SourceFile>,
+    exit: Exit,
     format: Format,
     dir: &Path,
     out: &mut dyn Write,
-    err: &mut dyn Write,
-) {
+) -> CliError {
     let errors = diags
         .iter()
         .filter(|d| d.severity == Severity::Error)
@@ -84,12 +93,10 @@ fn report(
             "{}",
             serde_json::to_string_pretty(&body).unwrap_or_default()
         );
-        return;
+        return CliError::reported(exit);
     }
-    let _ = write!(err, "{}", render_all(diags, files));
-    let _ = writeln!(
-        err,
-        "\nerror: rule set `{}` is invalid: {}{}",
+    let summary = format!(
+        "rule set `{}` is invalid: {}{}",
         dir.display(),
         plural(errors, "error"),
         if warnings > 0 {
@@ -98,6 +105,7 @@ fn report(
             String::new()
         }
     );
+    CliError::diagnostics(exit, diags, files).conclude(summary)
 }
 
 fn plural(n: usize, what: &str) -> String {
@@ -108,12 +116,14 @@ fn plural(n: usize, what: &str) -> String {
     }
 }
 
-fn check(dir: &Path, a: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+fn check(
+    dir: &Path,
+    a: &CheckArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, CliError> {
     let (format, all) = (a.format, a.all);
-    let (mut rs, files) = match load(dir, format, out, err) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (mut rs, files) = load(dir, format, out, err)?;
     // Rule analysis: warnings only, so the exit code stays 0.
     let analysis = {
         let _budget = crate::rules::deadline::overall(a.analysis_timeout.saturating_mul(1000));
@@ -171,23 +181,25 @@ fn check(dir: &Path, a: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) ->
             );
         }
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }
 
-fn test(dir: &Path, a: TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+fn test(
+    dir: &Path,
+    a: TestArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, CliError> {
     let dry_run = !a.set.is_empty() || a.input.is_some();
     if a.format == Format::Junit && dry_run {
-        let _ = writeln!(err, "error: `--format junit` is for fixture runs\n  = help: use `--format json` with --set or --input");
-        return Exit::Usage;
+        return Err(CliError::usage("`--format junit` is for fixture runs")
+            .help("use `--format json` with --set or --input"));
     }
     if a.coverage && dry_run {
-        let _ = writeln!(err, "error: `--coverage` is for fixture runs\n  = help: leave out --set and --input to run the fixtures");
-        return Exit::Usage;
+        return Err(CliError::usage("`--coverage` is for fixture runs")
+            .help("leave out --set and --input to run the fixtures"));
     }
-    let (rs, files) = match load(dir, a.format, out, err) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (rs, files) = load(dir, a.format, out, err)?;
     if dry_run {
         super::dry_run::dry(&rs, &a, out, err)
     } else {
@@ -201,17 +213,14 @@ fn run_fixtures(
     a: &TestArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Exit {
+) -> Result<Exit, CliError> {
     let results = fixtures::run(rs, a.filter.as_deref());
     let failed = results.iter().filter(|r| !r.passed()).count();
     let passed = results.len() - failed;
     let cov = if a.coverage {
         match crate::check::coverage::run(files, a.filter.as_deref()) {
             Ok(c) => Some(c),
-            Err(diags) => {
-                let _ = write!(err, "{}", render_all(&diags, files));
-                return Exit::InvalidRules;
-            }
+            Err(diags) => return Err(CliError::rules(diags, files.to_vec())),
         }
     } else {
         None
@@ -264,21 +273,18 @@ fn run_fixtures(
         }
     }
     if let (true, Some(c)) = (below, &cov) {
-        let _ = writeln!(
-            err,
-            "error: coverage {} is below the threshold of {}%\n  = help: add fixtures that reach what is listed as never reached",
+        return Err(CliError::failed(format!(
+            "coverage {} is below the threshold of {}%",
             coverage::percent(c),
             coverage::num(a.threshold)
-        );
+        ))
+        .help("add fixtures that reach what is listed as never reached"));
     }
-    if failed > 0 || below {
-        Exit::Failed
-    } else {
-        Exit::Ok
-    }
+    // Failed fixtures are a result, reported above, not an error.
+    Ok(if failed > 0 { Exit::Failed } else { Exit::Ok })
 }
 
-fn schema_cmd(a: &SchemaArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+fn schema_cmd(a: &SchemaArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
     let docs = crate::schemas::all();
     if a.check {
         let mut stale = Vec::new();
@@ -300,38 +306,31 @@ fn schema_cmd(a: &SchemaArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit 
                 docs.len(),
                 a.out.display()
             );
-            return Exit::Ok;
+            return Ok(Exit::Ok);
         }
-        for s in &stale {
-            let _ = writeln!(err, "error: {s}");
-        }
-        let _ = writeln!(
-            err,
-            "  = help: run `skill-fleet rules schema --out {}` and commit the result",
+        return Err(CliError::all(Exit::Failed, stale).help(format!(
+            "run `skill-fleet rules schema --out {}` and commit the result",
             a.out.display()
-        );
-        return Exit::Failed;
+        )));
     }
-    if let Err(e) = std::fs::create_dir_all(&a.out) {
-        let _ = writeln!(err, "error: cannot create `{}`: {e}", a.out.display());
-        return Exit::Io;
-    }
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| CliError::io(format!("cannot create `{}`: {e}", a.out.display())))?;
     for d in &docs {
         let path = a.out.join(d.file);
-        if let Err(e) = std::fs::write(&path, &d.text) {
-            let _ = writeln!(err, "error: cannot write `{}`: {e}", path.display());
-            return Exit::Io;
-        }
+        std::fs::write(&path, &d.text)
+            .map_err(|e| CliError::io(format!("cannot write `{}`: {e}", path.display())))?;
         let _ = writeln!(out, "wrote {}", path.display());
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }
 
-fn bench(dir: &Path, a: &BenchArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let (rs, _) = match load(dir, Format::Human, out, err) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+fn bench(
+    dir: &Path,
+    a: &BenchArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, CliError> {
+    let (rs, _) = load(dir, Format::Human, out, err)?;
     let mut input = serde_json::Map::new();
     if a.set.is_empty() {
         input.insert("trainset_size".into(), 200.into());
@@ -340,21 +339,12 @@ fn bench(dir: &Path, a: &BenchArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     for (k, v) in &a.set {
         input.insert(k.clone(), v.clone());
     }
-    let ctx = match rs.check_input(&input) {
-        Ok(c) => c,
-        Err(errors) => {
-            let _ = write!(err, "{}", render::input_errors(&errors, None));
-            return Exit::InvalidInput;
-        }
-    };
+    let ctx = rs
+        .check_input(&input)
+        .map_err(|errors| CliError::invalid_input(errors, None))?;
     let opts = Options::default();
-    let first = match engine::recommend(&rs, &ctx, &[], opts) {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = write!(err, "{}", e.to_diagnostic().render(&[]));
-            return Exit::InvalidRules;
-        }
-    };
+    let first = engine::recommend(&rs, &ctx, &[], opts)
+        .map_err(|e| CliError::rules(vec![e.to_diagnostic()], Vec::new()))?;
     // Warm up, then time.
     let warm = (a.n / 10).max(1);
     for _ in 0..warm {
@@ -393,5 +383,5 @@ fn bench(dir: &Path, a: &BenchArgs, out: &mut dyn Write, err: &mut dyn Write) ->
             "warning: this is a debug build; use `cargo run --release` for real figures"
         );
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }

@@ -1,9 +1,8 @@
 //! `skill-fleet rules diff --against DIR [--since 7d]`: what a rules change would do, replayed
 //! on the logged decisions and the fixtures of both rule sets.
 
-use super::{read_error_exit, Exit};
+use super::{CliError, Exit};
 use crate::check::impact::{Impact, Replay, Source};
-use crate::diagnostic::render_all;
 use crate::rules::RuleSet;
 use clap::Args;
 use std::io::Write;
@@ -35,62 +34,44 @@ pub struct DiffArgs {
     pub format: super::store_args::Format,
 }
 
-fn build(dir: &Path, flag: &str, err: &mut dyn Write) -> Result<RuleSet, Exit> {
-    let files = crate::loader::read_dir(dir).map_err(|e| {
-        let e = match flag {
-            "--against" => e.with_help(
-                "--against names the candidate rule set, e.g. `--against ../candidate/rules`",
-            ),
-            _ => e,
-        };
-        let code = read_error_exit(&e);
-        let _ = write!(err, "{}", render_all(&[e.into_diagnostic()], &[]));
-        code
+fn build(dir: &Path, flag: &str) -> Result<RuleSet, CliError> {
+    let files = crate::loader::read_dir(dir).map_err(|e| match flag {
+        "--against" => e.with_help(
+            "--against names the candidate rule set, e.g. `--against ../candidate/rules`",
+        ),
+        _ => e,
     })?;
-    crate::rules::build(&files).map_err(|diags| {
-        let _ = write!(err, "{}", render_all(&diags, &files));
-        let _ = writeln!(err, "error: rule set `{}` is invalid", dir.display());
-        Exit::InvalidRules
-    })
+    match crate::rules::build(&files) {
+        Ok(rs) => Ok(rs),
+        Err(diags) => {
+            Err(CliError::rules(diags, files)
+                .and(format!("rule set `{}` is invalid", dir.display())))
+        }
+    }
 }
 
 /// Runs `rules diff`.
-pub fn run(dir: &Path, a: DiffArgs, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let age = match crate::util::time::parse_age(&a.since) {
-        Ok(age) => age,
-        Err(m) => {
-            let _ = writeln!(err, "error: invalid --since: {m}");
-            return Exit::Usage;
-        }
-    };
-    let before = match build(dir, "--rules", err) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
-    let after = match build(&a.against, "--against", err) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
+pub fn run(
+    dir: &Path,
+    a: DiffArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, CliError> {
+    let age = crate::util::time::parse_age(&a.since)
+        .map_err(|m| CliError::usage(format!("invalid --since: {m}")))?;
+    let before = build(dir, "--rules")?;
+    let after = build(&a.against, "--against")?;
     let mut replay = Replay::new(&before, &after);
-    let path = match super::store_args::resolve_path(a.db.as_deref(), err) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let path = super::store_args::resolve_path(a.db.as_deref())?;
     let mut note = None;
     if path.exists() {
-        let store = match super::store_args::open_read(&path, err) {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
+        let store = super::store_args::open_read(&path)?;
         let since_ms = age.map_or(i64::MIN, |x| store.now_ms().saturating_sub(x));
         let r = store.each_decision_since(since_ms, |d| {
             replay.add(Source::Decision(d.id), &d.input);
         });
         let _ = store.close();
-        if let Err(e) = r {
-            let _ = writeln!(err, "error: reading the decision log: {e}");
-            return Exit::Io;
-        }
+        r.map_err(|e| CliError::io(format!("reading the decision log: {e}")))?;
     } else {
         note = Some(format!(
             "no database at `{}`: only the fixtures were replayed",
@@ -125,7 +106,7 @@ pub fn run(dir: &Path, a: DiffArgs, out: &mut dyn Write, err: &mut dyn Write) ->
             let _ = write!(out, "{}", render(&impact, dir, &a.against, &a.since));
         }
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }
 
 fn money(x: f64) -> String {

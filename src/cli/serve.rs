@@ -1,9 +1,8 @@
 //! `skill-fleet serve`: configuration, rules, database, lease sweeper, watcher, HTTP server,
 //! shutdown.
 
-use super::Exit;
+use super::{CliError, Exit};
 use crate::config::{self, Config};
-use crate::diagnostic::render_all;
 use crate::http::{serve, AppState};
 use crate::loader::live::LiveRules;
 use crate::loader::watch::{self, WatchConfig};
@@ -11,7 +10,6 @@ use crate::store::job::Status;
 use crate::store::{self, Store, StoreError, StoreOptions};
 use clap::Args;
 use serde_json::Value;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,11 +163,6 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// Runs the server until a signal.
-pub fn run(args: ServeArgs, rules: Option<&PathBuf>, err: &mut dyn Write) -> Exit {
-    start_and_serve(args, rules, err).unwrap_or_else(|code| code)
-}
-
 /// What runs beside the HTTP server: the rules watcher and the job sweeper.
 struct Background {
     /// Whether the rules directory is watched.
@@ -182,29 +175,19 @@ struct Background {
     retention_days: u64,
 }
 
-/// Configuration, rules, database, then the server until a signal, then the shutdown; `Err`
-/// holds the exit code of a failed start.
-fn start_and_serve(
-    args: ServeArgs,
-    rules: Option<&PathBuf>,
-    err: &mut dyn Write,
-) -> Result<Exit, Exit> {
-    let config = load_config(&args, rules, err)?;
-    let console_dir = console_dir(&args, err)?;
-    init_logging(&config, err)?;
-    let live = load_rules(&config, err)?;
-    let store = open_store(&config, args.skip_db_init, err)?;
+/// Runs the server: configuration, rules, database, then the server until a signal, then the
+/// shutdown.
+pub fn run(args: ServeArgs, rules: Option<&PathBuf>) -> Result<Exit, CliError> {
+    let config = load_config(&args, rules)?;
+    let console_dir = console_dir(&args)?;
+    init_logging(&config)?;
+    let live = load_rules(&config)?;
+    let store = open_store(&config, args.skip_db_init)?;
     prepare_store(&store, !args.skip_db_init);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(err, "error: cannot start the async runtime: {e}");
-            return Err(Exit::Io);
-        }
-    };
+        .map_err(|e| CliError::io(format!("cannot start the async runtime: {e}")))?;
     let background = Background {
         watching: config.rules.watch,
         watch: WatchConfig {
@@ -216,16 +199,10 @@ fn start_and_serve(
         retention_days: config.jobs.retention_days,
     };
     let addr = config.server.addr.clone();
-    let state = match AppState::new(config, Arc::clone(&live), Some(Arc::clone(&store))) {
-        Ok(mut s) => {
-            s.console_dir = console_dir;
-            Arc::new(s)
-        }
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            return Err(Exit::Io);
-        }
-    };
+    let mut state = AppState::new(config, Arc::clone(&live), Some(Arc::clone(&store)))
+        .map_err(|e| CliError::io(e.to_string()))?;
+    state.console_dir = console_dir;
+    let state = Arc::new(state);
     let result = runtime.block_on(serve_until_signal(
         addr,
         live,
@@ -237,10 +214,7 @@ fn start_and_serve(
     // The server, the decision log, the watcher and the sweeper have stopped: close the store
     // explicitly (queued writes committed, WAL checkpointed), whoever still holds a handle.
     let closed = store.close();
-    if let Err(e) = result {
-        let _ = writeln!(err, "error: {e}");
-        return Err(Exit::Io);
-    }
+    result.map_err(CliError::io)?;
     match closed {
         Ok(()) => tracing::info!("database closed"),
         Err(e) => tracing::warn!("closing the database: {e}"),
@@ -248,54 +222,41 @@ fn start_and_serve(
     Ok(Exit::Ok)
 }
 
-/// The configuration layers with the flags on top; errors are printed.
-fn load_config(
-    args: &ServeArgs,
-    rules: Option<&PathBuf>,
-    err: &mut dyn Write,
-) -> Result<Config, Exit> {
+/// The configuration layers with the flags on top; an unreadable config file has exit code 5,
+/// an invalid one 6.
+fn load_config(args: &ServeArgs, rules: Option<&PathBuf>) -> Result<Config, CliError> {
     config::load(args.config.as_deref(), flags(args, rules)).map_err(|e| {
-        let _ = writeln!(err, "error: {e}");
-        if let Some(h) = &e.help {
-            let _ = writeln!(err, "  = help: {h}");
-        }
-        if e.unreadable {
+        let exit = if e.unreadable {
             Exit::Io
         } else {
             Exit::InvalidConfig
-        }
+        };
+        CliError::new(exit, e.to_string()).help_opt(e.help)
     })
 }
 
 /// `--console-dir`, which must hold an `index.html`.
-fn console_dir(args: &ServeArgs, err: &mut dyn Write) -> Result<Option<PathBuf>, Exit> {
+fn console_dir(args: &ServeArgs) -> Result<Option<PathBuf>, CliError> {
     if let Some(d) = &args.console_dir {
         if !d.join("index.html").is_file() {
-            let _ = writeln!(
-                err,
-                "error: `{}` holds no `index.html`: not a console directory",
+            return Err(CliError::usage(format!(
+                "`{}` holds no `index.html`: not a console directory",
                 d.display()
-            );
-            let _ = writeln!(err, "  = help: pass the repository's `console/` directory, or leave `--console-dir` out to serve the built-in console");
-            return Err(Exit::Usage);
+            ))
+            .help("pass the repository's `console/` directory, or leave `--console-dir` out to serve the built-in console"));
         }
     }
     Ok(args.console_dir.clone())
 }
 
 /// Logs to standard error at the configured level.
-fn init_logging(config: &Config, err: &mut dyn Write) -> Result<(), Exit> {
-    let filter = match tracing_subscriber::EnvFilter::try_new(&config.log.level) {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = writeln!(
-                err,
-                "error: invalid config: `log.level` = `{}`: {e}",
-                config.log.level
-            );
-            return Err(Exit::InvalidConfig);
-        }
-    };
+fn init_logging(config: &Config) -> Result<(), CliError> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).map_err(|e| {
+        CliError::config(format!(
+            "invalid config: `log.level` = `{}`: {e}",
+            config.log.level
+        ))
+    })?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -307,34 +268,26 @@ fn init_logging(config: &Config, err: &mut dyn Write) -> Result<(), Exit> {
 
 /// Reads and builds the served rule set; an unreadable directory or an invalid rule set stops
 /// the start.
-fn load_rules(config: &Config, err: &mut dyn Write) -> Result<Arc<LiveRules>, Exit> {
+fn load_rules(config: &Config) -> Result<Arc<LiveRules>, CliError> {
     if let Err(e @ crate::loader::ReadError::Unreadable(_)) =
         crate::loader::read_dir(&config.rules.dir)
     {
-        let _ = write!(err, "{}", render_all(&[e.into_diagnostic()], &[]));
-        let _ = writeln!(
-            err,
-            "\nerror: cannot start: rules directory `{}` cannot be read",
+        return Err(CliError::from(e).conclude(format!(
+            "cannot start: rules directory `{}` cannot be read",
             config.rules.dir.display()
-        );
-        return Err(Exit::Io);
+        )));
     }
     match LiveRules::load(&config.rules.dir, config.rules.run_fixtures_on_reload) {
         Ok(l) => Ok(Arc::new(l.keep_revisions(config.rules.keep_revisions))),
-        Err((diags, files)) => {
-            let _ = write!(err, "{}", render_all(&diags, &files));
-            let _ = writeln!(
-                err,
-                "\nerror: cannot start: rule set `{}` is invalid",
-                config.rules.dir.display()
-            );
-            Err(Exit::InvalidRules)
-        }
+        Err((diags, files)) => Err(CliError::rules(diags, files).conclude(format!(
+            "cannot start: rule set `{}` is invalid",
+            config.rules.dir.display()
+        ))),
     }
 }
 
 /// Opens (and, without `--skip-db-init`, creates and migrates) the database.
-fn open_store(config: &Config, skip_init: bool, err: &mut dyn Write) -> Result<Arc<Store>, Exit> {
+fn open_store(config: &Config, skip_init: bool) -> Result<Arc<Store>, CliError> {
     let opts = StoreOptions {
         cache_capacity: config.database.cache_capacity,
         owner: format!("skill-fleet serve on http://{}", config.server.addr),
@@ -348,13 +301,11 @@ fn open_store(config: &Config, skip_init: bool, err: &mut dyn Write) -> Result<A
     ) {
         Ok(s) => Ok(Arc::new(s)),
         Err(e) => {
-            let _ = writeln!(err, "error: cannot open the database: {e}");
             let help = match e {
                 store::StoreError::Locked { .. } => "one SQLite database, one server: stop the other one, or give this one its own --db PATH; several nodes share a PostgreSQL database instead",
                 _ => "drop --skip-db-init to create it, or pass --db PATH (SKILL_FLEET_DB)",
             };
-            let _ = writeln!(err, "  = help: {help}");
-            Err(Exit::Io)
+            Err(CliError::io(format!("cannot open the database: {e}")).help(help))
         }
     }
 }

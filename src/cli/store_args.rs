@@ -1,13 +1,12 @@
 //! What the commands that touch the database share: the `--db` and `--format` arguments,
 //! resolving the database path, and opening the database (to write, or read-only beside a
-//! running server) with the errors printed.
+//! running server), with the errors as values.
 
-use super::Exit;
+use super::CliError;
 use crate::config;
 use crate::store::{Store, StoreError};
 use clap::Args;
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `--db` and `--format`, shared by the commands that touch the database.
@@ -30,8 +29,9 @@ pub enum Format {
     Json,
 }
 
-/// The database path: flag > SKILL_FLEET_DB > config file > default.
-pub fn resolve_path(flag: Option<&Path>, err: &mut dyn Write) -> Result<PathBuf, Exit> {
+/// The database path: flag > SKILL_FLEET_DB > config file > default; a configuration error
+/// has exit code 6 (even for an unreadable config file, which `serve` reports with 5).
+pub fn resolve_path(flag: Option<&Path>) -> Result<PathBuf, CliError> {
     let flags = flag
         .map(|p| {
             vec![(
@@ -43,18 +43,12 @@ pub fn resolve_path(flag: Option<&Path>, err: &mut dyn Write) -> Result<PathBuf,
         .unwrap_or_default();
     match config::load(None, flags) {
         Ok(c) => Ok(c.database.path),
-        Err(e) => {
-            let _ = writeln!(err, "error: {e}");
-            if let Some(h) = &e.help {
-                let _ = writeln!(err, "  = help: {h}");
-            }
-            Err(Exit::InvalidConfig)
-        }
+        Err(e) => Err(CliError::config(e.to_string()).help_opt(e.help)),
     }
 }
 
-/// Opens an existing database (`init` false) or creates it, to write; errors are printed.
-pub fn open(path: &Path, init: bool, err: &mut dyn Write) -> Result<Store, Exit> {
+/// Opens an existing database (`init` false) or creates it, to write.
+pub fn open(path: &Path, init: bool) -> Result<Store, CliError> {
     let opts = crate::store::StoreOptions {
         owner: format!(
             "skill-fleet {}",
@@ -63,38 +57,30 @@ pub fn open(path: &Path, init: bool, err: &mut dyn Write) -> Result<Store, Exit>
         ..Default::default()
     };
     Store::open_with(path, init, opts, crate::store::system_clock())
-        .map_err(|e| open_error(path, e, err))
+        .map_err(|e| open_error(path, e))
 }
 
 /// Opens an existing database to read only: works beside a running server.
-pub fn open_read(path: &Path, err: &mut dyn Write) -> Result<Store, Exit> {
-    Store::open_read_only(path).map_err(|e| open_error(path, e, err))
+pub fn open_read(path: &Path) -> Result<Store, CliError> {
+    Store::open_read_only(path).map_err(|e| open_error(path, e))
 }
 
-/// Prints why the database cannot be opened, with a hint; the exit code.
-fn open_error(path: &Path, e: StoreError, err: &mut dyn Write) -> Exit {
-    let _ = writeln!(err, "error: {e}");
-    match e {
-        StoreError::Missing(_) => {
-            let _ = writeln!(
-                err,
-                "  = help: run `skill-fleet db init --db {}` first",
-                path.display()
-            );
-        }
-        StoreError::Locked { holder, .. } => {
-            let _ = match super::api::url_in(&holder) {
-                Some(url) => writeln!(
-                    err,
-                    "  = help: one SQLite database has one writer; pass `--url {url}` to make the change through that server, or stop it first"
-                ),
-                None => writeln!(
-                    err,
-                    "  = help: one SQLite database has one writer; wait for that process to finish"
-                ),
-            };
-        }
-        _ => {}
-    }
-    Exit::Io
+/// Why the database cannot be opened, with a hint (exit code 5).
+fn open_error(path: &Path, e: StoreError) -> CliError {
+    let help = match &e {
+        StoreError::Missing(_) => Some(format!(
+            "run `skill-fleet db init --db {}` first",
+            path.display()
+        )),
+        StoreError::Locked { holder, .. } => Some(match super::api::url_in(holder) {
+            Some(url) => format!(
+                "one SQLite database has one writer; pass `--url {url}` to make the change through that server, or stop it first"
+            ),
+            None => {
+                "one SQLite database has one writer; wait for that process to finish".to_string()
+            }
+        }),
+        _ => None,
+    };
+    CliError::from(e).help_opt(help)
 }

@@ -2,8 +2,7 @@
 //! the database, scored and analysed with the training rules.
 
 use super::store_args::{open, resolve_path, DbArgs, Format};
-use super::{Exit, FileError};
-use crate::diagnostic::render_all;
+use super::{CliError, Exit, FileError};
 use crate::engine::training::{
     self, Analytics, Example, RunResult, SelectRequest, Selection, Style,
 };
@@ -75,31 +74,22 @@ pub struct UpdateArgs {
     pub db: DbArgs,
 }
 
-fn load_spec(rules_dir: &Path, err: &mut dyn Write) -> Result<TrainingSpec, Exit> {
-    let files = crate::loader::read_dir(rules_dir).map_err(|e| {
-        let _ = write!(err, "{}", e.diagnostic().render(&[]));
-        super::read_error_exit(&e)
-    })?;
-    let rs = crate::rules::build(&files).map_err(|d| {
-        let _ = write!(err, "{}", render_all(&d, &files));
-        Exit::InvalidRules
-    })?;
-    Ok(rs.training.clone())
+fn load_spec(rules_dir: &Path) -> Result<TrainingSpec, CliError> {
+    let files = crate::loader::read_dir(rules_dir)?;
+    match crate::rules::build(&files) {
+        Ok(rs) => Ok(rs.training.clone()),
+        Err(d) => Err(CliError::rules(d, files)),
+    }
 }
 
-fn open_db(a: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
-    let path = resolve_path(a.db.as_deref(), err)?;
-    open(&path, false, err)
+fn open_db(a: &DbArgs) -> Result<Store, CliError> {
+    let path = resolve_path(a.db.as_deref())?;
+    open(&path, false)
 }
 
-fn open_db_read(a: &DbArgs, err: &mut dyn Write) -> Result<Store, Exit> {
-    let path = resolve_path(a.db.as_deref(), err)?;
-    super::store_args::open_read(&path, err)
-}
-
-fn store_error(e: &crate::store::StoreError, err: &mut dyn Write) -> Exit {
-    let _ = writeln!(err, "error: {e}");
-    Exit::Io
+fn open_db_read(a: &DbArgs) -> Result<Store, CliError> {
+    let path = resolve_path(a.db.as_deref())?;
+    super::store_args::open_read(&path)
 }
 
 fn json_out(out: &mut dyn Write, v: &impl serde::Serialize) {
@@ -244,38 +234,21 @@ pub fn run(
     rules_dir: &Path,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Exit {
-    match run_inner(cmd, rules_dir, out, err) {
-        Ok(code) | Err(code) => code,
-    }
-}
-
-/// A `training` subcommand; `Err` holds the exit code of a stop.
-fn run_inner(
-    cmd: TrainingCommand,
-    rules_dir: &Path,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Exit, Exit> {
+) -> Result<Exit, CliError> {
     match cmd {
-        TrainingCommand::Import(a) => import(a, out, err),
-        TrainingCommand::Export(a) => export(a, out, err),
-        TrainingCommand::Select(a) => select(a, rules_dir, out, err),
+        TrainingCommand::Import(a) => import(a, out),
+        TrainingCommand::Export(a) => export(a, out),
+        TrainingCommand::Select(a) => select(a, rules_dir, out),
         TrainingCommand::Update(a) => update(a, rules_dir, out, err),
-        TrainingCommand::Analytics(a) => analytics(a, rules_dir, out, err),
+        TrainingCommand::Analytics(a) => analytics(a, rules_dir, out),
     }
 }
 
 /// `training import`: merges a metadata file into the database (all records or none).
-fn import(a: FileArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit, Exit> {
-    let records = read_records(&a.file).map_err(|e| {
-        let _ = writeln!(err, "error: {e}");
-        e.exit()
-    })?;
-    let store = open_db(&a.db, err)?;
-    let c = store
-        .import_examples(records)
-        .map_err(|e| store_error(&e, err))?;
+fn import(a: FileArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
+    let records = read_records(&a.file)?;
+    let store = open_db(&a.db)?;
+    let c = store.import_examples(records)?;
     let _ = store.close();
     if a.db.format == Format::Json {
         json_out(out, &c);
@@ -292,16 +265,14 @@ fn import(a: FileArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit,
 }
 
 /// `training export`: writes the live examples to a file, in the import format.
-fn export(a: FileArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit, Exit> {
-    let store = open_db_read(&a.db, err)?;
-    let all = store.examples().map_err(|e| store_error(&e, err))?;
+fn export(a: FileArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
+    let store = open_db_read(&a.db)?;
+    let all = store.examples()?;
     let _ = store.close();
     let mut text = serde_json::to_string_pretty(&all).unwrap_or_default();
     text.push('\n');
-    std::fs::write(&a.file, text).map_err(|e| {
-        let _ = writeln!(err, "error: cannot write `{}`: {e}", a.file.display());
-        Exit::Io
-    })?;
+    std::fs::write(&a.file, text)
+        .map_err(|e| CliError::io(format!("cannot write `{}`: {e}", a.file.display())))?;
     if a.db.format == Format::Json {
         json_out(
             out,
@@ -319,32 +290,26 @@ fn export(a: FileArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit,
 }
 
 /// `training select`: the trainset the training rules select, best first.
-fn select(
-    a: SelectArgs,
-    rules_dir: &Path,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Exit, Exit> {
+fn select(a: SelectArgs, rules_dir: &Path, out: &mut dyn Write) -> Result<Exit, CliError> {
     let style = match &a.style {
         None => None,
         Some(s) => Some(Style::parse(s).ok_or_else(|| {
-            let _ = writeln!(
-                err,
-                "error: unknown style `{s}`\n  = help: styles: {}",
+            CliError::input(format!("unknown style `{s}`")).help(format!(
+                "styles: {}",
                 Style::ALL.map(|x| x.as_str()).join(", ")
-            );
-            Exit::InvalidInput
+            ))
         })?),
     };
     if let Some(q) = a.min_quality {
         if !(0.0..=1.0).contains(&q) {
-            let _ = writeln!(err, "error: `--min-quality` {q} is outside 0..1");
-            return Err(Exit::InvalidInput);
+            return Err(CliError::input(format!(
+                "`--min-quality` {q} is outside 0..1"
+            )));
         }
     }
-    let spec = load_spec(rules_dir, err)?;
-    let store = open_db_read(&a.db, err)?;
-    let all = store.examples().map_err(|e| store_error(&e, err))?;
+    let spec = load_spec(rules_dir)?;
+    let store = open_db_read(&a.db)?;
+    let all = store.examples()?;
     let _ = store.close();
     let req = SelectRequest {
         style,
@@ -370,28 +335,20 @@ fn update(
     rules_dir: &Path,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Result<Exit, Exit> {
-    let text = std::fs::read_to_string(&a.results).map_err(|e| {
-        let _ = writeln!(err, "error: cannot read `{}`: {e}", a.results.display());
-        Exit::Io
-    })?;
+) -> Result<Exit, CliError> {
+    let text = std::fs::read_to_string(&a.results)
+        .map_err(|e| CliError::io(format!("cannot read `{}`: {e}", a.results.display())))?;
     let results: Vec<RunResult> = serde_json::from_str(&text).map_err(|e| {
-        let _ = writeln!(
-            err,
-            "error: `{}` is not a list of {{example_id, score, passed}}: {e}",
+        CliError::input(format!(
+            "`{}` is not a list of {{example_id, score, passed}}: {e}",
             a.results.display()
-        );
-        Exit::InvalidInput
+        ))
     })?;
-    training::check_results(&results).map_err(|e| {
-        let _ = writeln!(err, "error: `{}`: {e}", a.results.display());
-        Exit::InvalidInput
-    })?;
-    let spec = load_spec(rules_dir, err)?;
-    let store = open_db(&a.db, err)?;
-    let outcome = store
-        .apply_example_results(&spec, results)
-        .map_err(|e| store_error(&e, err))?;
+    training::check_results(&results)
+        .map_err(|e| CliError::input(format!("`{}`: {e}", a.results.display())))?;
+    let spec = load_spec(rules_dir)?;
+    let store = open_db(&a.db)?;
+    let outcome = store.apply_example_results(&spec, results)?;
     let _ = store.close();
     if a.db.format == Format::Json {
         json_out(out, &outcome);
@@ -425,15 +382,10 @@ fn update(
 }
 
 /// `training analytics`: counts, quality bands, top performers, gaps and recommendations.
-fn analytics(
-    a: DbArgs,
-    rules_dir: &Path,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Exit, Exit> {
-    let spec = load_spec(rules_dir, err)?;
-    let store = open_db_read(&a, err)?;
-    let all = store.examples().map_err(|e| store_error(&e, err))?;
+fn analytics(a: DbArgs, rules_dir: &Path, out: &mut dyn Write) -> Result<Exit, CliError> {
+    let spec = load_spec(rules_dir)?;
+    let store = open_db_read(&a)?;
+    let all = store.examples()?;
     let _ = store.close();
     let an = training::analytics(&spec, &all);
     if a.format == Format::Json {
