@@ -162,28 +162,6 @@ impl Checker {
                     }
                     continue;
                 }
-                ValidationErrorKind::Type { kind } => {
-                    let want = match kind {
-                        TypeKind::Single(t) => type_name(&t.to_string(), words).to_string(),
-                        TypeKind::Multiple(ts) => {
-                            let names: Vec<String> = ts
-                                .iter()
-                                .map(|t| t.to_string())
-                                .filter(|t| t != "null")
-                                .map(|t| type_name(&t, words).to_string())
-                                .collect();
-                            names.join(" or ")
-                        }
-                    };
-                    at_value(
-                        format!(
-                            "expected {want}, found {} `{}`",
-                            kind_of(&err.instance, words),
-                            short(&err.instance)
-                        ),
-                        None,
-                    )
-                }
                 ValidationErrorKind::Required { property } => {
                     let p = short(property);
                     if misspelt.iter().any(|(at, key)| *at == ptr && *key == p) {
@@ -196,53 +174,9 @@ impl Checker {
                         help: words.add_key_help.then(|| format!("add `{p}:` here")),
                     }
                 }
-                ValidationErrorKind::Minimum { limit }
-                | ValidationErrorKind::ExclusiveMinimum { limit } => at_value(
-                    out_of_range(&ptr, &err.instance, &format!("below the minimum {limit}")),
-                    None,
-                ),
-                ValidationErrorKind::Maximum { limit }
-                | ValidationErrorKind::ExclusiveMaximum { limit } => at_value(
-                    out_of_range(&ptr, &err.instance, &format!("above the maximum {limit}")),
-                    None,
-                ),
-                ValidationErrorKind::MaxLength { limit } => at_value(
-                    out_of_range(
-                        &ptr,
-                        &err.instance,
-                        &format!("longer than {limit} characters"),
-                    ),
-                    None,
-                ),
-                ValidationErrorKind::Enum { options } => {
-                    let opts: Vec<String> = options
-                        .as_array()
-                        .map(|a| a.iter().map(short).collect())
-                        .unwrap_or_default();
-                    let got = short(&err.instance);
-                    at_value(
-                        format!("`{got}` is not one of {}", opts.join(", ")),
-                        did_you_mean(&got, opts.iter().map(String::as_str)),
-                    )
-                }
-                ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
-                    at_value(
-                        format!(
-                            "expected a string, number or boolean, found {} `{}`",
-                            kind_of(&err.instance, words),
-                            short(&err.instance)
-                        ),
-                        None,
-                    )
-                }
                 _ => {
-                    let msg = err.to_string();
-                    let mut c = msg.chars();
-                    let msg: String = match c.next() {
-                        Some(f) => f.to_lowercase().chain(c).collect(),
-                        None => msg,
-                    };
-                    at_value(msg, None)
+                    let (message, help) = value_problem(&err, &ptr, words);
+                    at_value(message, help)
                 }
             };
             out.push(p);
@@ -262,6 +196,85 @@ impl Checker {
             .and_then(Value::as_object)
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+/// The message and help of a problem with a value (not with a key), by the kind of error.
+fn value_problem(
+    err: &ValidationError<'static>,
+    ptr: &str,
+    words: &Words,
+) -> (String, Option<String>) {
+    let done = |message: String, help: Option<String>| (message, help);
+    match &err.kind {
+        ValidationErrorKind::Type { kind } => {
+            let want = match kind {
+                TypeKind::Single(t) => type_name(&t.to_string(), words).to_string(),
+                TypeKind::Multiple(ts) => {
+                    let names: Vec<String> = ts
+                        .iter()
+                        .map(|t| t.to_string())
+                        .filter(|t| t != "null")
+                        .map(|t| type_name(&t, words).to_string())
+                        .collect();
+                    names.join(" or ")
+                }
+            };
+            done(
+                format!(
+                    "expected {want}, found {} `{}`",
+                    kind_of(&err.instance, words),
+                    short(&err.instance)
+                ),
+                None,
+            )
+        }
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => done(
+            out_of_range(ptr, &err.instance, &format!("below the minimum {limit}")),
+            None,
+        ),
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => done(
+            out_of_range(ptr, &err.instance, &format!("above the maximum {limit}")),
+            None,
+        ),
+        ValidationErrorKind::MaxLength { limit } => done(
+            out_of_range(
+                ptr,
+                &err.instance,
+                &format!("longer than {limit} characters"),
+            ),
+            None,
+        ),
+        ValidationErrorKind::Enum { options } => {
+            let opts: Vec<String> = options
+                .as_array()
+                .map(|a| a.iter().map(short).collect())
+                .unwrap_or_default();
+            let got = short(&err.instance);
+            done(
+                format!("`{got}` is not one of {}", opts.join(", ")),
+                did_you_mean(&got, opts.iter().map(String::as_str)),
+            )
+        }
+        ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => done(
+            format!(
+                "expected a string, number or boolean, found {} `{}`",
+                kind_of(&err.instance, words),
+                short(&err.instance)
+            ),
+            None,
+        ),
+        _ => {
+            let msg = err.to_string();
+            let mut c = msg.chars();
+            let msg: String = match c.next() {
+                Some(f) => f.to_lowercase().chain(c).collect(),
+                None => msg,
+            };
+            done(msg, None)
+        }
     }
 }
 
