@@ -355,11 +355,14 @@ impl LiveRules {
         st
     }
 
-    /// The revision of the files on disk now, when they can be read.
-    pub fn disk_revision(&self) -> Option<String> {
-        read_dir(&self.dir)
-            .ok()
-            .map(|f| rules::compile::revision(&f))
+    /// The revision of the files on disk now; for a directory that cannot be read,
+    /// `unreadable: ` and the problem, a state of its own, so the poll that finds it reloads
+    /// once and reports it even when no file event came (the watcher could not start).
+    pub fn disk_revision(&self) -> String {
+        match read_dir(&self.dir) {
+            Ok(f) => rules::compile::revision(&f),
+            Err(e) => format!("unreadable: {e}"),
+        }
     }
 
     /// Rebuilds from disk and swaps when valid (forced: also when a rollback is active and
@@ -377,7 +380,7 @@ impl LiveRules {
     fn reload_from_disk(&self, force: bool) -> Reload {
         let _guard = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
-        let disk = self.disk_revision();
+        let disk = Some(self.disk_revision());
         {
             let st = self.status.lock().unwrap_or_else(|p| p.into_inner());
             if !force && st.rolled_back_from.is_some() && disk == st.rolled_back_from {
@@ -426,5 +429,53 @@ impl LiveRules {
     /// Renders a failed reload for the log.
     pub fn render_failure(diags: &[Diagnostic], files: &[SourceFile]) -> String {
         render_all(diags, files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy of the shipped rules (YAML files only) in a fresh directory.
+    fn rules_copy(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("skill-fleet-live-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        for e in std::fs::read_dir(shipped).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "yaml") {
+                std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn an_unreadable_directory_is_a_disk_state_the_poll_acts_on_once() {
+        let dir = rules_copy("unreadable");
+        let live = LiveRules::load(&dir, false).unwrap();
+        let good = live.disk_revision();
+        assert_eq!(good, live.status().revision);
+        let link = dir.join("passwd.yaml");
+        std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+        let bad = live.disk_revision();
+        assert!(bad.starts_with("unreadable: "), "{bad}");
+        assert!(bad.contains("outside the rules directory"), "{bad}");
+        // The watch loop's poll reloads when the disk state differs from the one last read.
+        assert_ne!(Some(&bad), live.disk_seen().as_ref());
+        assert!(matches!(live.reload_changed(), Reload::Failed(..)));
+        assert_eq!(live.status().state, State::Degraded);
+        assert_eq!(
+            live.disk_seen(),
+            Some(bad),
+            "seen: the poll does not repeat it"
+        );
+        std::fs::remove_file(&link).unwrap();
+        assert_eq!(live.disk_revision(), good);
+        assert!(matches!(live.reload_changed(), Reload::Unchanged(_)));
+        assert_eq!(live.status().state, State::Loaded);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

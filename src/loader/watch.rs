@@ -108,7 +108,7 @@ pub async fn run(live: Arc<LiveRules>, cfg: WatchConfig, mut shutdown: watch::Re
                     watcher = make_watcher(&live, &tx);
                 }
                 let l = Arc::clone(&live);
-                let disk = tokio::task::spawn_blocking(move || l.disk_revision()).await.ok().flatten();
+                let disk = tokio::task::spawn_blocking(move || l.disk_revision()).await.ok();
                 if let Some(rev) = disk {
                     // Against the files last read, not the served revision: a rollback
                     // serves an older revision until the files change again.
