@@ -224,6 +224,11 @@ function chartIn(node) {
     clear(node);
     c = window.echarts.init(node, null, { renderer: 'canvas' });
     charts.set(node.id, c);
+    // The chart follows its box (a narrow screen, a column that appears or goes).
+    const chart = c;
+    new ResizeObserver(debounce(() => {
+      if (!chart.isDisposed()) chart.resize();
+    }, 50)).observe(node);
   }
   return c;
 }

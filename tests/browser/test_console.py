@@ -130,6 +130,39 @@ def test_every_page_loads_without_console_errors(driver: WebDriver, server: Serv
     assert_no_console_errors(driver)
 
 
+def test_every_page_fits_a_narrow_screen(driver: WebDriver, server: Server) -> None:
+    # A phone's width (headless Chromium's window stops at 500 px: the viewport is emulated);
+    # nothing may stick out sideways.
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 380, "height": 800, "deviceScaleFactor": 1, "mobile": False},
+    )
+    try:
+        for page, ready in [
+            ("#/playground?trainset_size=200&budget_usd=10", "dec-optimizer"),
+            ("#/map?trainset_size=200&budget_usd=10", "map-legend"),
+            ("#/rules", "rules-revision"),
+            ("#/jobs", "jobs-list"),
+            ("#/loop", "stat-decisions"),
+        ]:
+            open_page(driver, server, page)
+            wait_text(driver, ready)
+            wide = driver.execute_script(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+            )
+            assert wide[0] <= wide[1], f"{page} is {wide[0]} px wide in a {wide[1]} px window"
+            if "map" in page:
+                canvas, box = driver.execute_script(
+                    "const n = document.querySelector('[data-testid=\"map-chart\"]');"
+                    "return [n.querySelector('canvas').clientWidth, n.clientWidth]"
+                )
+                assert canvas <= box, f"the map is {canvas} px wide in a {box} px box"
+        screenshot(driver, "narrow-loop")
+        assert_no_console_errors(driver)
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 def test_playground_decides_as_you_type_and_the_link_reproduces_it(driver: WebDriver, server: Server) -> None:
     open_page(driver, server, "#/playground")
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="field-trainset_size"]'))
