@@ -74,7 +74,7 @@ fn crate_refs(code: &str) -> Vec<String> {
 fn forbidden_words(module: &str) -> Vec<&'static str> {
     let mut words = Vec::new();
     if module != "store" {
-        words.push("rusqlite::");
+        words.extend(["rusqlite::", "postgres::", "tokio_postgres::"]);
     }
     if module != "http" {
         words.extend(["hyper::", "hyper_util::", "http_body_util::"]);

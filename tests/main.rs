@@ -18,6 +18,7 @@ mod hardening;
 mod jobs_api;
 mod oracle;
 mod outcomes;
+mod postgres;
 mod pre_commit;
 mod properties;
 mod python;

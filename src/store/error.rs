@@ -48,6 +48,14 @@ pub enum StoreError {
     /// The batch this change was part of could not be committed.
     #[error("database write failed: {0}")]
     Batch(String),
+    /// PostgreSQL reported an error, or could not be reached (the URL's password redacted).
+    #[error("database `{url}`: {message}")]
+    Postgres {
+        /// The database, redacted.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// SQLite reported an error.
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
@@ -57,7 +65,7 @@ pub enum StoreError {
     /// The database was written by a newer skill-fleet.
     #[error("database `{path}` has schema version {found}, newer than this build's {supported}")]
     TooNew {
-        /// File.
+        /// File (or PostgreSQL URL, redacted).
         path: PathBuf,
         /// Version in the file.
         found: i64,

@@ -18,6 +18,7 @@ pub mod file;
 pub mod job;
 mod migrations;
 pub mod outcomes;
+pub mod pg;
 mod reads;
 mod sql;
 pub mod writer;

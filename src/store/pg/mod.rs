@@ -1,0 +1,181 @@
+//! PostgreSQL, the store several `serve` nodes share (issue 17, first step): the database
+//! location as a `postgres://` URL whose password never shows (`PgUrl::redacted`), a
+//! connection made within a bounded time, and the schema's append-only migrations, tracked in
+//! the table `skill_fleet_migrations` and applied under an advisory lock so that nodes that
+//! start together do not race. The job store on PostgreSQL builds on these.
+
+mod migrations;
+
+pub use migrations::{migrate, schema_version, MIGRATIONS};
+
+use super::StoreError;
+use std::time::Duration;
+
+/// A PostgreSQL database location.
+#[derive(Clone)]
+pub struct PgUrl {
+    raw: String,
+    redacted: String,
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PgUrl").field(&self.redacted).finish()
+    }
+}
+
+impl std::fmt::Display for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl PgUrl {
+    /// Whether a database location names PostgreSQL (`postgres://` or `postgresql://`); any
+    /// other location is a SQLite file.
+    pub fn is_url(location: &str) -> bool {
+        let l = location.trim_start();
+        l.starts_with("postgres://") || l.starts_with("postgresql://")
+    }
+
+    /// Parses a `postgres://user:password@host:port/name?…` URL.
+    pub fn parse(location: &str) -> Result<PgUrl, StoreError> {
+        let raw = location.trim().to_string();
+        let redacted = redact(&raw);
+        if !Self::is_url(&raw) {
+            return Err(StoreError::Postgres {
+                url: redacted,
+                message: "not a PostgreSQL URL: it starts with `postgres://` or `postgresql://`"
+                    .into(),
+            });
+        }
+        raw.parse::<postgres::Config>()
+            .map_err(|e| StoreError::Postgres {
+                url: redacted.clone(),
+                message: format!("invalid URL: {e}"),
+            })?;
+        Ok(PgUrl { raw, redacted })
+    }
+
+    /// The URL with its password replaced by `***`: what logs, `db status` and errors show.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// Connects, giving up after `timeout` (an unreachable host is an error, not a hang).
+    pub fn connect(&self, timeout: Duration) -> Result<postgres::Client, StoreError> {
+        let mut config = self
+            .raw
+            .parse::<postgres::Config>()
+            .map_err(|e| self.error(e))?;
+        config.connect_timeout(timeout);
+        config.connect(postgres::NoTls).map_err(|e| self.error(e))
+    }
+
+    /// A PostgreSQL error of this database, with the URL redacted.
+    pub fn error(&self, e: postgres::Error) -> StoreError {
+        StoreError::Postgres {
+            url: self.redacted.clone(),
+            message: redact_in(&e.to_string(), &self.raw),
+        }
+    }
+}
+
+/// `scheme://user:password@rest` → `scheme://user:***@rest`; also a `password=` query
+/// parameter.
+fn redact(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let start = scheme_end + 3;
+        // The userinfo ends at the last `@` before the path (a password may contain `@`).
+        let authority_end = out[start..]
+            .find(['/', '?'])
+            .map_or(out.len(), |i| start + i);
+        if let Some(at) = out[start..authority_end].rfind('@') {
+            let userinfo = &out[start..start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(start + colon + 1..start + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    out
+}
+
+/// A message with any occurrence of the full URL (or its password) redacted.
+fn redact_in(message: &str, raw: &str) -> String {
+    let mut m = message.replace(raw, &redact(raw));
+    if let Some(password) = password_of(raw) {
+        if password.len() >= 3 {
+            m = m.replace(&password, "***");
+        }
+    }
+    m
+}
+
+fn password_of(raw: &str) -> Option<String> {
+    let config = raw.parse::<postgres::Config>().ok()?;
+    let p = config.get_password()?;
+    String::from_utf8(p.to_vec()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        for (url, shown) in [
+            (
+                "postgres://fleet:s3cret@db.example:5432/fleet",
+                "postgres://fleet:***@db.example:5432/fleet",
+            ),
+            (
+                "postgresql://fleet:p@ss@10.0.0.5/fleet?sslmode=disable",
+                "postgresql://fleet:***@10.0.0.5/fleet?sslmode=disable",
+            ),
+            (
+                "postgres://fleet@localhost/fleet?password=s3cret&application_name=x",
+                "postgres://fleet@localhost/fleet?password=***&application_name=x",
+            ),
+            ("postgres://localhost/fleet", "postgres://localhost/fleet"),
+        ] {
+            let u = PgUrl::parse(url).unwrap();
+            assert_eq!(u.redacted(), shown);
+            assert_eq!(u.to_string(), shown);
+            assert_eq!(format!("{u:?}"), format!("PgUrl({shown:?})"));
+        }
+        let e = redact_in(
+            "error connecting to postgres://fleet:s3cret@h/db: s3cret refused",
+            "postgres://fleet:s3cret@h/db",
+        );
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn only_postgres_urls_are_postgres() {
+        assert!(PgUrl::is_url("postgres://h/db"));
+        assert!(PgUrl::is_url("postgresql://h/db"));
+        for path in [
+            "skill-fleet.db",
+            "/var/lib/fleet.db",
+            "postgres.db",
+            "./postgres://x",
+        ] {
+            assert!(!PgUrl::is_url(path), "{path}");
+        }
+        let e = PgUrl::parse("postgres://u:pw@h:notaport/db").unwrap_err();
+        assert!(e.to_string().contains("invalid URL"), "{e}");
+        assert!(!e.to_string().contains(":pw@"), "{e}");
+    }
+}

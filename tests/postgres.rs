@@ -1,0 +1,252 @@
+//! PostgreSQL (issue 17, first step) against a real server: each test starts its own
+//! throwaway cluster (`initdb`, then `pg_ctl start` on a free port, `fsync=off`; as the
+//! `postgres` user when the tests run as root, since `initdb` refuses root) and stops it at the
+//! end. In CI a missing PostgreSQL fails; on a developer machine without one the tests say
+//! loudly that they skipped.
+
+use super::support::{free_port, TempDir};
+use skill_fleet::store::pg::{self, PgUrl};
+use skill_fleet::store::StoreError;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Where `initdb` and `pg_ctl` are: on the `PATH`, or Debian's versioned directory.
+fn pg_bin(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin").join(name)))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        found.pop()
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A throwaway PostgreSQL cluster, stopped when dropped.
+struct Cluster {
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Cluster {
+    /// A running cluster, or `None` (with a loud note) when PostgreSQL is not installed and
+    /// this is not CI.
+    fn start(tag: &str) -> Option<Cluster> {
+        let (Some(initdb), Some(pg_ctl)) = (pg_bin("initdb"), pg_bin("pg_ctl")) else {
+            let msg =
+                "PostgreSQL is not installed (`initdb`, `pg_ctl`): `apt-get install postgresql`";
+            assert!(std::env::var_os("CI").is_none(), "{msg} (CI needs it)");
+            eprintln!("\n*** SKIPPED a PostgreSQL test: {msg} ***\n");
+            return None;
+        };
+        let dir = TempDir::new(tag);
+        let data = dir.path().join("data");
+        let run = |program: &Path, args: &[&str]| {
+            let mut cmd = if is_root() {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(program);
+                c
+            } else {
+                Command::new(program)
+            };
+            let out = cmd.args(args).output().expect("run a PostgreSQL tool");
+            assert!(
+                out.status.success(),
+                "{} {args:?} failed:\n{}{}",
+                program.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        if is_root() {
+            // The cluster's files belong to `postgres`.
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown the cluster's directory to postgres");
+        }
+        let data_s = data.display().to_string();
+        run(
+            &initdb,
+            &[
+                "-D",
+                &data_s,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            dir.path().display()
+        );
+        let log = dir.path().join("server.log").display().to_string();
+        run(
+            &pg_ctl,
+            &[
+                "-D", &data_s, "-o", &options, "-l", &log, "-w", "-t", "60", "start",
+            ],
+        );
+        Some(Cluster {
+            pg_ctl,
+            data,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// A fresh database of this cluster, by URL (with a password in it, which the server does
+    /// not check: `trust`), so every message can be checked for it.
+    fn database(&self, name: &str) -> PgUrl {
+        let admin = PgUrl::parse(&format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            self.port
+        ))
+        .expect("admin url");
+        let mut c = admin
+            .connect(Duration::from_secs(10))
+            .expect("connect as admin");
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        PgUrl::parse(&format!(
+            "postgres://postgres:hunter2secret@127.0.0.1:{}/{name}",
+            self.port
+        ))
+        .expect("url")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&self.pg_ctl);
+            c
+        } else {
+            Command::new(&self.pg_ctl)
+        };
+        let _ = cmd.args(["-D", &data, "-m", "immediate", "stop"]).output();
+    }
+}
+
+#[test]
+fn nodes_that_start_together_migrate_once() {
+    let Some(cluster) = Cluster::start("pg-migrate") else {
+        return;
+    };
+    let url = cluster.database("fleet");
+    // Four nodes start at once: one applies every migration, the others find nothing to do.
+    let applied: Vec<usize> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+                    pg::migrate(&mut c, &url, 1_000).expect("migrate")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("node"))
+            .collect()
+    });
+    assert_eq!(
+        applied.iter().sum::<usize>(),
+        pg::MIGRATIONS.len(),
+        "{applied:?}"
+    );
+    assert_eq!(applied.iter().filter(|&&n| n > 0).count(), 1, "{applied:?}");
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    assert_eq!(
+        pg::schema_version(&mut c, &url).expect("version"),
+        pg::MIGRATIONS.len() as i64
+    );
+    let rows: i64 = c
+        .query_one("SELECT COUNT(*) FROM skill_fleet_migrations", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, pg::MIGRATIONS.len() as i64);
+    // The tables are there, with the constraints the job store relies on.
+    c.batch_execute(
+        "INSERT INTO jobs (id, job_type, status, created_at, updated_at) \
+         VALUES ('j1', 't', 'pending', 1, 1)",
+    )
+    .expect("insert a job");
+    let bad = c.batch_execute(
+        "INSERT INTO jobs (id, job_type, status, created_at, updated_at) \
+         VALUES ('j2', 't', 'done', 1, 1)",
+    );
+    assert!(bad.is_err(), "an unknown status is refused by the table");
+    // Again: nothing to do.
+    assert_eq!(pg::migrate(&mut c, &url, 2_000).expect("migrate"), 0);
+}
+
+#[test]
+fn a_database_newer_than_the_build_is_refused_untouched() {
+    let Some(cluster) = Cluster::start("pg-newer") else {
+        return;
+    };
+    let url = cluster.database("fleet");
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    pg::migrate(&mut c, &url, 1).expect("migrate");
+    c.batch_execute(
+        "INSERT INTO skill_fleet_migrations (version, name, applied_at) VALUES (99, 'from the future', 2)",
+    )
+    .expect("a newer migration");
+    let e = pg::migrate(&mut c, &url, 3).expect_err("refused");
+    assert!(matches!(e, StoreError::TooNew { found: 99, .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("newer than this build"), "{text}");
+    assert!(text.contains("postgres:***@127.0.0.1"), "{text}");
+    assert!(!text.contains("hunter2secret"), "{text}");
+    assert_eq!(pg::schema_version(&mut c, &url).expect("version"), 99);
+}
+
+#[test]
+fn an_unreachable_database_is_an_error_within_the_timeout() {
+    // Nothing listens on this port: refused at once. A black-holed address is bounded by
+    // the connect timeout too.
+    let url = PgUrl::parse(&format!(
+        "postgres://fleet:hunter2secret@127.0.0.1:{}/fleet",
+        free_port()
+    ))
+    .expect("url");
+    for target in [
+        url,
+        PgUrl::parse("postgres://fleet:hunter2secret@10.255.255.1:5432/fleet").expect("url"),
+    ] {
+        let start = Instant::now();
+        let Err(e) = target.connect(Duration::from_secs(2)) else {
+            panic!("{target}: connected to nothing");
+        };
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(6), "{target}: {took:?}");
+        let text = e.to_string();
+        assert!(text.contains(target.redacted()), "{text}");
+        assert!(!text.contains("hunter2secret"), "{text}");
+    }
+}
