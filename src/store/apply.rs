@@ -372,12 +372,20 @@ impl Ctx<'_> {
     /// Fails a running job; with `retry`, back to pending (after a backoff) while attempts
     /// remain.
     fn fail(&self, id: &str, token: &str, error: &str, retry: bool) -> Result<Done, StoreError> {
-        let now = self.now;
-        let c = self.conn;
         let h = self.leased(id, token, Status::Failed)?;
         let attempt = h.attempt + 1;
         if retry && attempt < h.max_attempts {
-            c.prepare_cached(
+            self.retry_later(id, attempt, error)?;
+        } else {
+            self.fail_for_good(id, attempt, error)?;
+        }
+        Ok(Done::Job(self.job(id)?))
+    }
+
+    /// Back to pending after the backoff of `attempt`, the lease released.
+    fn retry_later(&self, id: &str, attempt: i64, error: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
                 "UPDATE jobs SET status = 'pending', error = ?2, attempt = ?3, not_before = ?4, \
                  lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?5, \
                  version = version + 1 WHERE id = ?1",
@@ -386,18 +394,22 @@ impl Ctx<'_> {
                 id,
                 error,
                 attempt,
-                now + self.backoff(attempt),
-                now
+                self.now + self.backoff(attempt),
+                self.now
             ])?;
-        } else {
-            c.prepare_cached(
+        Ok(())
+    }
+
+    /// Failed for good (attempts used up, or no retry asked), the lease released.
+    fn fail_for_good(&self, id: &str, attempt: i64, error: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
                 "UPDATE jobs SET status = 'failed', error = ?2, attempt = ?3, lease_owner = NULL, \
                  lease_token = NULL, lease_expires_at = NULL, completed_at = ?4, updated_at = ?4, \
                  version = version + 1 WHERE id = ?1",
             )?
-            .execute(params![id, error, attempt, now])?;
-        }
-        Ok(Done::Job(self.job(id)?))
+            .execute(params![id, error, attempt, self.now])?;
+        Ok(())
     }
 
     /// Parks a running job in `pending_hitl` with a question.
@@ -470,30 +482,14 @@ impl Ctx<'_> {
             let attempt = attempt + 1;
             let owner = owner.unwrap_or_else(|| "?".into());
             if attempt >= max {
-                c.prepare_cached(
-                    "UPDATE jobs SET status = 'failed', attempt = ?2, error = ?3, lease_owner = NULL, \
-                     lease_token = NULL, lease_expires_at = NULL, completed_at = ?4, updated_at = ?4, \
-                     version = version + 1 WHERE id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    attempt,
-                    format!("lease of worker `{owner}` expired; {attempt} of {max} attempts used"),
-                    now
-                ])?;
+                let error =
+                    format!("lease of worker `{owner}` expired; {attempt} of {max} attempts used");
+                self.fail_for_good(&id, attempt, &error)?;
             } else {
-                c.prepare_cached(
-                    "UPDATE jobs SET status = 'pending', attempt = ?2, error = ?3, not_before = ?4, \
-                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?5, \
-                     version = version + 1 WHERE id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    attempt,
-                    format!("lease of worker `{owner}` expired; retrying ({attempt} of {max} attempts used)"),
-                    now + self.backoff(attempt),
-                    now
-                ])?;
+                let error = format!(
+                    "lease of worker `{owner}` expired; retrying ({attempt} of {max} attempts used)"
+                );
+                self.retry_later(&id, attempt, &error)?;
             }
             changed.push(self.job(&id)?);
         }
