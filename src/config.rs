@@ -136,6 +136,23 @@ impl Default for DecisionsConfig {
 pub struct LogConfig {
     /// Filter in `tracing` syntax: `info`, `debug`, `skill_fleet=debug,hyper=warn`, …
     pub level: String,
+    /// `human` (one readable line per event) or `json` (one JSON object per line: `time`,
+    /// `level`, `node`, `message` and the event's fields), for a log stack that merges nodes.
+    pub format: LogFormat,
+    /// One `info` line per request: request id, method, route, status, duration in ms.
+    pub requests: bool,
+    /// This node's name in JSON lines (default: the host name).
+    pub node: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for ServerConfig {
@@ -188,6 +205,9 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".into(),
+            format: LogFormat::Human,
+            requests: false,
+            node: None,
         }
     }
 }

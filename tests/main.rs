@@ -16,6 +16,7 @@ mod examples;
 mod exit_codes;
 mod hardening;
 mod jobs_api;
+mod logging;
 mod oracle;
 mod outcomes;
 mod postgres;

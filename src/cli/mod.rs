@@ -9,6 +9,7 @@ pub mod db;
 pub mod dry_run;
 pub mod error;
 pub mod jobs;
+pub mod logging;
 pub mod metrics;
 pub mod optimize;
 pub mod render;

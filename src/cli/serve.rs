@@ -180,7 +180,7 @@ struct Background {
 pub fn run(args: ServeArgs, rules: Option<&PathBuf>) -> Result<Exit, CliError> {
     let config = load_config(&args, rules)?;
     let console_dir = console_dir(&args)?;
-    init_logging(&config)?;
+    super::logging::init(&config)?;
     let live = load_rules(&config)?;
     let store = open_store(&config, args.skip_db_init)?;
     prepare_store(&store, !args.skip_db_init);
@@ -247,23 +247,6 @@ fn console_dir(args: &ServeArgs) -> Result<Option<PathBuf>, CliError> {
         }
     }
     Ok(args.console_dir.clone())
-}
-
-/// Logs to standard error at the configured level.
-fn init_logging(config: &Config) -> Result<(), CliError> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).map_err(|e| {
-        CliError::config(format!(
-            "invalid config: `log.level` = `{}`: {e}",
-            config.log.level
-        ))
-    })?;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-    Ok(())
 }
 
 /// Reads and builds the served rule set; an unreadable directory or an invalid rule set stops

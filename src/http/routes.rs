@@ -123,14 +123,25 @@ pub(super) async fn handle(
             own.as_str()
         }
     };
+    // Only when request lines are asked for (`log.requests`): the method outlives the request.
+    let method = state.config.log.requests.then(|| req.method().clone());
     let (route, result) = dispatch(&conn, rid, req).await;
     let mut resp = result.unwrap_or_else(|e| e.into_response(rid));
     if let Ok(v) = HeaderValue::from_str(rid) {
         resp.headers_mut().insert(X_REQUEST_ID, v);
     }
-    state
-        .metrics
-        .observe(route, resp.status().as_u16(), start.elapsed());
+    let took = start.elapsed();
+    state.metrics.observe(route, resp.status().as_u16(), took);
+    if let Some(method) = method {
+        tracing::info!(
+            request_id = rid,
+            method = method.as_str(),
+            route = route.label(),
+            status = resp.status().as_u16(),
+            duration_ms = took.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
     conn.activity.end();
     Ok(resp)
 }
