@@ -3,7 +3,8 @@
 //! input) before it writes.
 
 use super::job::{Job, NewJob, Progress, Status};
-use super::sql::{self, head, Head};
+use super::lifecycle::{self, uuid, Head};
+use super::sql::{self, head};
 use super::{StoreError, StoreOptions};
 use rusqlite::{params, Connection};
 
@@ -141,11 +142,6 @@ type Training = (
     Vec<crate::engine::training::RunResult>,
 );
 
-/// A fresh job id or lease token.
-fn uuid() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
 /// One batch's view of the database: its transaction, its time, the store's options.
 pub(super) struct Ctx<'a> {
     /// The batch's transaction.
@@ -166,44 +162,18 @@ impl Ctx<'_> {
     }
 
     fn transition(&self, id: &str, h: &Head, to: Status) -> Result<(), StoreError> {
-        if h.status.can_become(to) {
-            Ok(())
-        } else {
-            Err(StoreError::IllegalTransition {
-                id: id.to_string(),
-                from: h.status,
-                to,
-            })
-        }
+        lifecycle::transition(id, h, to)
     }
 
     /// The job must be running under this token with an unexpired lease.
     fn leased(&self, id: &str, token: &str, to: Status) -> Result<Head, StoreError> {
         let h = self.head(id)?;
-        if h.status != Status::Running {
-            return Err(StoreError::IllegalTransition {
-                id: id.to_string(),
-                from: h.status,
-                to,
-            });
-        }
-        let valid =
-            h.token.as_deref() == Some(token) && h.lease_expires_at.is_some_and(|e| e > self.now);
-        if !valid {
-            return Err(StoreError::StaleLease {
-                id: id.to_string(),
-                status: h.status,
-            });
-        }
+        lifecycle::leased(id, &h, token, self.now, to)?;
         Ok(h)
     }
 
     fn backoff(&self, attempt: i64) -> i64 {
-        let exp = attempt.clamp(1, 30) - 1;
-        self.opts
-            .backoff_base_ms
-            .saturating_mul(1i64 << exp)
-            .min(self.opts.backoff_max_ms)
+        lifecycle::backoff(self.opts, attempt)
     }
 
     /// Applies one change inside the writer's transaction: checks what it can refuse, then
@@ -562,13 +532,7 @@ impl Ctx<'_> {
         let c = self.conn;
         // Lengths were checked by `Store::create` (`NewJob::check`).
         let job_type = new.job_type.trim();
-        let max_attempts = new.max_attempts.unwrap_or(self.opts.default_max_attempts);
-        if !(1..=100).contains(&max_attempts) {
-            return Err(StoreError::Field {
-                field: "max_attempts".into(),
-                message: format!("`max_attempts` is {max_attempts}; it must be between 1 and 100"),
-            });
-        }
+        let max_attempts = lifecycle::max_attempts(new, self.opts)?;
         if let Some(key) = &new.idempotency_key {
             let existing: Option<String> = c
                 .prepare_cached("SELECT id FROM jobs WHERE idempotency_key = ?1")?

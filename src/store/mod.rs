@@ -16,6 +16,7 @@ mod error;
 pub mod examples;
 pub mod file;
 pub mod job;
+mod lifecycle;
 mod migrations;
 pub mod outcomes;
 pub mod pg;

@@ -1,6 +1,7 @@
 //! SQL shared by the writer and the readers: the jobs table's columns and row mapping.
 
 use super::job::{Hitl, Job, LeaseInfo, Progress, Status};
+use super::lifecycle::Head;
 use rusqlite::{Connection, OptionalExtension, Row};
 
 /// Columns of `jobs`, in the order [`row_to_job`] reads them.
@@ -67,21 +68,6 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Job>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?
         .query_row([id], row_to_job)
         .optional()
-}
-
-/// The state the writer needs to check a transition.
-#[derive(Debug, Clone)]
-pub struct Head {
-    /// Status.
-    pub status: Status,
-    /// Lease token.
-    pub token: Option<String>,
-    /// Lease expiry (ms).
-    pub lease_expires_at: Option<i64>,
-    /// Failed attempts.
-    pub attempt: i64,
-    /// Allowed attempts.
-    pub max_attempts: i64,
 }
 
 /// Status, lease and attempts of one job.
