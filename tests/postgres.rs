@@ -5,6 +5,8 @@
 //! loudly that they skipped.
 
 use super::support::{free_port, TempDir};
+use serde_json::json;
+use skill_fleet::store::job::{NewJob, Progress, Status};
 use skill_fleet::store::pg::{self, PgUrl};
 use skill_fleet::store::StoreError;
 use std::path::{Path, PathBuf};
@@ -249,4 +251,248 @@ fn an_unreachable_database_is_an_error_within_the_timeout() {
         assert!(text.contains(target.redacted()), "{text}");
         assert!(!text.contains("hunter2secret"), "{text}");
     }
+}
+
+/// A migrated database of a fresh cluster, with its job operations.
+fn jobs_db(tag: &str) -> Option<(Cluster, PgUrl, pg::PgJobs)> {
+    let cluster = Cluster::start(tag)?;
+    let url = cluster.database("fleet");
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    pg::migrate(&mut c, &url, 0).expect("migrate");
+    let jobs = pg::PgJobs::new(url.clone(), skill_fleet::store::StoreOptions::default());
+    Some((cluster, url, jobs))
+}
+
+fn new_job(key: Option<&str>) -> NewJob {
+    NewJob {
+        job_type: "optimization".into(),
+        task: "tune".into(),
+        idempotency_key: key.map(str::to_string),
+        ..NewJob::default()
+    }
+}
+
+#[test]
+fn a_job_goes_through_its_lifecycle_and_stale_tokens_are_refused() {
+    let Some((_cluster, url, jobs)) = jobs_db("pg-life") else {
+        return;
+    };
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    let (job, created) = jobs.create(&mut c, &new_job(None), 1_000).expect("create");
+    assert!(created);
+    assert_eq!(
+        (job.status, job.version, job.attempt),
+        (Status::Pending, 1, 0)
+    );
+    // Completing a job nobody claimed is an illegal transition.
+    let e = jobs
+        .complete(&mut c, &job.id, "nope", &json!({}), 1_001)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::IllegalTransition {
+                from: Status::Pending,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let (claimed, token) = jobs
+        .claim(&mut c, "w1", &[], 60_000, None, 1_002)
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(claimed.id, job.id);
+    assert_eq!(claimed.status, Status::Running);
+    // A wrong token is stale; the right one extends the lease.
+    let e = jobs
+        .heartbeat(&mut c, &job.id, "forged", 60_000, None, 1_003)
+        .unwrap_err();
+    assert!(matches!(e, StoreError::StaleLease { .. }), "{e:?}");
+    let p = Progress {
+        percent: 40.0,
+        message: Some("half way".into()),
+        phase: Some("compiling".into()),
+    };
+    let beat = jobs
+        .heartbeat(&mut c, &job.id, &token, 60_000, Some(&p), 1_004)
+        .expect("heartbeat");
+    assert_eq!(beat.progress.percent, 40.0);
+    // A human in the loop, then back to pending and claimed again: the old token is stale.
+    let asked = jobs
+        .request_hitl(&mut c, &job.id, &token, "approve", &json!({"q": 1}), 1_005)
+        .expect("ask");
+    assert_eq!(asked.status, Status::PendingHitl);
+    let answered = jobs
+        .respond_hitl(&mut c, &job.id, &json!({"approved": true}), 1_006)
+        .expect("answer");
+    assert_eq!(answered.status, Status::Pending);
+    assert!(jobs
+        .respond_hitl(&mut c, &job.id, &json!({}), 1_007)
+        .is_err());
+    let (_, token2) = jobs
+        .claim(
+            &mut c,
+            "w2",
+            &["optimization".into()],
+            60_000,
+            Some(&job.id),
+            1_008,
+        )
+        .expect("claim")
+        .expect("the job again");
+    let e = jobs
+        .complete(&mut c, &job.id, &token, &json!({}), 1_009)
+        .unwrap_err();
+    assert!(matches!(e, StoreError::StaleLease { .. }), "{e:?}");
+    // An expired lease is stale too, even with the current token.
+    let e = jobs
+        .complete(&mut c, &job.id, &token2, &json!({}), 1_008 + 60_000)
+        .unwrap_err();
+    assert!(matches!(e, StoreError::StaleLease { .. }), "{e:?}");
+    let done = jobs
+        .complete(&mut c, &job.id, &token2, &json!({"quality": 0.9}), 1_010)
+        .expect("complete");
+    assert_eq!(
+        (done.status, done.progress.percent),
+        (Status::Completed, 100.0)
+    );
+    assert_eq!(done.result, Some(json!({"quality": 0.9})));
+    let e = jobs.cancel(&mut c, &job.id, 1_011).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::IllegalTransition {
+                from: Status::Completed,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(matches!(
+        jobs.cancel(&mut c, "nope", 1_012),
+        Err(StoreError::NotFound(_))
+    ));
+    // Fail with retry: back to pending after the backoff, one attempt used.
+    let (other, _) = jobs.create(&mut c, &new_job(None), 2_000).expect("create");
+    let (_, t) = jobs
+        .claim(&mut c, "w", &[], 60_000, None, 2_001)
+        .expect("claim")
+        .expect("job");
+    let failed = jobs
+        .fail(&mut c, &other.id, &t, "boom", true, 2_002)
+        .expect("fail");
+    assert_eq!((failed.status, failed.attempt), (Status::Pending, 1));
+    assert!(failed.not_before.is_some());
+    assert!(jobs
+        .claim(&mut c, "w", &[], 60_000, None, 2_003)
+        .expect("claim")
+        .is_none());
+    assert_eq!(
+        jobs.get(&mut c, &other.id)
+            .expect("get")
+            .expect("job")
+            .error
+            .as_deref(),
+        Some("boom")
+    );
+}
+
+#[test]
+fn fifty_creates_with_one_key_make_one_job() {
+    let Some((_cluster, url, jobs)) = jobs_db("pg-idem") else {
+        return;
+    };
+    let results: Vec<(String, bool)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = url.connect(Duration::from_secs(20)).expect("connect");
+                    let (job, created) = jobs
+                        .create(&mut c, &new_job(Some("same-key")), 5)
+                        .expect("create");
+                    (job.id, created)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    let ids: std::collections::BTreeSet<&String> = results.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 1, "{results:?}");
+    assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1);
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    let n: i64 = c
+        .query_one("SELECT COUNT(*) FROM jobs", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn concurrent_claims_never_share_a_job_and_concurrent_sweeps_add_one_attempt() {
+    let Some((_cluster, url, jobs)) = jobs_db("pg-claims") else {
+        return;
+    };
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    for i in 0..40 {
+        jobs.create(&mut c, &new_job(None), i).expect("create");
+    }
+    // Eight workers on their own connections claim until nothing is left.
+    let claimed: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|w| {
+                let (url, jobs) = (&url, &jobs);
+                s.spawn(move || {
+                    let mut c = url.connect(Duration::from_secs(20)).expect("connect");
+                    let mut mine = Vec::new();
+                    // A 1 ms lease: every claim has expired by the sweep below.
+                    while let Some((job, _)) = jobs
+                        .claim(&mut c, &format!("w{w}"), &[], 1, None, 1_000)
+                        .expect("claim")
+                    {
+                        mine.push(job.id);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let unique: std::collections::BTreeSet<&String> = claimed.iter().collect();
+    assert_eq!(
+        (claimed.len(), unique.len()),
+        (40, 40),
+        "a job was claimed twice"
+    );
+    // Two nodes sweep at once: each expired job is returned once, with one attempt added.
+    let swept: Vec<usize> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (url, jobs) = (&url, &jobs);
+                s.spawn(move || {
+                    let mut c = url.connect(Duration::from_secs(20)).expect("connect");
+                    jobs.sweep(&mut c, 5_000).expect("sweep").len()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("sweeper"))
+            .collect()
+    });
+    assert_eq!(swept.iter().sum::<usize>(), 40, "{swept:?}");
+    let rows = c
+        .query("SELECT status, attempt FROM jobs", &[])
+        .expect("jobs");
+    for r in rows {
+        let (status, attempt): (String, i64) = (r.get(0), r.get(1));
+        assert_eq!((status.as_str(), attempt), ("pending", 1));
+    }
+    assert!(jobs.sweep(&mut c, 6_000).expect("sweep").is_empty());
 }

@@ -4,8 +4,10 @@
 //! the table `skill_fleet_migrations` and applied under an advisory lock so that nodes that
 //! start together do not race. The job store on PostgreSQL builds on these.
 
+mod jobs;
 mod migrations;
 
+pub use jobs::PgJobs;
 pub use migrations::{migrate, schema_version, MIGRATIONS};
 
 use super::StoreError;

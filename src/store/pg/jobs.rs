@@ -1,0 +1,495 @@
+//! The job operations on PostgreSQL (issue 17, in progress: not yet behind `Store`), with the
+//! guarantees several nodes need: a claim takes its row with `FOR UPDATE SKIP LOCKED`, so no
+//! job is ever held by two workers; a change that needs the lease checks token and expiry in
+//! the updating statement itself; a sweep locks the expired rows it returns, so concurrent
+//! sweeps add exactly one attempt per job; a create with a known idempotency key returns the
+//! existing job, whichever node it reaches. The checks are `store::lifecycle`'s, as on SQLite.
+
+use super::super::job::{Hitl, Job, LeaseInfo, NewJob, Progress, Status};
+use super::super::lifecycle::{self, uuid, Head};
+use super::super::sql::{ms_to_rfc3339, COLUMNS};
+use super::super::{StoreError, StoreOptions};
+use super::PgUrl;
+use postgres::{Client, Row, Transaction};
+
+/// The job operations of one PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PgJobs {
+    url: PgUrl,
+    opts: StoreOptions,
+}
+
+fn json(text: Option<String>) -> Option<serde_json::Value> {
+    text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
+}
+
+/// Maps a row selected with [`COLUMNS`] (the same columns as SQLite's).
+fn row_to_job(r: &Row) -> Job {
+    let status: String = r.get(2);
+    let lease: (Option<String>, Option<i64>) = (r.get(13), r.get(14));
+    let hitl_type: Option<String> = r.get(15);
+    Job {
+        id: r.get(0),
+        job_type: r.get(1),
+        status: Status::parse(&status).unwrap_or(Status::Failed),
+        user_id: r.get(3),
+        task: r.get(4),
+        payload: json(r.get(5)).unwrap_or(serde_json::Value::Null),
+        result: json(r.get(6)),
+        error: r.get(7),
+        progress: Progress {
+            percent: r.get(8),
+            message: r.get(9),
+            phase: r.get(10),
+        },
+        attempt: r.get(11),
+        max_attempts: r.get(12),
+        lease: match lease {
+            (Some(owner), Some(exp)) => Some(LeaseInfo {
+                owner,
+                expires_at: ms_to_rfc3339(exp),
+            }),
+            _ => None,
+        },
+        hitl: hitl_type.map(|kind| Hitl {
+            kind,
+            data: json(r.get(16)).unwrap_or(serde_json::Value::Null),
+            response: json(r.get(17)),
+        }),
+        idempotency_key: r.get(18),
+        not_before: r.get::<_, Option<i64>>(19).map(ms_to_rfc3339),
+        created_at: ms_to_rfc3339(r.get(20)),
+        updated_at: ms_to_rfc3339(r.get(21)),
+        started_at: r.get::<_, Option<i64>>(22).map(ms_to_rfc3339),
+        completed_at: r.get::<_, Option<i64>>(23).map(ms_to_rfc3339),
+        version: r.get(24),
+    }
+}
+
+/// What a fenced change is checked against: the job, the token the caller holds, the time,
+/// and the status it asks for.
+#[derive(Clone, Copy)]
+struct Fence<'a> {
+    id: &'a str,
+    token: &'a str,
+    now: i64,
+    to: Status,
+}
+
+impl PgJobs {
+    /// The operations of the database at `url`, with the store's options.
+    pub fn new(url: PgUrl, opts: StoreOptions) -> Self {
+        Self { url, opts }
+    }
+
+    fn err(&self) -> impl Fn(postgres::Error) -> StoreError + '_ {
+        move |e| self.url.error(e)
+    }
+
+    /// Runs `f` in a transaction, committed when it succeeds.
+    fn in_tx<T>(
+        &self,
+        client: &mut Client,
+        f: impl FnOnce(&Self, &mut Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut tx = client.transaction().map_err(self.err())?;
+        let out = f(self, &mut tx)?;
+        tx.commit().map_err(self.err())?;
+        Ok(out)
+    }
+
+    fn get_in(&self, tx: &mut Transaction<'_>, id: &str) -> Result<Job, StoreError> {
+        tx.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id])
+            .map_err(self.err())?
+            .map(|r| row_to_job(&r))
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    fn head(&self, tx: &mut Transaction<'_>, id: &str) -> Result<Head, StoreError> {
+        let r = tx
+            .query_opt(
+                "SELECT status, lease_token, lease_expires_at, attempt, max_attempts \
+                 FROM jobs WHERE id = $1",
+                &[&id],
+            )
+            .map_err(self.err())?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let status: String = r.get(0);
+        Ok(Head {
+            status: Status::parse(&status).unwrap_or(Status::Failed),
+            token: r.get(1),
+            lease_expires_at: r.get(2),
+            attempt: r.get(3),
+            max_attempts: r.get(4),
+        })
+    }
+
+    /// One job by id.
+    pub fn get(&self, client: &mut Client, id: &str) -> Result<Option<Job>, StoreError> {
+        Ok(client
+            .query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id])
+            .map_err(self.err())?
+            .map(|r| row_to_job(&r)))
+    }
+
+    /// Creates a job, or returns the one with the same idempotency key (`false`).
+    pub fn create(
+        &self,
+        client: &mut Client,
+        new: &NewJob,
+        now: i64,
+    ) -> Result<(Job, bool), StoreError> {
+        new.check()?;
+        let max_attempts = lifecycle::max_attempts(new, &self.opts)?;
+        let payload = new
+            .payload
+            .clone()
+            .unwrap_or(serde_json::json!({}))
+            .to_string();
+        self.in_tx(client, |s, tx| {
+            let id = uuid();
+            let inserted = tx
+                .execute(
+                    "INSERT INTO jobs (id, job_type, status, user_id, task, payload, attempt, \
+                     max_attempts, idempotency_key, created_at, updated_at, version) \
+                     VALUES ($1, $2, 'pending', $3, $4, $5, 0, $6, $7, $8, $8, 1) \
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                    &[
+                        &id,
+                        &new.job_type.trim(),
+                        &new.user_id,
+                        &new.task,
+                        &payload,
+                        &max_attempts,
+                        &new.idempotency_key,
+                        &now,
+                    ],
+                )
+                .map_err(s.err())?;
+            if inserted == 1 {
+                return Ok((s.get_in(tx, &id)?, true));
+            }
+            // Another request (on any node) created it first: its job, as it is.
+            let existing: String = tx
+                .query_one(
+                    "SELECT id FROM jobs WHERE idempotency_key = $1",
+                    &[&new.idempotency_key],
+                )
+                .map_err(s.err())?
+                .get(0);
+            Ok((s.get_in(tx, &existing)?, false))
+        })
+    }
+
+    /// Claims the oldest claimable job of `types` (any when empty), or only `job`: the row is
+    /// locked and skipped by every other claim until this one commits.
+    pub fn claim(
+        &self,
+        client: &mut Client,
+        worker: &str,
+        types: &[String],
+        lease_ms: i64,
+        job: Option<&str>,
+        now: i64,
+    ) -> Result<Option<(Job, String)>, StoreError> {
+        self.in_tx(client, |s, tx| {
+            let types: Vec<&str> = types.iter().map(String::as_str).collect();
+            let any_type = types.is_empty();
+            let row = tx
+                .query_opt(
+                    "SELECT id FROM jobs WHERE status = 'pending' \
+                     AND (not_before IS NULL OR not_before <= $1) \
+                     AND ($2 OR job_type = ANY($3)) AND ($4::TEXT IS NULL OR id = $4) \
+                     ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    &[&now, &any_type, &types, &job],
+                )
+                .map_err(s.err())?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let id: String = row.get(0);
+            let token = uuid();
+            tx.execute(
+                "UPDATE jobs SET status = 'running', lease_owner = $2, lease_token = $3, \
+                 lease_expires_at = $4, started_at = COALESCE(started_at, $5), not_before = NULL, \
+                 updated_at = $5, version = version + 1 WHERE id = $1",
+                &[&id, &worker, &token, &(now + lease_ms), &now],
+            )
+            .map_err(s.err())?;
+            Ok(Some((s.get_in(tx, &id)?, token)))
+        })
+    }
+
+    /// Runs `update` (whose first three parameters are the id, the token and now) only while
+    /// the job runs under `token` with a live lease: checked by the statement itself. When it
+    /// changed nothing, the job's head says why (unknown, not running, stale token).
+    fn fenced(
+        &self,
+        tx: &mut Transaction<'_>,
+        lease: Fence<'_>,
+        update: &str,
+        more: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<(), StoreError> {
+        let Fence { id, token, now, to } = lease;
+        let sql = format!(
+            "{update} WHERE id = $1 AND status = 'running' AND lease_token = $2 \
+             AND lease_expires_at > $3"
+        );
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&id, &token, &now];
+        params.extend_from_slice(more);
+        if tx.execute(&sql, &params).map_err(self.err())? == 1 {
+            return Ok(());
+        }
+        let h = self.head(tx, id)?;
+        lifecycle::leased(id, &h, token, now, to)?;
+        Err(StoreError::StaleLease {
+            id: id.to_string(),
+            status: h.status,
+        })
+    }
+
+    /// Extends the lease of a running job and records its progress.
+    pub fn heartbeat(
+        &self,
+        client: &mut Client,
+        id: &str,
+        token: &str,
+        lease_ms: i64,
+        progress: Option<&Progress>,
+        now: i64,
+    ) -> Result<Job, StoreError> {
+        self.in_tx(client, |s, tx| {
+            let expires = now + lease_ms;
+            match progress {
+                Some(p) => s.fenced(
+                    tx,
+                    Fence {
+                        id,
+                        token,
+                        now,
+                        to: Status::Running,
+                    },
+                    "UPDATE jobs SET lease_expires_at = $4, progress_percent = $5, \
+                     progress_message = $6, progress_phase = $7, updated_at = $3, \
+                     version = version + 1",
+                    &[&expires, &p.percent.clamp(0.0, 100.0), &p.message, &p.phase],
+                )?,
+                None => s.fenced(
+                    tx,
+                    Fence {
+                        id,
+                        token,
+                        now,
+                        to: Status::Running,
+                    },
+                    "UPDATE jobs SET lease_expires_at = $4, updated_at = $3, version = version + 1",
+                    &[&expires],
+                )?,
+            }
+            s.get_in(tx, id)
+        })
+    }
+
+    /// Completes a running job with its result.
+    pub fn complete(
+        &self,
+        client: &mut Client,
+        id: &str,
+        token: &str,
+        result: &serde_json::Value,
+        now: i64,
+    ) -> Result<Job, StoreError> {
+        let result = result.to_string();
+        self.in_tx(client, |s, tx| {
+            s.fenced(
+                tx,
+                Fence {
+                    id,
+                    token,
+                    now,
+                    to: Status::Completed,
+                },
+                "UPDATE jobs SET status = 'completed', result = $4, progress_percent = 100, \
+                 lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
+                 completed_at = $3, updated_at = $3, version = version + 1",
+                &[&result],
+            )?;
+            s.get_in(tx, id)
+        })
+    }
+
+    /// Fails a running job; with `retry`, back to pending after the backoff while attempts
+    /// remain.
+    pub fn fail(
+        &self,
+        client: &mut Client,
+        id: &str,
+        token: &str,
+        error: &str,
+        retry: bool,
+        now: i64,
+    ) -> Result<Job, StoreError> {
+        self.in_tx(client, |s, tx| {
+            // The row is locked by the fenced update below; its attempts are read first.
+            let h = s.head(tx, id)?;
+            let attempt = h.attempt + 1;
+            if retry && attempt < h.max_attempts {
+                let not_before = now + lifecycle::backoff(&s.opts, attempt);
+                s.fenced(
+                    tx,
+                    Fence {
+                        id,
+                        token,
+                        now,
+                        to: Status::Failed,
+                    },
+                    "UPDATE jobs SET status = 'pending', error = $4, attempt = attempt + 1, \
+                     not_before = $5, lease_owner = NULL, lease_token = NULL, \
+                     lease_expires_at = NULL, updated_at = $3, version = version + 1",
+                    &[&error, &not_before],
+                )?;
+            } else {
+                s.fenced(
+                    tx,
+                    Fence {
+                        id,
+                        token,
+                        now,
+                        to: Status::Failed,
+                    },
+                    "UPDATE jobs SET status = 'failed', error = $4, attempt = attempt + 1, \
+                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
+                     completed_at = $3, updated_at = $3, version = version + 1",
+                    &[&error],
+                )?;
+            }
+            s.get_in(tx, id)
+        })
+    }
+
+    /// Parks a running job in `pending_hitl` with a question.
+    pub fn request_hitl(
+        &self,
+        client: &mut Client,
+        id: &str,
+        token: &str,
+        kind: &str,
+        data: &serde_json::Value,
+        now: i64,
+    ) -> Result<Job, StoreError> {
+        let data = data.to_string();
+        self.in_tx(client, |s, tx| {
+            s.fenced(
+                tx,
+                Fence {
+                    id,
+                    token,
+                    now,
+                    to: Status::PendingHitl,
+                },
+                "UPDATE jobs SET status = 'pending_hitl', hitl_type = $4, hitl_data = $5, \
+                 hitl_response = NULL, lease_owner = NULL, lease_token = NULL, \
+                 lease_expires_at = NULL, updated_at = $3, version = version + 1",
+                &[&kind, &data],
+            )?;
+            s.get_in(tx, id)
+        })
+    }
+
+    /// A human's answer to a job in `pending_hitl`: back to pending.
+    pub fn respond_hitl(
+        &self,
+        client: &mut Client,
+        id: &str,
+        response: &serde_json::Value,
+        now: i64,
+    ) -> Result<Job, StoreError> {
+        let response = response.to_string();
+        self.in_tx(client, |s, tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE jobs SET status = 'pending', hitl_response = $2, updated_at = $3, \
+                     version = version + 1 WHERE id = $1 AND status = 'pending_hitl'",
+                    &[&id, &response, &now],
+                )
+                .map_err(s.err())?;
+            if changed == 0 {
+                let h = s.head(tx, id)?;
+                return Err(StoreError::IllegalTransition {
+                    id: id.to_string(),
+                    from: h.status,
+                    to: Status::Pending,
+                });
+            }
+            s.get_in(tx, id)
+        })
+    }
+
+    /// Cancels a job that is not terminal.
+    pub fn cancel(&self, client: &mut Client, id: &str, now: i64) -> Result<Job, StoreError> {
+        self.in_tx(client, |s, tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_token = NULL, \
+                     lease_expires_at = NULL, completed_at = $2, updated_at = $2, \
+                     version = version + 1 \
+                     WHERE id = $1 AND status IN ('pending', 'running', 'pending_hitl')",
+                    &[&id, &now],
+                )
+                .map_err(s.err())?;
+            if changed == 0 {
+                let h = s.head(tx, id)?;
+                lifecycle::transition(id, &h, Status::Cancelled)?;
+            }
+            s.get_in(tx, id)
+        })
+    }
+
+    /// Returns expired leases to pending, or fails them when their attempts are used up. The
+    /// expired rows are locked as they are read, so a concurrent sweep (another node) skips
+    /// them: each expiry adds exactly one attempt.
+    pub fn sweep(&self, client: &mut Client, now: i64) -> Result<Vec<Job>, StoreError> {
+        self.in_tx(client, |s, tx| {
+            let expired = tx
+                .query(
+                    "SELECT id, attempt, max_attempts, lease_owner FROM jobs \
+                     WHERE status = 'running' AND lease_expires_at <= $1 \
+                     ORDER BY id FOR UPDATE SKIP LOCKED",
+                    &[&now],
+                )
+                .map_err(s.err())?;
+            let mut changed = Vec::with_capacity(expired.len());
+            for r in expired {
+                let (id, attempt, max): (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
+                let owner: String = r.get::<_, Option<String>>(3).unwrap_or_else(|| "?".into());
+                let attempt = attempt + 1;
+                if attempt >= max {
+                    let error =
+                        format!("lease of worker `{owner}` expired; {attempt} of {max} attempts used");
+                    tx.execute(
+                        "UPDATE jobs SET status = 'failed', error = $2, attempt = $3, \
+                         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
+                         completed_at = $4, updated_at = $4, version = version + 1 WHERE id = $1",
+                        &[&id, &error, &attempt, &now],
+                    )
+                    .map_err(s.err())?;
+                } else {
+                    let error = format!(
+                        "lease of worker `{owner}` expired; retrying ({attempt} of {max} attempts used)"
+                    );
+                    let not_before = now + lifecycle::backoff(&s.opts, attempt);
+                    tx.execute(
+                        "UPDATE jobs SET status = 'pending', error = $2, attempt = $3, \
+                         not_before = $4, lease_owner = NULL, lease_token = NULL, \
+                         lease_expires_at = NULL, updated_at = $5, version = version + 1 \
+                         WHERE id = $1",
+                        &[&id, &error, &attempt, &not_before, &now],
+                    )
+                    .map_err(s.err())?;
+                }
+                changed.push(s.get_in(tx, &id)?);
+            }
+            Ok(changed)
+        })
+    }
+}
