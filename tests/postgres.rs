@@ -496,3 +496,85 @@ fn concurrent_claims_never_share_a_job_and_concurrent_sweeps_add_one_attempt() {
     }
     assert!(jobs.sweep(&mut c, 6_000).expect("sweep").is_empty());
 }
+
+#[test]
+fn jobs_are_listed_newest_first_in_pages_and_old_ones_pruned() {
+    let Some((_cluster, url, jobs)) = jobs_db("pg-list") else {
+        return;
+    };
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    let mut made = Vec::new();
+    for (i, t) in [10, 11, 12, 12, 13, 14, 15].into_iter().enumerate() {
+        let mut new = new_job(None);
+        if i % 2 == 1 {
+            new.job_type = "skill_creation".into();
+            new.user_id = Some("ana".into());
+        }
+        made.push((t, jobs.create(&mut c, &new, t).expect("create").0.id));
+    }
+    // Newest first; the same millisecond ordered by id, descending.
+    made.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    let want: Vec<&String> = made.iter().map(|(_, id)| id).collect();
+    let mut got = Vec::new();
+    let mut filter = skill_fleet::store::Filter {
+        limit: 3,
+        ..Default::default()
+    };
+    let mut pages = 0;
+    loop {
+        let page = jobs.list(&mut c, &filter).expect("list");
+        pages += 1;
+        got.extend(page.jobs.iter().map(|j| j.id.clone()));
+        match page.next_cursor {
+            Some(cur) => filter.cursor = Some(cur),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(got.iter().collect::<Vec<_>>(), want);
+    let only = |f: skill_fleet::store::Filter| {
+        jobs.list(&mut url.connect(Duration::from_secs(10)).expect("c"), &f)
+            .expect("list")
+            .jobs
+            .len()
+    };
+    let f = |status: Option<Status>, job_type: Option<&str>, user: Option<&str>| {
+        skill_fleet::store::Filter {
+            status,
+            job_type: job_type.map(str::to_string),
+            user_id: user.map(str::to_string),
+            limit: 100,
+            cursor: None,
+        }
+    };
+    assert_eq!(only(f(None, Some("skill_creation"), None)), 3);
+    assert_eq!(only(f(None, None, Some("ana"))), 3);
+    assert_eq!(
+        only(f(Some(Status::Pending), Some("optimization"), None)),
+        4
+    );
+    let bad = jobs.list(
+        &mut c,
+        &skill_fleet::store::Filter {
+            limit: 3,
+            cursor: Some("nope".into()),
+            ..Default::default()
+        },
+    );
+    assert!(
+        matches!(bad, Err(StoreError::Field { ref field, .. }) if field == "cursor"),
+        "{bad:?}"
+    );
+    // Two finished long ago, one just now, one still pending: only the old ones go.
+    let ids: Vec<String> = made.iter().map(|(_, id)| id.clone()).collect();
+    jobs.cancel(&mut c, &ids[0], 100).expect("cancel");
+    jobs.cancel(&mut c, &ids[1], 200).expect("cancel");
+    jobs.cancel(&mut c, &ids[2], 10_000).expect("cancel");
+    let mut pruned = jobs.prune(&mut c, 5_000).expect("prune");
+    pruned.sort();
+    let mut old = vec![ids[0].clone(), ids[1].clone()];
+    old.sort();
+    assert_eq!(pruned, old);
+    assert!(jobs.get(&mut c, &ids[2]).expect("get").is_some());
+    assert!(jobs.prune(&mut c, 5_000).expect("prune").is_empty());
+}

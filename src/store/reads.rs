@@ -49,6 +49,29 @@ pub struct DbStatus {
     pub wal_bytes: u64,
 }
 
+/// A cursor (`<created_at ms>_<id>`, as [`Page::next_cursor`] gives it) as its two parts.
+pub(super) fn parse_cursor(c: &str) -> Result<(i64, String), StoreError> {
+    c.split_once('_')
+        .and_then(|(t, i)| t.parse::<i64>().ok().map(|t| (t, i.to_string())))
+        .ok_or_else(|| StoreError::Field {
+            field: "cursor".into(),
+            message: format!("invalid cursor `{c}`"),
+        })
+}
+
+/// A page from up to `limit + 1` rows (job, `created_at` in ms), newest first: the extra row
+/// only says there is a next page.
+pub(super) fn page(rows: Vec<(Job, i64)>, limit: usize) -> Page {
+    let (mut jobs, raw): (Vec<Job>, Vec<i64>) = rows.into_iter().unzip();
+    let next_cursor = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| format!("{}_{}", raw[limit - 1], j.id))
+    } else {
+        None
+    };
+    Page { jobs, next_cursor }
+}
+
 impl Store {
     /// Lists jobs, newest first, with filters and a cursor.
     pub fn list(&self, f: &Filter) -> Result<Page, StoreError> {
@@ -68,13 +91,7 @@ impl Store {
             sql.push_str(&format!(" AND user_id = ?{}", values.len()));
         }
         if let Some(c) = &f.cursor {
-            let (ts, id) = c
-                .split_once('_')
-                .and_then(|(t, i)| t.parse::<i64>().ok().map(|t| (t, i.to_string())))
-                .ok_or_else(|| StoreError::Field {
-                    field: "cursor".into(),
-                    message: format!("invalid cursor `{c}`"),
-                })?;
+            let (ts, id) = parse_cursor(c)?;
             values.push(ts.into());
             values.push(id.into());
             sql.push_str(&format!(
@@ -87,21 +104,14 @@ impl Store {
             " ORDER BY created_at DESC, id DESC LIMIT {}",
             limit + 1
         ));
-        let (mut jobs, raw): (Vec<Job>, Vec<i64>) = self.read(|c| {
+        let rows: Vec<(Job, i64)> = self.read(|c| {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
                 Ok((sql::row_to_job(r)?, r.get::<_, i64>(20)?))
             })?;
-            let all: Vec<(Job, i64)> = rows.collect::<Result<_, _>>()?;
-            Ok(all.into_iter().unzip())
+            Ok(rows.collect::<Result<_, _>>()?)
         })?;
-        let next_cursor = if jobs.len() > limit {
-            jobs.truncate(limit);
-            jobs.last().map(|j| format!("{}_{}", raw[limit - 1], j.id))
-        } else {
-            None
-        };
-        Ok(Page { jobs, next_cursor })
+        Ok(page(rows, limit))
     }
 
     /// Jobs per status, file sizes and versions.

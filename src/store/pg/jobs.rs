@@ -5,9 +5,12 @@
 //! sweeps add exactly one attempt per job; a create with a known idempotency key returns the
 //! existing job, whichever node it reaches. The checks are `store::lifecycle`'s, as on SQLite.
 
+use super::super::apply::PRUNE_CHUNK;
 use super::super::job::{Hitl, Job, LeaseInfo, NewJob, Progress, Status};
 use super::super::lifecycle::{self, uuid, Head};
+use super::super::reads::{page, parse_cursor};
 use super::super::sql::{ms_to_rfc3339, COLUMNS};
+use super::super::{Filter, Page};
 use super::super::{StoreError, StoreOptions};
 use super::PgUrl;
 use postgres::{Client, Row, Transaction};
@@ -443,6 +446,53 @@ impl PgJobs {
             }
             s.get_in(tx, id)
         })
+    }
+
+    /// Lists jobs, newest first, with filters and a cursor (the same pages as SQLite's).
+    pub fn list(&self, client: &mut Client, f: &Filter) -> Result<Page, StoreError> {
+        let limit = f.limit.clamp(1, 500);
+        let cursor = f.cursor.as_deref().map(parse_cursor).transpose()?;
+        let (ts, id) = match &cursor {
+            Some((ts, id)) => (Some(*ts), Some(id.as_str())),
+            None => (None, None),
+        };
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM jobs WHERE ($1::TEXT IS NULL OR status = $1) \
+                     AND ($2::TEXT IS NULL OR job_type = $2) AND ($3::TEXT IS NULL OR user_id = $3) \
+                     AND ($4::BIGINT IS NULL OR (created_at, id) < ($4, $5)) \
+                     ORDER BY created_at DESC, id DESC LIMIT $6"
+                ),
+                &[
+                    &f.status.map(|s| s.as_str()),
+                    &f.job_type,
+                    &f.user_id,
+                    &ts,
+                    &id,
+                    &(limit as i64 + 1),
+                ],
+            )
+            .map_err(self.err())?;
+        let rows = rows
+            .iter()
+            .map(|r| (row_to_job(r), r.get::<_, i64>(20)))
+            .collect();
+        Ok(page(rows, limit))
+    }
+
+    /// Deletes up to [`PRUNE_CHUNK`] terminal jobs completed before `before_ms`; their ids.
+    pub fn prune(&self, client: &mut Client, before_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows = client
+            .query(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+                 WHERE completed_at IS NOT NULL AND completed_at < $1 \
+                 AND status IN ('completed', 'failed', 'cancelled') LIMIT $2 \
+                 FOR UPDATE SKIP LOCKED) RETURNING id",
+                &[&before_ms, &PRUNE_CHUNK],
+            )
+            .map_err(self.err())?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Returns expired leases to pending, or fails them when their attempts are used up. The
