@@ -578,3 +578,78 @@ fn jobs_are_listed_newest_first_in_pages_and_old_ones_pruned() {
     assert!(jobs.get(&mut c, &ids[2]).expect("get").is_some());
     assert!(jobs.prune(&mut c, 5_000).expect("prune").is_empty());
 }
+
+#[test]
+fn decision_ids_are_unique_across_nodes_and_batches_are_written_whole() {
+    let Some((_cluster, url, _jobs)) = jobs_db("pg-decisions") else {
+        return;
+    };
+    // Four nodes reserve blocks at once: every block is its own.
+    let mut starts: Vec<i64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let url = &url;
+                s.spawn(move || {
+                    let mut c = url.connect(Duration::from_secs(20)).expect("connect");
+                    (0..20)
+                        .map(|_| pg::decisions::reserve(&mut c, url, 1_000).expect("reserve"))
+                        .collect::<Vec<i64>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("node"))
+            .collect()
+    });
+    starts.sort_unstable();
+    assert_eq!(starts.len(), 80);
+    for w in starts.windows(2) {
+        assert!(w[1] - w[0] >= 1_000, "blocks overlap: {w:?}");
+    }
+    assert_eq!(starts[0], 1);
+    // One batch of 1,234 rows (three statements) from the first block.
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    let rows: Vec<skill_fleet::store::decisions::NewDecision> = (0..1_234)
+        .map(|i| {
+            skill_fleet::store::decisions::NewDecision::new(
+                1 + i,
+                10_000 + i,
+                "http",
+                (0.25, 14.0),
+                skill_fleet::store::decisions::DecisionTexts {
+                    request_id: (i % 2 == 0).then_some("rid"),
+                    revision: "r1",
+                    rule: "moderate",
+                    optimizer: "miprov2",
+                    variant: Some("light"),
+                    input: br#"{"trainset_size":200}"#,
+                },
+                |out| out.extend_from_slice(br#"{"recommended":"miprov2"}"#),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pg::decisions::insert(&mut c, &url, &rows).expect("insert"),
+        1_234
+    );
+    let (n, with_rid): (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT COUNT(*), COUNT(request_id) FROM decisions WHERE optimizer = 'miprov2' \
+                 AND variant = 'light' AND output = '{\"recommended\":\"miprov2\"}'",
+                &[],
+            )
+            .expect("count");
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((n, with_rid), (1_234, 617));
+    // A batch with a taken id is refused whole.
+    let dup = vec![rows[0].clone()];
+    assert!(pg::decisions::insert(&mut c, &url, &dup).is_err());
+    let n: i64 = c
+        .query_one("SELECT COUNT(*) FROM decisions", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1_234);
+}

@@ -103,6 +103,43 @@ impl NewDecision {
     pub fn output(&self) -> &[u8] {
         self.part(6)
     }
+
+    /// The row's texts, as every backend writes them.
+    pub(super) fn row(&self) -> Result<DecisionRow<'_>, StoreError> {
+        const NAMES: [&str; 7] = [
+            "request id",
+            "revision",
+            "rule",
+            "optimizer",
+            "variant",
+            "input",
+            "output",
+        ];
+        let mut t = [""; 7];
+        for (k, name) in NAMES.iter().enumerate() {
+            t[k] = self.text(k, name)?;
+        }
+        Ok(DecisionRow {
+            request_id: self.present.0.then_some(t[0]),
+            revision: t[1],
+            rule: t[2],
+            optimizer: t[3],
+            variant: self.present.1.then_some(t[4]),
+            input: t[5],
+            output: t[6],
+        })
+    }
+}
+
+/// The text columns of one decision row.
+pub(super) struct DecisionRow<'a> {
+    pub(super) request_id: Option<&'a str>,
+    pub(super) revision: &'a str,
+    pub(super) rule: &'a str,
+    pub(super) optimizer: &'a str,
+    pub(super) variant: Option<&'a str>,
+    pub(super) input: &'a str,
+    pub(super) output: &'a str,
 }
 
 /// A decision read back from the log.
@@ -136,7 +173,8 @@ pub struct DecisionRecord {
 
 pub use crate::engine::metrics::DecisionCounts;
 
-const NEXT_ID_KEY: &str = "next_decision_id";
+/// The `meta` key of the next unreserved decision id.
+pub(super) const NEXT_ID_KEY: &str = "next_decision_id";
 
 /// Reserves `n` ids (inside the writer's transaction); returns the first.
 pub fn reserve(conn: &Connection, n: i64) -> Result<i64, StoreError> {
@@ -165,23 +203,10 @@ pub fn reserve(conn: &Connection, n: i64) -> Result<i64, StoreError> {
 /// Inserts decisions (inside the writer's transaction). Texts must be UTF-8; a bad entry is
 /// refused before anything is written.
 pub fn insert(conn: &Connection, rows: &[NewDecision]) -> Result<usize, StoreError> {
-    const NAMES: [&str; 7] = [
-        "request id",
-        "revision",
-        "rule",
-        "optimizer",
-        "variant",
-        "input",
-        "output",
-    ];
-    let mut texts = Vec::with_capacity(rows.len());
-    for d in rows {
-        let mut t = [""; 7];
-        for (k, name) in NAMES.iter().enumerate() {
-            t[k] = d.text(k, name)?;
-        }
-        texts.push(t);
-    }
+    let texts = rows
+        .iter()
+        .map(NewDecision::row)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO decisions (id, created_at, request_id, source, revision, rule, optimizer, \
          variant, estimated_cost, estimated_time, input, output) \
@@ -191,16 +216,16 @@ pub fn insert(conn: &Connection, rows: &[NewDecision]) -> Result<usize, StoreErr
         stmt.execute(params![
             d.id,
             d.at_ms,
-            d.present.0.then_some(t[0]),
+            t.request_id,
             d.source,
-            t[1],
-            t[2],
-            t[3],
-            d.present.1.then_some(t[4]),
+            t.revision,
+            t.rule,
+            t.optimizer,
+            t.variant,
             d.estimated_cost,
             d.estimated_time,
-            t[5],
-            t[6]
+            t.input,
+            t.output
         ])?;
     }
     Ok(rows.len())

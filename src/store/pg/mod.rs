@@ -4,6 +4,7 @@
 //! the table `skill_fleet_migrations` and applied under an advisory lock so that nodes that
 //! start together do not race. The job store on PostgreSQL builds on these.
 
+pub mod decisions;
 mod jobs;
 mod migrations;
 
