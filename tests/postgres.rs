@@ -653,3 +653,101 @@ fn decision_ids_are_unique_across_nodes_and_batches_are_written_whole() {
         .get(0);
     assert_eq!(n, 1_234);
 }
+
+#[test]
+fn outcomes_are_filled_from_their_decision_and_one_per_job_across_nodes() {
+    let Some((_cluster, url, _jobs)) = jobs_db("pg-outcomes") else {
+        return;
+    };
+    use skill_fleet::outcome::{NewOutcome, RunContext, RunReport};
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    let id = pg::decisions::reserve(&mut c, &url, 10).expect("reserve");
+    let decision = skill_fleet::store::decisions::NewDecision::new(
+        id,
+        5_000,
+        "http",
+        (2.5, 14.0),
+        skill_fleet::store::decisions::DecisionTexts {
+            request_id: Some("rid"),
+            revision: "r1",
+            rule: "moderate",
+            optimizer: "miprov2",
+            variant: Some("light"),
+            input: br#"{"trainset_size":200,"budget_usd":10,"domain":"math"}"#,
+        },
+        |out| {
+            out.extend_from_slice(
+                br#"{"recommended":"miprov2","alternatives":[{"optimizer":"gepa","estimated_cost":0.5,"estimated_time_minutes":3}]}"#,
+            )
+        },
+    );
+    pg::decisions::insert(&mut c, &url, &[decision]).expect("insert");
+    let outcome = |used: &str, job: Option<&str>, decision: Option<i64>| NewOutcome {
+        report: RunReport {
+            optimizer_used: used.into(),
+            quality: 0.9,
+            actual_cost: Some(2.0),
+            actual_time_minutes: Some(12.0),
+        },
+        decision_id: decision,
+        job_id: job.map(str::to_string),
+        context: RunContext::default(),
+    };
+    let primary = pg::outcomes::record(&mut c, &url, &outcome("miprov2", None, Some(id)), 6_000)
+        .expect("record");
+    assert_eq!(primary.domain, "math");
+    assert_eq!(
+        (primary.trainset_size, primary.budget),
+        (Some(200), Some(10.0))
+    );
+    assert_eq!(
+        (primary.estimated_cost, primary.estimated_time),
+        (Some(2.5), Some(14.0))
+    );
+    assert_eq!(primary.recommended.as_deref(), Some("miprov2"));
+    assert_eq!(primary.variant.as_deref(), Some("light"));
+    assert!(primary.auto_selected);
+    // An alternative was run: its own estimate.
+    let alt = pg::outcomes::record(&mut c, &url, &outcome("gepa", None, Some(id)), 6_001)
+        .expect("record");
+    assert_eq!(
+        (alt.estimated_cost, alt.estimated_time),
+        (Some(0.5), Some(3.0))
+    );
+    // An unknown decision is refused by field, and nothing is written.
+    let e =
+        pg::outcomes::record(&mut c, &url, &outcome("gepa", None, Some(9_999)), 6_002).unwrap_err();
+    assert!(
+        matches!(e, StoreError::Field { ref field, .. } if field == "decision_id"),
+        "{e:?}"
+    );
+    // Three nodes record the same job's outcome at once: one row, the same answer for all.
+    let ids: Vec<i64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let url = &url;
+                let new = outcome("miprov2", Some("job-1"), None);
+                s.spawn(move || {
+                    let mut c = url.connect(Duration::from_secs(20)).expect("connect");
+                    pg::outcomes::record(&mut c, url, &new, 7_000)
+                        .expect("record")
+                        .id
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("node"))
+            .collect()
+    });
+    assert!(ids.iter().all(|&i| i == ids[0]), "{ids:?}");
+    let all = pg::outcomes::since(&mut c, &url, 0).expect("since");
+    assert_eq!(all.len(), 3);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(
+        pg::outcomes::since(&mut c, &url, 6_500)
+            .expect("since")
+            .len(),
+        1
+    );
+}

@@ -231,7 +231,8 @@ pub fn insert(conn: &Connection, rows: &[NewDecision]) -> Result<usize, StoreErr
     Ok(rows.len())
 }
 
-const COLUMNS: &str = "id, created_at, request_id, source, revision, rule, optimizer, \
+/// Columns of `decisions`, in the order the row mappers read them.
+pub(super) const COLUMNS: &str = "id, created_at, request_id, source, revision, rule, optimizer, \
      variant, estimated_cost, estimated_time, input, output";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRecord> {

@@ -12,7 +12,8 @@ use serde_json::Value;
 
 /// Fills what the linked decision knows: its input (domain, size, budget, target, model), its
 /// recommendation, and the estimate of the optimizer used (the primary's, or an alternative's).
-fn from_decision(
+/// The same for every backend.
+pub(super) fn from_decision(
     d: &decisions::DecisionRecord,
     used: &str,
     ctx: &mut RunContext,
@@ -110,7 +111,9 @@ pub fn record(
     get(conn, id)?.ok_or_else(|| StoreError::Internal("outcome vanished".into()))
 }
 
-const COLUMNS: &str = "id, created_at, decision_id, job_id, domain, optimizer_used, recommended, \
+/// Columns of `outcomes`, in the order the row mappers read them.
+pub(super) const COLUMNS: &str =
+    "id, created_at, decision_id, job_id, domain, optimizer_used, recommended, \
      rule, revision, trainset_size, budget, quality_target, model, variant, estimated_cost, \
      estimated_time, actual_cost, actual_time, quality, auto_selected";
 

@@ -92,3 +92,40 @@ pub fn insert(client: &mut Client, url: &PgUrl, rows: &[NewDecision]) -> Result<
     tx.commit().map_err(err)?;
     Ok(rows.len())
 }
+
+/// One decision by id.
+pub fn get(
+    client: &mut impl postgres::GenericClient,
+    url: &PgUrl,
+    id: i64,
+) -> Result<Option<super::super::decisions::DecisionRecord>, StoreError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {} FROM decisions WHERE id = $1",
+                super::super::decisions::COLUMNS
+            ),
+            &[&id],
+        )
+        .map_err(|e| url.error(e))?;
+    Ok(row.map(|r| {
+        let text = |i: usize| -> serde_json::Value {
+            let t: String = r.get(i);
+            serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))
+        };
+        super::super::decisions::DecisionRecord {
+            id: r.get(0),
+            at_ms: r.get(1),
+            request_id: r.get(2),
+            source: r.get(3),
+            revision: r.get(4),
+            rule: r.get(5),
+            optimizer: r.get(6),
+            variant: r.get(7),
+            estimated_cost: r.get(8),
+            estimated_time: r.get(9),
+            input: text(10),
+            output: text(11),
+        }
+    }))
+}

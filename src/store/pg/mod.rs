@@ -7,6 +7,7 @@
 pub mod decisions;
 mod jobs;
 mod migrations;
+pub mod outcomes;
 
 pub use jobs::PgJobs;
 pub use migrations::{migrate, schema_version, MIGRATIONS};

@@ -1,0 +1,125 @@
+//! Outcomes on PostgreSQL (issue 17, in progress: not yet behind `Store`): recorded linked to
+//! their decision (filled from it as on SQLite, by `outcomes::from_decision`), one per job
+//! whatever node records it, and read back for the live confidence model and the metrics.
+
+use super::super::outcomes::{from_decision, NewOutcome, OutcomeRecord, COLUMNS};
+use super::super::StoreError;
+use super::PgUrl;
+use postgres::{Client, GenericClient, Row};
+
+fn row(r: &Row) -> OutcomeRecord {
+    OutcomeRecord {
+        id: r.get(0),
+        at_ms: r.get(1),
+        decision_id: r.get(2),
+        job_id: r.get(3),
+        domain: r.get(4),
+        optimizer_used: r.get(5),
+        recommended: r.get(6),
+        rule: r.get(7),
+        revision: r.get(8),
+        trainset_size: r.get(9),
+        budget: r.get(10),
+        quality_target: r.get(11),
+        model: r.get(12),
+        variant: r.get(13),
+        estimated_cost: r.get(14),
+        estimated_time: r.get(15),
+        actual_cost: r.get(16),
+        actual_time: r.get(17),
+        quality: r.get(18),
+        auto_selected: r.get::<_, i64>(19) != 0,
+    }
+}
+
+fn get(client: &mut impl GenericClient, url: &PgUrl, id: i64) -> Result<OutcomeRecord, StoreError> {
+    client
+        .query_one(
+            &format!("SELECT {COLUMNS} FROM outcomes WHERE id = $1"),
+            &[&id],
+        )
+        .map(|r| row(&r))
+        .map_err(|e| url.error(e))
+}
+
+/// Records an outcome. An unknown decision id is refused before anything is written; a job
+/// already recorded (by this node or another) keeps its first outcome.
+pub fn record(
+    client: &mut Client,
+    url: &PgUrl,
+    new: &NewOutcome,
+    now_ms: i64,
+) -> Result<OutcomeRecord, StoreError> {
+    let err = |e| url.error(e);
+    let mut tx = client.transaction().map_err(err)?;
+    let mut ctx = new.context.clone();
+    let (mut recommended, mut rule, mut revision) = (None, None, None);
+    if let Some(id) = new.decision_id {
+        let d = super::decisions::get(&mut tx, url, id)?.ok_or_else(|| StoreError::Field {
+            field: "decision_id".into(),
+            message: format!("no decision `{id}` in the decision log"),
+        })?;
+        recommended = from_decision(&d, &new.report.optimizer_used, &mut ctx);
+        rule = Some(d.rule.clone());
+        revision = Some(d.revision.clone());
+    }
+    let r = &new.report;
+    let domain = ctx.domain.clone().unwrap_or_else(|| "general".into());
+    let auto_selected = i64::from(ctx.auto_selected);
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO outcomes (decision_id, job_id, created_at, domain, optimizer_used, \
+             recommended, rule, revision, trainset_size, budget, quality_target, model, variant, \
+             estimated_cost, estimated_time, actual_cost, actual_time, quality, auto_selected) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19) ON CONFLICT (job_id) DO NOTHING RETURNING id",
+            &[
+                &new.decision_id,
+                &new.job_id,
+                &now_ms,
+                &domain,
+                &r.optimizer_used,
+                &recommended,
+                &rule,
+                &revision,
+                &ctx.trainset_size,
+                &ctx.budget,
+                &ctx.quality_target,
+                &ctx.model,
+                &ctx.variant,
+                &ctx.estimated_cost,
+                &ctx.estimated_time,
+                &r.actual_cost,
+                &r.actual_time_minutes,
+                &r.quality,
+                &auto_selected,
+            ],
+        )
+        .map_err(err)?;
+    let id: i64 = match inserted {
+        Some(row) => row.get(0),
+        // The job's outcome was recorded first elsewhere: that one stands.
+        None => tx
+            .query_one("SELECT id FROM outcomes WHERE job_id = $1", &[&new.job_id])
+            .map_err(err)?
+            .get(0),
+    };
+    let out = get(&mut tx, url, id)?;
+    tx.commit().map_err(err)?;
+    Ok(out)
+}
+
+/// Outcomes recorded at or after `since_ms`, oldest first.
+pub fn since(
+    client: &mut Client,
+    url: &PgUrl,
+    since_ms: i64,
+) -> Result<Vec<OutcomeRecord>, StoreError> {
+    let rows = client
+        .query(
+            &format!("SELECT {COLUMNS} FROM outcomes WHERE created_at >= $1 ORDER BY id"),
+            &[&since_ms],
+        )
+        .map_err(|e| url.error(e))?;
+    Ok(rows.iter().map(row).collect())
+}
