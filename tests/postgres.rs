@@ -751,3 +751,71 @@ fn outcomes_are_filled_from_their_decision_and_one_per_job_across_nodes() {
         1
     );
 }
+
+#[test]
+fn example_updates_from_several_nodes_are_never_lost() {
+    let Some((_cluster, url, _jobs)) = jobs_db("pg-examples") else {
+        return;
+    };
+    use skill_fleet::engine::training::{apply_results, synthetic, RunResult};
+    let files = skill_fleet::loader::read_dir(&super::support::shipped_rules()).expect("rules");
+    let spec = skill_fleet::rules::build(&files)
+        .expect("valid rules")
+        .training;
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    let records = synthetic(10, 7);
+    let first = pg::examples::put(&mut c, &url, &records, 1).expect("import");
+    assert_eq!((first.inserted, first.updated), (10, 0));
+    let again = pg::examples::put(&mut c, &url, &records, 2).expect("import");
+    assert_eq!((again.inserted, again.updated), (0, 10));
+    let stored = pg::examples::all(&mut c, &url).expect("all");
+    assert_eq!(stored.len(), 10);
+    assert!(stored.windows(2).all(|w| w[0].example_id < w[1].example_id));
+    // Four nodes apply 25 results each to the same example at once.
+    let target = stored[3].clone();
+    let result = RunResult {
+        example_id: target.example_id.clone(),
+        score: 0.9,
+        passed: true,
+    };
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (url, spec, result) = (&url, &spec, &result);
+            s.spawn(move || {
+                let mut c = url.connect(Duration::from_secs(20)).expect("connect");
+                for _ in 0..25 {
+                    let out =
+                        pg::examples::update(&mut c, url, spec, std::slice::from_ref(result), 3)
+                            .expect("update");
+                    assert_eq!(out.updated.len(), 1);
+                }
+            });
+        }
+    });
+    // The same as applying the hundred results one after the other.
+    let mut expect = vec![target.clone()];
+    for _ in 0..100 {
+        expect = apply_results(&spec, &expect, std::slice::from_ref(&result), "t").updated;
+    }
+    let after = pg::examples::all(&mut c, &url).expect("all");
+    let got = after
+        .iter()
+        .find(|e| e.example_id == target.example_id)
+        .expect("target");
+    assert_eq!(got.usage_count, target.usage_count + 100);
+    assert!(
+        (got.quality_score - expect[0].quality_score).abs() < 1e-9,
+        "{} vs {}",
+        got.quality_score,
+        expect[0].quality_score
+    );
+    // Unknown ids are reported, not invented.
+    let unknown = RunResult {
+        example_id: "nope".into(),
+        score: 0.5,
+        passed: false,
+    };
+    let out = pg::examples::update(&mut c, &url, &spec, &[unknown], 4).expect("update");
+    assert_eq!(out.unknown, vec!["nope".to_string()]);
+    assert_eq!(pg::examples::all(&mut c, &url).expect("all").len(), 10);
+}

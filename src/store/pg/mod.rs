@@ -5,6 +5,7 @@
 //! start together do not race. The job store on PostgreSQL builds on these.
 
 pub mod decisions;
+pub mod examples;
 mod jobs;
 mod migrations;
 pub mod outcomes;

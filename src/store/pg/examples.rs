@@ -1,0 +1,130 @@
+//! Training examples on PostgreSQL (issue 17, in progress: not yet behind `Store`): imported by
+//! `example_id`, listed, and updated with run results without losing an update when several
+//! nodes apply results at once: the rows a batch touches are locked (in id order) before they
+//! are read, and the moving averages are the engine's own (`apply_results`).
+
+use super::super::examples::ImportCount;
+use super::super::StoreError;
+use super::PgUrl;
+use crate::engine::training::{apply_results, Example, RunResult, UpdateOutcome};
+use crate::rules::spec::TrainingSpec;
+use postgres::{Client, GenericClient};
+
+fn decode(url: &PgUrl, id: &str, text: &str) -> Result<Example, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Postgres {
+        url: url.redacted().to_string(),
+        message: format!("stored example `{id}` is unreadable: {e}"),
+    })
+}
+
+/// Inserts or replaces records by `example_id`, in the caller's transaction.
+fn put_in(
+    tx: &mut impl GenericClient,
+    url: &PgUrl,
+    records: &[Example],
+    now_ms: i64,
+) -> Result<ImportCount, StoreError> {
+    // Encode everything before the first write: a refusal leaves no trace.
+    let encoded = records
+        .iter()
+        .map(|ex| {
+            serde_json::to_string(ex).map_err(|e| {
+                StoreError::Internal(format!("cannot encode example `{}`: {e}", ex.example_id))
+            })
+        })
+        .collect::<Result<Vec<String>, StoreError>>()?;
+    let mut count = ImportCount::default();
+    for (ex, record) in records.iter().zip(encoded) {
+        let usage = i64::try_from(ex.usage_count).unwrap_or(i64::MAX);
+        // `xmax = 0` only for a row this statement inserted (not one it updated).
+        let inserted: bool = tx
+            .query_one(
+                "INSERT INTO examples (example_id, category, style, quality_score, success_rate, \
+                 usage_count, last_used, record, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (example_id) DO UPDATE SET category = excluded.category, \
+                 style = excluded.style, quality_score = excluded.quality_score, \
+                 success_rate = excluded.success_rate, usage_count = excluded.usage_count, \
+                 last_used = excluded.last_used, record = excluded.record, \
+                 updated_at = excluded.updated_at \
+                 RETURNING (xmax = 0)",
+                &[
+                    &ex.example_id,
+                    &ex.category,
+                    &ex.style.as_str(),
+                    &ex.quality_score,
+                    &ex.success_rate,
+                    &usage,
+                    &ex.last_used,
+                    &record,
+                    &now_ms,
+                ],
+            )
+            .map_err(|e| url.error(e))?
+            .get(0);
+        if inserted {
+            count.inserted += 1;
+        } else {
+            count.updated += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Inserts or replaces records by `example_id`, in one transaction.
+pub fn put(
+    client: &mut Client,
+    url: &PgUrl,
+    records: &[Example],
+    now_ms: i64,
+) -> Result<ImportCount, StoreError> {
+    let mut tx = client.transaction().map_err(|e| url.error(e))?;
+    let count = put_in(&mut tx, url, records, now_ms)?;
+    tx.commit().map_err(|e| url.error(e))?;
+    Ok(count)
+}
+
+/// Every record, by `example_id`.
+pub fn all(client: &mut Client, url: &PgUrl) -> Result<Vec<Example>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT example_id, record FROM examples ORDER BY example_id",
+            &[],
+        )
+        .map_err(|e| url.error(e))?;
+    rows.iter()
+        .map(|r| decode(url, r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Applies run results: the touched rows are locked before they are read, so two nodes
+/// applying results to the same example never lose one of the updates.
+pub fn update(
+    client: &mut Client,
+    url: &PgUrl,
+    spec: &TrainingSpec,
+    results: &[RunResult],
+    now_ms: i64,
+) -> Result<UpdateOutcome, StoreError> {
+    let err = |e| url.error(e);
+    let mut tx = client.transaction().map_err(err)?;
+    let mut ids: Vec<&str> = results.iter().map(|r| r.example_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = tx
+        .query(
+            "SELECT example_id, record FROM examples WHERE example_id = ANY($1) \
+             ORDER BY example_id FOR UPDATE",
+            &[&ids],
+        )
+        .map_err(err)?;
+    let current = rows
+        .iter()
+        .map(|r| decode(url, r.get(0), r.get(1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let now = super::super::sql::ms_to_rfc3339(now_ms);
+    let outcome = apply_results(spec, &current, results, &now);
+    put_in(&mut tx, url, &outcome.updated, now_ms)?;
+    tx.commit().map_err(err)?;
+    Ok(outcome)
+}
