@@ -10,10 +10,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["SKILL_FLEET_OFFLINE_LM"] = "1"
 os.environ.pop("SKILL_FLEET_API_TOKEN", None)
 
-import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from skill_fleet import testing
 from skill_fleet.client import Client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,36 +50,12 @@ def start_server(tmp: Path, env: dict[str, str] | None = None) -> Server:
     if not BIN.exists():
         pytest.fail(f"no skill-fleet binary at {BIN}: build it (cargo build) or set SKILL_FLEET_BIN")
     db = tmp / "skill-fleet.db"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SKILL_FLEET_")}
-    full_env.update({"SKILL_FLEET_JOBS_SWEEP_INTERVAL_MS": "200", "SKILL_FLEET_LOG": "info"})
-    full_env.update(env or {})
-    proc = subprocess.Popen(
-        [str(BIN), "serve", "--addr", "127.0.0.1:0", "--db", str(db), "--rules", str(ROOT / "rules"), "--no-watch"],
-        cwd=tmp,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    lines: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            lines.append(line)
-            m = re.search(r"listening on (http://[0-9.:]+)", line)
-            if m and not found:
-                found.append(m.group(1))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(30) or not found:
-        proc.kill()
-        pytest.fail("skill-fleet serve did not start:\n" + "\n".join(lines))
-    return Server(url=found[0], db=db, proc=proc, log=lines)
+    full_env = {"SKILL_FLEET_JOBS_SWEEP_INTERVAL_MS": "200", "SKILL_FLEET_LOG": "info", **(env or {})}
+    try:
+        s = testing.start_server(BIN, db=db, rules=ROOT / "rules", cwd=tmp, env=full_env)
+    except testing.ServerDidNotStart as e:
+        pytest.fail(str(e))
+    return Server(url=s.url, db=db, proc=s.proc, log=s.log)
 
 
 def stop_server(server: Server) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Server
+from conftest import BIN, ROOT, Server
 
+from skill_fleet import testing
 from skill_fleet.client import (
     ApiError,
     Client,
@@ -258,3 +259,21 @@ def test_a_token_protected_server(tmp_path: Path) -> None:
         assert Client(s.url, token="s3cret-token-0123456789").create_job("optimization")["status"] == "pending"
     finally:
         stop_server(s)
+
+
+def test_start_server_reports_a_server_that_cannot_start(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    with pytest.raises(testing.ServerDidNotStart) as e:
+        testing.start_server(BIN, db=tmp_path / "x.db", rules=tmp_path / "rules", cwd=tmp_path, timeout=20)
+    assert "skill-fleet serve did not start" in str(e.value)
+    assert "rules" in str(e.value)
+
+
+def test_start_server_serves_until_stopped(tmp_path: Path) -> None:
+    s = testing.start_server(BIN, db=tmp_path / "x.db", rules=ROOT / "rules", cwd=tmp_path)
+    try:
+        assert s.url.startswith("http://127.0.0.1:")
+        assert Client(s.url).health()["status"] == "ok"
+    finally:
+        assert s.stop() == 0
+    assert any("listening on" in line for line in s.log)

@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from skill_fleet import testing
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
@@ -77,33 +77,13 @@ def start_server(tmp: Path, env: dict[str, str] | None = None) -> Server:
         pytest.fail(f"no skill-fleet binary at {BIN}: build it (cargo build) or set SKILL_FLEET_BIN")
     rules = tmp / "rules"
     shutil.copytree(ROOT / "rules", rules)
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SKILL_FLEET_")}
-    full_env.update({"SKILL_FLEET_JOBS_SWEEP_INTERVAL_MS": "200", "SKILL_FLEET_LOG": "info"})
-    full_env.update(env or {})
-    args = [str(BIN), "serve", "--addr", "127.0.0.1:0", "--db", str(tmp / "sf.db"), "--rules", str(rules), "--no-watch"]
-    if os.environ.get("SKILL_FLEET_CONSOLE_DIR"):
-        args += ["--console-dir", os.environ["SKILL_FLEET_CONSOLE_DIR"]]
-    proc = subprocess.Popen(args, cwd=tmp, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            lines.append(line)
-            m = re.search(r"listening on (http://[0-9.:]+)", line)
-            if m and not found:
-                found.append(m.group(1))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(30) or not found:
-        proc.kill()
-        pytest.fail("skill-fleet serve did not start:\n" + "\n".join(lines))
-    return Server(url=found[0], rules=rules, proc=proc, token=(env or {}).get("SKILL_FLEET_API_TOKEN"), log=lines)
+    full_env = {"SKILL_FLEET_JOBS_SWEEP_INTERVAL_MS": "200", "SKILL_FLEET_LOG": "info", **(env or {})}
+    args = ["--console-dir", os.environ["SKILL_FLEET_CONSOLE_DIR"]] if os.environ.get("SKILL_FLEET_CONSOLE_DIR") else []
+    try:
+        s = testing.start_server(BIN, db=tmp / "sf.db", rules=rules, cwd=tmp, env=full_env, args=args)
+    except testing.ServerDidNotStart as e:
+        pytest.fail(str(e))
+    return Server(url=s.url, rules=rules, proc=s.proc, token=(env or {}).get("SKILL_FLEET_API_TOKEN"), log=s.log)
 
 
 def stop_server(server: Server) -> None:

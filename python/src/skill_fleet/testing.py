@@ -1,4 +1,5 @@
-"""An offline LM for tests: deterministic answers, real usage and a known price per call.
+"""Helpers for tests: an offline LM with deterministic answers, real usage and a known price
+per call, and :func:`start_server`, a real ``skill-fleet serve`` on a free port.
 
 :class:`PricedDummyLM` is a ``dspy.utils.DummyLM`` that also reports ``usage`` (tokens counted
 as ``ceil(characters / 4)`` of the messages and of the answer) and ``cost`` (those tokens at
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import subprocess
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -228,3 +231,68 @@ class PricedDummyLM(DummyLM):
         self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
     ) -> Any:  # noqa: D102
         return self.forward(prompt=prompt, messages=messages, **kwargs)
+
+
+@dataclass
+class RunningServer:
+    """A ``skill-fleet serve`` started by :func:`start_server`."""
+
+    url: str
+    proc: "subprocess.Popen[bytes]"
+    log: list[str]
+
+    def stop(self, timeout: float = 15) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit code."""
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+class ServerDidNotStart(RuntimeError):
+    """``skill-fleet serve`` exited or said nothing of listening in time; the message has its
+    output."""
+
+
+def start_server(
+    binary: str | os.PathLike[str],
+    *,
+    db: str | os.PathLike[str],
+    rules: str | os.PathLike[str],
+    cwd: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    timeout: float = 30,
+) -> RunningServer:
+    """Starts a real ``skill-fleet serve`` on a free loopback port (``--addr 127.0.0.1:0``)
+    with the database ``db`` and the rules directory ``rules`` (not watched), for tests of
+    your own tasks and clients. The server's ``SKILL_FLEET_*`` environment is only ``env``
+    (nothing inherited); its output is collected in :attr:`RunningServer.log`. Returns once it
+    listens; stop it with :meth:`RunningServer.stop`.
+    """
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SKILL_FLEET_")}
+    full_env.update(env or {})
+    command = [str(binary), "serve", "--addr", "127.0.0.1:0", "--db", str(db), "--rules", str(rules), "--no-watch", *args]
+    proc = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            lines.append(line)
+            m = re.search(r"listening on (http://[0-9.:]+)", line)
+            if m and not found:
+                found.append(m.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(timeout) or not found:
+        proc.kill()
+        raise ServerDidNotStart("skill-fleet serve did not start:\n" + "\n".join(lines))
+    return RunningServer(url=found[0], proc=proc, log=lines)
