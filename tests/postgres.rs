@@ -644,6 +644,31 @@ fn decision_ids_are_unique_across_nodes_and_batches_are_written_whole() {
         (r.get(0), r.get(1))
     };
     assert_eq!((n, with_rid), (1_234, 617));
+    // The reads the metrics and the timeline use.
+    let counts = pg::decisions::counts(&mut c, &url, 10_000).expect("counts");
+    assert_eq!(counts.total, 1_234);
+    assert_eq!(counts.by_optimizer.get("miprov2"), Some(&1_234));
+    assert_eq!(
+        pg::decisions::counts(&mut c, &url, 11_000)
+            .expect("counts")
+            .total,
+        234
+    );
+    let mut seen = Vec::new();
+    let n = pg::decisions::each_since(&mut c, &url, 11_200, |d| seen.push(d.id)).expect("each");
+    assert_eq!((n, seen.len()), (34, 34));
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    let one = pg::decisions::get(&mut c, &url, 1)
+        .expect("get")
+        .expect("decision 1");
+    assert_eq!(
+        (one.optimizer.as_str(), one.request_id.as_deref()),
+        ("miprov2", Some("rid"))
+    );
+    assert_eq!(one.output["recommended"], "miprov2");
+    let buckets = pg::decisions::timeline(&mut c, &url, 10_000, 500, 3).expect("timeline");
+    let per: Vec<u64> = buckets.iter().map(|b| b.values().sum()).collect();
+    assert_eq!(per, vec![500, 500, 234]);
     // A batch with a taken id is refused whole.
     let dup = vec![rows[0].clone()];
     assert!(pg::decisions::insert(&mut c, &url, &dup).is_err());
@@ -770,6 +795,7 @@ fn example_updates_from_several_nodes_are_never_lost() {
     assert_eq!((again.inserted, again.updated), (0, 10));
     let stored = pg::examples::all(&mut c, &url).expect("all");
     assert_eq!(stored.len(), 10);
+    assert_eq!(pg::examples::count(&mut c, &url).expect("count"), 10);
     assert!(stored.windows(2).all(|w| w[0].example_id < w[1].example_id));
     // Four nodes apply 25 results each to the same example at once.
     let target = stored[3].clone();

@@ -2,11 +2,12 @@
 //! ids reserved under the `meta` row's lock, so nodes never hand out the same id, and batches
 //! written as multi-row inserts, so a busy node keeps up.
 
-use super::super::decisions::{NewDecision, NEXT_ID_KEY};
+use super::super::decisions::{DecisionCounts, DecisionRecord, NewDecision, COLUMNS, NEXT_ID_KEY};
 use super::super::StoreError;
 use super::PgUrl;
 use postgres::types::ToSql;
 use postgres::Client;
+use std::collections::BTreeMap;
 
 /// Rows per `INSERT` (12 parameters each, far below PostgreSQL's 65,535).
 const ROWS_PER_INSERT: usize = 500;
@@ -93,39 +94,107 @@ pub fn insert(client: &mut Client, url: &PgUrl, rows: &[NewDecision]) -> Result<
     Ok(rows.len())
 }
 
+fn record(r: &postgres::Row) -> DecisionRecord {
+    let text = |i: usize| -> serde_json::Value {
+        let t: String = r.get(i);
+        serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))
+    };
+    DecisionRecord {
+        id: r.get(0),
+        at_ms: r.get(1),
+        request_id: r.get(2),
+        source: r.get(3),
+        revision: r.get(4),
+        rule: r.get(5),
+        optimizer: r.get(6),
+        variant: r.get(7),
+        estimated_cost: r.get(8),
+        estimated_time: r.get(9),
+        input: text(10),
+        output: text(11),
+    }
+}
+
 /// One decision by id.
 pub fn get(
     client: &mut impl postgres::GenericClient,
     url: &PgUrl,
     id: i64,
-) -> Result<Option<super::super::decisions::DecisionRecord>, StoreError> {
+) -> Result<Option<DecisionRecord>, StoreError> {
     let row = client
         .query_opt(
-            &format!(
-                "SELECT {} FROM decisions WHERE id = $1",
-                super::super::decisions::COLUMNS
-            ),
+            &format!("SELECT {COLUMNS} FROM decisions WHERE id = $1"),
             &[&id],
         )
         .map_err(|e| url.error(e))?;
-    Ok(row.map(|r| {
-        let text = |i: usize| -> serde_json::Value {
-            let t: String = r.get(i);
-            serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))
-        };
-        super::super::decisions::DecisionRecord {
-            id: r.get(0),
-            at_ms: r.get(1),
-            request_id: r.get(2),
-            source: r.get(3),
-            revision: r.get(4),
-            rule: r.get(5),
-            optimizer: r.get(6),
-            variant: r.get(7),
-            estimated_cost: r.get(8),
-            estimated_time: r.get(9),
-            input: text(10),
-            output: text(11),
+    Ok(row.as_ref().map(record))
+}
+
+/// Calls `f` with every decision made at or after `since_ms`, oldest first; how many.
+pub fn each_since(
+    client: &mut Client,
+    url: &PgUrl,
+    since_ms: i64,
+    mut f: impl FnMut(DecisionRecord),
+) -> Result<u64, StoreError> {
+    let rows = client
+        .query(
+            &format!("SELECT {COLUMNS} FROM decisions WHERE created_at >= $1 ORDER BY id"),
+            &[&since_ms],
+        )
+        .map_err(|e| url.error(e))?;
+    for r in &rows {
+        f(record(r));
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Counts per optimizer, rule and revision of the decisions made at or after `since_ms`.
+pub fn counts(
+    client: &mut Client,
+    url: &PgUrl,
+    since_ms: i64,
+) -> Result<DecisionCounts, StoreError> {
+    let rows = client
+        .query(
+            "SELECT optimizer, rule, revision, COUNT(*) FROM decisions WHERE created_at >= $1 \
+             GROUP BY optimizer, rule, revision",
+            &[&since_ms],
+        )
+        .map_err(|e| url.error(e))?;
+    let mut out = DecisionCounts::default();
+    for r in rows {
+        let n = r.get::<_, i64>(3).max(0) as u64;
+        out.total += n;
+        *out.by_optimizer.entry(r.get(0)).or_default() += n;
+        *out.by_rule.entry(r.get(1)).or_default() += n;
+        *out.by_revision.entry(r.get(2)).or_default() += n;
+    }
+    Ok(out)
+}
+
+/// Decisions per optimizer in `buckets` intervals of `bucket_ms` from `since_ms` (the same
+/// answer as SQLite's `decisions::timeline`).
+pub fn timeline(
+    client: &mut Client,
+    url: &PgUrl,
+    since_ms: i64,
+    bucket_ms: i64,
+    buckets: usize,
+) -> Result<Vec<BTreeMap<String, u64>>, StoreError> {
+    let mut out = vec![BTreeMap::new(); buckets];
+    let rows = client
+        .query(
+            "SELECT (created_at - $1) / $2, optimizer, COUNT(*) FROM decisions \
+             WHERE created_at >= $1 GROUP BY 1, 2",
+            &[&since_ms, &bucket_ms.max(1)],
+        )
+        .map_err(|e| url.error(e))?;
+    for r in rows {
+        let k: i64 = r.get(0);
+        if let Some(slot) = usize::try_from(k).ok().and_then(|k| out.get_mut(k)) {
+            slot.insert(r.get(1), r.get::<_, i64>(2).max(0) as u64);
         }
-    }))
+    }
+    Ok(out)
 }

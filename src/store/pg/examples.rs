@@ -97,6 +97,15 @@ pub fn all(client: &mut Client, url: &PgUrl) -> Result<Vec<Example>, StoreError>
         .collect()
 }
 
+/// Number of records.
+pub fn count(client: &mut Client, url: &PgUrl) -> Result<u64, StoreError> {
+    let n: i64 = client
+        .query_one("SELECT COUNT(*) FROM examples", &[])
+        .map_err(|e| url.error(e))?
+        .get(0);
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Applies run results: the touched rows are locked before they are read, so two nodes
 /// applying results to the same example never lose one of the updates.
 pub fn update(
