@@ -263,6 +263,14 @@ fn jobs_db(tag: &str) -> Option<(Cluster, PgUrl, pg::PgJobs)> {
     Some((cluster, url, jobs))
 }
 
+/// The training rules of the shipped rule set.
+fn shipped_training() -> skill_fleet::rules::spec::TrainingSpec {
+    let files = skill_fleet::loader::read_dir(&super::support::shipped_rules()).expect("rules");
+    skill_fleet::rules::build(&files)
+        .expect("valid rules")
+        .training
+}
+
 fn new_job(key: Option<&str>) -> NewJob {
     NewJob {
         job_type: "optimization".into(),
@@ -286,7 +294,7 @@ fn a_job_goes_through_its_lifecycle_and_stale_tokens_are_refused() {
     );
     // Completing a job nobody claimed is an illegal transition.
     let e = jobs
-        .complete(&mut c, &job.id, "nope", &json!({}), 1_001)
+        .complete(&mut c, &job.id, "nope", &json!({}), None, 1_001)
         .unwrap_err();
     assert!(
         matches!(
@@ -342,16 +350,23 @@ fn a_job_goes_through_its_lifecycle_and_stale_tokens_are_refused() {
         .expect("claim")
         .expect("the job again");
     let e = jobs
-        .complete(&mut c, &job.id, &token, &json!({}), 1_009)
+        .complete(&mut c, &job.id, &token, &json!({}), None, 1_009)
         .unwrap_err();
     assert!(matches!(e, StoreError::StaleLease { .. }), "{e:?}");
     // An expired lease is stale too, even with the current token.
     let e = jobs
-        .complete(&mut c, &job.id, &token2, &json!({}), 1_008 + 60_000)
+        .complete(&mut c, &job.id, &token2, &json!({}), None, 1_008 + 60_000)
         .unwrap_err();
     assert!(matches!(e, StoreError::StaleLease { .. }), "{e:?}");
     let done = jobs
-        .complete(&mut c, &job.id, &token2, &json!({"quality": 0.9}), 1_010)
+        .complete(
+            &mut c,
+            &job.id,
+            &token2,
+            &json!({"quality": 0.9}),
+            None,
+            1_010,
+        )
         .expect("complete");
     assert_eq!(
         (done.status, done.progress.percent),
@@ -783,10 +798,7 @@ fn example_updates_from_several_nodes_are_never_lost() {
         return;
     };
     use skill_fleet::engine::training::{apply_results, synthetic, RunResult};
-    let files = skill_fleet::loader::read_dir(&super::support::shipped_rules()).expect("rules");
-    let spec = skill_fleet::rules::build(&files)
-        .expect("valid rules")
-        .training;
+    let spec = shipped_training();
     let mut c = url.connect(Duration::from_secs(10)).expect("connect");
     let records = synthetic(10, 7);
     let first = pg::examples::put(&mut c, &url, &records, 1).expect("import");
@@ -844,4 +856,94 @@ fn example_updates_from_several_nodes_are_never_lost() {
     let out = pg::examples::update(&mut c, &url, &spec, &[unknown], 4).expect("update");
     assert_eq!(out.unknown, vec!["nope".to_string()]);
     assert_eq!(pg::examples::all(&mut c, &url).expect("all").len(), 10);
+}
+
+#[test]
+fn completing_an_optimization_job_records_its_outcome_and_applies_its_results() {
+    let Some((_cluster, url, jobs)) = jobs_db("pg-complete") else {
+        return;
+    };
+    use skill_fleet::engine::training::{synthetic, RunResult};
+    let spec = shipped_training();
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    let examples = synthetic(3, 11);
+    pg::examples::put(&mut c, &url, &examples, 1).expect("import");
+    let decision_id = pg::decisions::reserve(&mut c, &url, 5).expect("reserve");
+    let decision = skill_fleet::store::decisions::NewDecision::new(
+        decision_id,
+        5,
+        "http",
+        (2.5, 14.0),
+        skill_fleet::store::decisions::DecisionTexts {
+            request_id: None,
+            revision: "r1",
+            rule: "moderate",
+            optimizer: "miprov2",
+            variant: Some("light"),
+            input: br#"{"trainset_size":200,"budget_usd":10,"domain":"math"}"#,
+        },
+        |out| out.extend_from_slice(br#"{"recommended":"miprov2"}"#),
+    );
+    pg::decisions::insert(&mut c, &url, &[decision]).expect("insert");
+    let mut new = new_job(None);
+    new.payload = Some(json!({"optimizer": "miprov2", "decision_id": decision_id}));
+    let (job, _) = jobs.create(&mut c, &new, 10).expect("create");
+    let (_, token) = jobs
+        .claim(&mut c, "w", &[], 60_000, None, 11)
+        .expect("claim")
+        .expect("job");
+    let results = vec![RunResult {
+        example_id: examples[0].example_id.clone(),
+        score: 1.0,
+        passed: true,
+    }];
+    let result = json!({"optimizer_used": "miprov2", "quality": 0.91, "actual_cost": 2.2, "actual_time_minutes": 13.0});
+    let done = jobs
+        .complete(
+            &mut c,
+            &job.id,
+            &token,
+            &result,
+            Some((&spec, &results)),
+            12,
+        )
+        .expect("complete");
+    assert_eq!(done.status, Status::Completed);
+    let outcomes = pg::outcomes::since(&mut c, &url, 0).expect("outcomes");
+    assert_eq!(outcomes.len(), 1);
+    let o = &outcomes[0];
+    assert_eq!(o.job_id.as_deref(), Some(job.id.as_str()));
+    assert_eq!(o.decision_id, Some(decision_id));
+    assert_eq!(
+        (o.domain.as_str(), o.quality, o.estimated_cost),
+        ("math", 0.91, Some(2.5))
+    );
+    let after = pg::examples::all(&mut c, &url).expect("examples");
+    let touched = after
+        .iter()
+        .find(|e| e.example_id == examples[0].example_id)
+        .expect("example");
+    assert_eq!(touched.usage_count, examples[0].usage_count + 1);
+    // A job of another type keeps both untouched.
+    let mut other = new_job(None);
+    other.job_type = "skill_creation".into();
+    let (o2, _) = jobs.create(&mut c, &other, 20).expect("create");
+    let (_, t2) = jobs
+        .claim(&mut c, "w", &["skill_creation".into()], 60_000, None, 21)
+        .expect("claim")
+        .expect("job");
+    jobs.complete(&mut c, &o2.id, &t2, &result, Some((&spec, &results)), 22)
+        .expect("complete");
+    assert_eq!(
+        pg::outcomes::since(&mut c, &url, 0)
+            .expect("outcomes")
+            .len(),
+        1
+    );
+    let again = pg::examples::all(&mut c, &url).expect("examples");
+    let same = again
+        .iter()
+        .find(|e| e.example_id == examples[0].example_id)
+        .expect("example");
+    assert_eq!(same.usage_count, touched.usage_count);
 }

@@ -489,42 +489,14 @@ impl Ctx<'_> {
         payload: &str,
         result: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let Ok(Some(report)) = super::outcomes::parse_report(result) else {
+        let Some(mut new) = super::outcomes::from_job(id, payload, result) else {
             return Ok(());
         };
-        let payload: serde_json::Value =
-            serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
-        let decision_id = payload
-            .get("decision_id")
-            .and_then(serde_json::Value::as_i64)
-            .or_else(|| {
-                payload
-                    .get("decision")
-                    .and_then(|d| d.get("decision_id"))
-                    .and_then(serde_json::Value::as_i64)
-            });
-        let decision_id = match decision_id {
-            Some(d) if super::decisions::get(self.conn, d)?.is_some() => Some(d),
-            _ => None,
-        };
-        let mut context = super::outcomes::RunContext::from_json(&payload);
-        let planned = payload.get("optimizer").and_then(serde_json::Value::as_str);
-        if planned.is_some_and(|p| p != report.optimizer_used) {
-            // The run used another optimizer than the job planned: the plan's variant and
-            // estimates are not its own.
-            context.variant = None;
-            context.estimated_cost = None;
-            context.estimated_time = None;
+        if let Some(d) = new.decision_id {
+            if super::decisions::get(self.conn, d)?.is_none() {
+                new.decision_id = None;
+            }
         }
-        if let Some(v) = result.get("variant").and_then(serde_json::Value::as_str) {
-            context.variant = Some(v.to_string());
-        }
-        let new = super::outcomes::NewOutcome {
-            report,
-            decision_id,
-            job_id: Some(id.to_string()),
-            context,
-        };
         super::outcomes::record(self.conn, &new, self.now).map(|_| ())
     }
 

@@ -49,6 +49,44 @@ pub(super) fn from_decision(
     Some(d.optimizer.clone())
 }
 
+/// The outcome a completed `optimization` job reports in its result, for every backend: none
+/// when the result has no outcome fields (or bad ones). Its `decision_id` is the one the
+/// payload names (`decision_id`, or `decision.decision_id`), unchecked: the backend drops it
+/// when the decision is not in its log.
+pub(super) fn from_job(id: &str, payload: &str, result: &Value) -> Option<NewOutcome> {
+    let Ok(Some(report)) = parse_report(result) else {
+        return None;
+    };
+    let payload: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+    let decision_id = payload
+        .get("decision_id")
+        .and_then(Value::as_i64)
+        .or_else(|| {
+            payload
+                .get("decision")
+                .and_then(|d| d.get("decision_id"))
+                .and_then(Value::as_i64)
+        });
+    let mut context = RunContext::from_json(&payload);
+    let planned = payload.get("optimizer").and_then(Value::as_str);
+    if planned.is_some_and(|p| p != report.optimizer_used) {
+        // The run used another optimizer than the job planned: the plan's variant and
+        // estimates are not its own.
+        context.variant = None;
+        context.estimated_cost = None;
+        context.estimated_time = None;
+    }
+    if let Some(v) = result.get("variant").and_then(Value::as_str) {
+        context.variant = Some(v.to_string());
+    }
+    Some(NewOutcome {
+        report,
+        decision_id,
+        job_id: Some(id.to_string()),
+        context,
+    })
+}
+
 /// Records an outcome (inside the writer's transaction). An unknown decision id is refused
 /// before anything is written; a job already recorded keeps its first outcome.
 pub fn record(

@@ -115,8 +115,21 @@ pub fn update(
     results: &[RunResult],
     now_ms: i64,
 ) -> Result<UpdateOutcome, StoreError> {
+    let mut tx = client.transaction().map_err(|e| url.error(e))?;
+    let outcome = update_in(&mut tx, url, spec, results, now_ms)?;
+    tx.commit().map_err(|e| url.error(e))?;
+    Ok(outcome)
+}
+
+/// [`update`] inside the caller's transaction (a job's completion applies its results with it).
+pub(super) fn update_in(
+    tx: &mut impl GenericClient,
+    url: &PgUrl,
+    spec: &TrainingSpec,
+    results: &[RunResult],
+    now_ms: i64,
+) -> Result<UpdateOutcome, StoreError> {
     let err = |e| url.error(e);
-    let mut tx = client.transaction().map_err(err)?;
     let mut ids: Vec<&str> = results.iter().map(|r| r.example_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -133,7 +146,6 @@ pub fn update(
         .collect::<Result<Vec<_>, _>>()?;
     let now = super::super::sql::ms_to_rfc3339(now_ms);
     let outcome = apply_results(spec, &current, results, &now);
-    put_in(&mut tx, url, &outcome.updated, now_ms)?;
-    tx.commit().map_err(err)?;
+    put_in(tx, url, &outcome.updated, now_ms)?;
     Ok(outcome)
 }

@@ -8,11 +8,14 @@
 use super::super::apply::PRUNE_CHUNK;
 use super::super::job::{Hitl, Job, LeaseInfo, NewJob, Progress, Status};
 use super::super::lifecycle::{self, uuid, Head};
+use super::super::outcomes;
 use super::super::reads::{page, parse_cursor};
 use super::super::sql::{ms_to_rfc3339, COLUMNS};
 use super::super::{Filter, Page};
 use super::super::{StoreError, StoreOptions};
 use super::PgUrl;
+use crate::engine::training::RunResult;
+use crate::rules::spec::TrainingSpec;
 use postgres::{Client, Row, Transaction};
 
 /// The job operations of one PostgreSQL database.
@@ -293,16 +296,19 @@ impl PgJobs {
         })
     }
 
-    /// Completes a running job with its result.
+    /// Completes a running job with its result. An `optimization` job also applies its
+    /// per-example results (`training`) and records the outcome its result reports, linked to
+    /// the decision its payload names, in the same transaction: as on SQLite.
     pub fn complete(
         &self,
         client: &mut Client,
         id: &str,
         token: &str,
         result: &serde_json::Value,
+        training: Option<(&TrainingSpec, &[RunResult])>,
         now: i64,
     ) -> Result<Job, StoreError> {
-        let result = result.to_string();
+        let text = result.to_string();
         self.in_tx(client, |s, tx| {
             s.fenced(
                 tx,
@@ -315,8 +321,25 @@ impl PgJobs {
                 "UPDATE jobs SET status = 'completed', result = $4, progress_percent = 100, \
                  lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
                  completed_at = $3, updated_at = $3, version = version + 1",
-                &[&result],
+                &[&text],
             )?;
+            let row = tx
+                .query_one("SELECT job_type, payload FROM jobs WHERE id = $1", &[&id])
+                .map_err(s.err())?;
+            let (job_type, payload): (String, String) = (row.get(0), row.get(1));
+            if job_type == "optimization" {
+                if let Some((spec, results)) = training {
+                    super::examples::update_in(tx, &s.url, spec, results, now)?;
+                }
+                if let Some(mut new) = outcomes::from_job(id, &payload, result) {
+                    if let Some(d) = new.decision_id {
+                        if super::decisions::get(tx, &s.url, d)?.is_none() {
+                            new.decision_id = None;
+                        }
+                    }
+                    super::outcomes::record_in(tx, &s.url, &new, now)?;
+                }
+            }
             s.get_in(tx, id)
         })
     }

@@ -50,12 +50,24 @@ pub fn record(
     new: &NewOutcome,
     now_ms: i64,
 ) -> Result<OutcomeRecord, StoreError> {
+    let mut tx = client.transaction().map_err(|e| url.error(e))?;
+    let out = record_in(&mut tx, url, new, now_ms)?;
+    tx.commit().map_err(|e| url.error(e))?;
+    Ok(out)
+}
+
+/// [`record`] inside the caller's transaction (a job's completion records its outcome with it).
+pub(super) fn record_in(
+    tx: &mut impl GenericClient,
+    url: &PgUrl,
+    new: &NewOutcome,
+    now_ms: i64,
+) -> Result<OutcomeRecord, StoreError> {
     let err = |e| url.error(e);
-    let mut tx = client.transaction().map_err(err)?;
     let mut ctx = new.context.clone();
     let (mut recommended, mut rule, mut revision) = (None, None, None);
     if let Some(id) = new.decision_id {
-        let d = super::decisions::get(&mut tx, url, id)?.ok_or_else(|| StoreError::Field {
+        let d = super::decisions::get(tx, url, id)?.ok_or_else(|| StoreError::Field {
             field: "decision_id".into(),
             message: format!("no decision `{id}` in the decision log"),
         })?;
@@ -104,9 +116,7 @@ pub fn record(
             .map_err(err)?
             .get(0),
     };
-    let out = get(&mut tx, url, id)?;
-    tx.commit().map_err(err)?;
-    Ok(out)
+    get(tx, url, id)
 }
 
 /// Outcomes recorded at or after `since_ms`, oldest first.
