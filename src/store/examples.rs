@@ -15,17 +15,22 @@ pub struct ImportCount {
     pub updated: usize,
 }
 
-/// Inserts or replaces records by `example_id` (inside the caller's transaction).
-pub fn put(conn: &Connection, records: &[Example], now_ms: i64) -> Result<ImportCount, StoreError> {
-    // Encode everything before the first write: a refusal must leave no trace.
-    let encoded = records
+/// Every record as the JSON stored beside its columns, encoded before the first write of an
+/// import so that a refusal leaves no trace (every backend).
+pub(super) fn encode_all(records: &[Example]) -> Result<Vec<String>, StoreError> {
+    records
         .iter()
         .map(|ex| {
             serde_json::to_string(ex).map_err(|e| {
                 StoreError::Internal(format!("cannot encode example `{}`: {e}", ex.example_id))
             })
         })
-        .collect::<Result<Vec<String>, StoreError>>()?;
+        .collect()
+}
+
+/// Inserts or replaces records by `example_id` (inside the caller's transaction).
+pub fn put(conn: &Connection, records: &[Example], now_ms: i64) -> Result<ImportCount, StoreError> {
+    let encoded = encode_all(records)?;
     let mut count = ImportCount::default();
     for (ex, record) in records.iter().zip(encoded) {
         let exists: bool = conn

@@ -15,7 +15,8 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
     crate::util::time::rfc3339_ms(ms)
 }
 
-fn json(text: Option<String>) -> Option<serde_json::Value> {
+/// A JSON text column as a value (text that is not JSON stays a string), for every backend.
+pub(super) fn json(text: Option<String>) -> Option<serde_json::Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
 }
 

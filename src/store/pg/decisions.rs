@@ -3,6 +3,7 @@
 //! written as multi-row inserts, so a busy node keeps up.
 
 use super::super::decisions::{DecisionCounts, DecisionRecord, NewDecision, COLUMNS, NEXT_ID_KEY};
+use super::super::sql::json;
 use super::super::StoreError;
 use super::PgUrl;
 use postgres::types::ToSql;
@@ -95,10 +96,7 @@ pub fn insert(client: &mut Client, url: &PgUrl, rows: &[NewDecision]) -> Result<
 }
 
 fn record(r: &postgres::Row) -> DecisionRecord {
-    let text = |i: usize| -> serde_json::Value {
-        let t: String = r.get(i);
-        serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))
-    };
+    let text = |i: usize| json(r.get(i)).unwrap_or(serde_json::Value::Null);
     DecisionRecord {
         id: r.get(0),
         at_ms: r.get(1),

@@ -3,7 +3,7 @@
 //! nodes apply results at once: the rows a batch touches are locked (in id order) before they
 //! are read, and the moving averages are the engine's own (`apply_results`).
 
-use super::super::examples::ImportCount;
+use super::super::examples::{encode_all, ImportCount};
 use super::super::StoreError;
 use super::PgUrl;
 use crate::engine::training::{apply_results, Example, RunResult, UpdateOutcome};
@@ -24,15 +24,7 @@ fn put_in(
     records: &[Example],
     now_ms: i64,
 ) -> Result<ImportCount, StoreError> {
-    // Encode everything before the first write: a refusal leaves no trace.
-    let encoded = records
-        .iter()
-        .map(|ex| {
-            serde_json::to_string(ex).map_err(|e| {
-                StoreError::Internal(format!("cannot encode example `{}`: {e}", ex.example_id))
-            })
-        })
-        .collect::<Result<Vec<String>, StoreError>>()?;
+    let encoded = encode_all(records)?;
     let mut count = ImportCount::default();
     for (ex, record) in records.iter().zip(encoded) {
         let usage = i64::try_from(ex.usage_count).unwrap_or(i64::MAX);

@@ -1,7 +1,8 @@
 //! The job operations on PostgreSQL (issue 17, in progress: not yet behind `Store`), with the
 //! guarantees several nodes need: a claim takes its row with `FOR UPDATE SKIP LOCKED`, so no
 //! job is ever held by two workers; a change that needs the lease checks token and expiry in
-//! the updating statement itself; a sweep locks the expired rows it returns, so concurrent
+//! the updating statement itself (a fail, which reads the attempts first, under the row's
+//! lock); a sweep locks the expired rows it returns, so concurrent
 //! sweeps add exactly one attempt per job; a create with a known idempotency key returns the
 //! existing job, whichever node it reaches. The checks are `store::lifecycle`'s, as on SQLite.
 
@@ -10,7 +11,7 @@ use super::super::job::{Hitl, Job, LeaseInfo, NewJob, Progress, Status};
 use super::super::lifecycle::{self, uuid, Head};
 use super::super::outcomes;
 use super::super::reads::{page, parse_cursor};
-use super::super::sql::{ms_to_rfc3339, COLUMNS};
+use super::super::sql::{json, ms_to_rfc3339, COLUMNS};
 use super::super::{Filter, Page};
 use super::super::{StoreError, StoreOptions};
 use super::PgUrl;
@@ -23,10 +24,6 @@ use postgres::{Client, Row, Transaction};
 pub struct PgJobs {
     url: PgUrl,
     opts: StoreOptions,
-}
-
-fn json(text: Option<String>) -> Option<serde_json::Value> {
-    text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
 }
 
 /// Maps a row selected with [`COLUMNS`] (the same columns as SQLite's).
@@ -111,11 +108,12 @@ impl PgJobs {
             .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
+    /// Status, lease and attempts of one job, its row locked until the transaction ends.
     fn head(&self, tx: &mut Transaction<'_>, id: &str) -> Result<Head, StoreError> {
         let r = tx
             .query_opt(
                 "SELECT status, lease_token, lease_expires_at, attempt, max_attempts \
-                 FROM jobs WHERE id = $1",
+                 FROM jobs WHERE id = $1 FOR UPDATE",
                 &[&id],
             )
             .map_err(self.err())?
@@ -356,41 +354,56 @@ impl PgJobs {
         now: i64,
     ) -> Result<Job, StoreError> {
         self.in_tx(client, |s, tx| {
-            // The row is locked by the fenced update below; its attempts are read first.
+            // The head is read with the row locked: the check and the write are one step.
             let h = s.head(tx, id)?;
+            lifecycle::leased(id, &h, token, now, Status::Failed)?;
             let attempt = h.attempt + 1;
             if retry && attempt < h.max_attempts {
-                let not_before = now + lifecycle::backoff(&s.opts, attempt);
-                s.fenced(
-                    tx,
-                    Fence {
-                        id,
-                        token,
-                        now,
-                        to: Status::Failed,
-                    },
-                    "UPDATE jobs SET status = 'pending', error = $4, attempt = attempt + 1, \
-                     not_before = $5, lease_owner = NULL, lease_token = NULL, \
-                     lease_expires_at = NULL, updated_at = $3, version = version + 1",
-                    &[&error, &not_before],
-                )?;
+                s.retry_later(tx, id, attempt, error, now)?;
             } else {
-                s.fenced(
-                    tx,
-                    Fence {
-                        id,
-                        token,
-                        now,
-                        to: Status::Failed,
-                    },
-                    "UPDATE jobs SET status = 'failed', error = $4, attempt = attempt + 1, \
-                     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
-                     completed_at = $3, updated_at = $3, version = version + 1",
-                    &[&error],
-                )?;
+                s.fail_for_good(tx, id, attempt, error, now)?;
             }
             s.get_in(tx, id)
         })
+    }
+
+    /// Back to pending after the backoff of `attempt`, the lease released.
+    fn retry_later(
+        &self,
+        tx: &mut Transaction<'_>,
+        id: &str,
+        attempt: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let not_before = now + lifecycle::backoff(&self.opts, attempt);
+        tx.execute(
+            "UPDATE jobs SET status = 'pending', error = $2, attempt = $3, not_before = $4, \
+             lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = $5, \
+             version = version + 1 WHERE id = $1",
+            &[&id, &error, &attempt, &not_before, &now],
+        )
+        .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Failed for good (attempts used up, or no retry asked), the lease released.
+    fn fail_for_good(
+        &self,
+        tx: &mut Transaction<'_>,
+        id: &str,
+        attempt: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        tx.execute(
+            "UPDATE jobs SET status = 'failed', error = $2, attempt = $3, lease_owner = NULL, \
+             lease_token = NULL, lease_expires_at = NULL, completed_at = $4, updated_at = $4, \
+             version = version + 1 WHERE id = $1",
+            &[&id, &error, &attempt, &now],
+        )
+        .map_err(self.err())?;
+        Ok(())
     }
 
     /// Parks a running job in `pending_hitl` with a question.
@@ -539,26 +552,12 @@ impl PgJobs {
                 if attempt >= max {
                     let error =
                         format!("lease of worker `{owner}` expired; {attempt} of {max} attempts used");
-                    tx.execute(
-                        "UPDATE jobs SET status = 'failed', error = $2, attempt = $3, \
-                         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
-                         completed_at = $4, updated_at = $4, version = version + 1 WHERE id = $1",
-                        &[&id, &error, &attempt, &now],
-                    )
-                    .map_err(s.err())?;
+                    s.fail_for_good(tx, &id, attempt, &error, now)?;
                 } else {
                     let error = format!(
                         "lease of worker `{owner}` expired; retrying ({attempt} of {max} attempts used)"
                     );
-                    let not_before = now + lifecycle::backoff(&s.opts, attempt);
-                    tx.execute(
-                        "UPDATE jobs SET status = 'pending', error = $2, attempt = $3, \
-                         not_before = $4, lease_owner = NULL, lease_token = NULL, \
-                         lease_expires_at = NULL, updated_at = $5, version = version + 1 \
-                         WHERE id = $1",
-                        &[&id, &error, &attempt, &not_before, &now],
-                    )
-                    .map_err(s.err())?;
+                    s.retry_later(tx, &id, attempt, &error, now)?;
                 }
                 changed.push(s.get_in(tx, &id)?);
             }
