@@ -87,12 +87,7 @@ def start_server(tmp: Path, env: dict[str, str] | None = None) -> Server:
 
 
 def stop_server(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait(timeout=5)
+    testing.RunningServer(server.url, server.proc, server.log).stop()
 
 
 @pytest.fixture(scope="module")
