@@ -141,26 +141,53 @@ fn flags(args: &ServeArgs, rules: Option<&PathBuf>) -> Vec<(String, Value, Strin
     f
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The signals that stop the server, registered when this is built so that a signal arriving
+/// right after the "listening" line is not lost: SIGINT and SIGTERM (Ctrl-C elsewhere).
+struct ShutdownSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    /// Registers the handlers now.
+    fn register() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        #[cfg(not(unix))]
+        Self {}
     }
-    tracing::info!("shutdown requested");
+
+    /// Waits for the first of them.
+    async fn recv(self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(self.interrupt) => {},
+                () = next(self.terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested");
+    }
 }
 
 /// What runs beside the HTTP server: the rules watcher and the job sweeper.
@@ -335,6 +362,8 @@ async fn serve_until_signal(
         Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
     };
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+    // Before the line that tells clients (and test harnesses) the server is up.
+    let signals = ShutdownSignals::register();
     let st = live.status();
     tracing::info!(
         "listening on http://{local}, serving rules revision {} from {} ({} files, {}), database {}",
@@ -354,7 +383,7 @@ async fn serve_until_signal(
     let watcher = bg
         .watching
         .then(|| tokio::spawn(watch::run(Arc::clone(&live), bg.watch, stop_rx)));
-    let served = serve(listener, Arc::clone(&state), shutdown_signal()).await;
+    let served = serve(listener, Arc::clone(&state), signals.recv()).await;
     // Every request is done: write the decisions still queued.
     if let Err(e) = state.close().await {
         tracing::warn!("closing the decision log: {e}");
