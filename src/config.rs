@@ -23,7 +23,7 @@ pub struct Config {
     pub server: ServerConfig,
     /// Rule set and hot reload.
     pub rules: RulesConfig,
-    /// SQLite database.
+    /// The database: a SQLite file, or PostgreSQL for several nodes.
     pub database: DatabaseConfig,
     /// Job queue: leases, lease sweeping, retention.
     pub jobs: JobsConfig,
@@ -83,9 +83,10 @@ pub struct RulesConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// Path of the SQLite file (created when missing).
+    /// Path of the SQLite file (created when missing), or a `postgres://` (or `postgresql://`)
+    /// URL of a PostgreSQL database that several nodes share.
     pub path: PathBuf,
-    /// Jobs kept in the in-memory read cache (0: no cache).
+    /// Jobs kept in the in-memory read cache (0: no cache; PostgreSQL never caches jobs).
     pub cache_capacity: usize,
 }
 

@@ -6,19 +6,19 @@ use crate::store::{self, Store, StoreError};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
 
 /// `db` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Create the database and its tables (idempotent).
     Init(DbArgs),
-    /// Path, schema version, SQLite version, jobs per status, file and WAL size.
+    /// Location, schema version, SQLite or PostgreSQL version, jobs per status, file and WAL
+    /// size (SQLite).
     Status(DbArgs),
     /// Apply pending migrations and list them.
     Migrate(DbArgs),
-    /// Delete every job and training example: remove the file and create it afresh (asks for
-    /// confirmation).
+    /// Delete every job and training example: remove the file (or PostgreSQL's tables) and
+    /// create it afresh (asks for confirmation).
     Reset(ResetArgs),
 }
 
@@ -43,20 +43,6 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Removes the database file and its WAL and shared-memory files (missing ones are fine).
-fn remove_db_files(path: &Path) -> std::io::Result<()> {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::remove_file(PathBuf::from(p)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// Runs a `db` subcommand.
 pub fn run(
     cmd: DbCommand,
@@ -76,7 +62,8 @@ pub fn run(
 /// into an empty one.
 fn init(a: DbArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
     let path = resolve_path(a.db.as_deref())?;
-    let existed = path.exists();
+    let shown = store::display_location(&path);
+    let existed = store::exists(&path)?;
     let store = open(&path, true)?;
     let version = store.schema_version().unwrap_or(0);
     let imported = super::training::import_shipped_if_empty(&store);
@@ -86,14 +73,14 @@ fn init(a: DbArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
         let _ = writeln!(
             out,
             "{}",
-            serde_json::json!({"path": path.display().to_string(), "created": !existed, "schema_version": version, "training_examples_imported": imported})
+            serde_json::json!({"path": shown, "created": !existed, "schema_version": version, "training_examples_imported": imported})
         );
     } else {
         let _ = writeln!(
             out,
             "{} database `{}` (schema version {version})",
             if existed { "checked" } else { "created" },
-            path.display()
+            shown
         );
         if imported > 0 {
             let _ = writeln!(out, "imported {imported} shipped training example(s)");
@@ -106,7 +93,7 @@ fn init(a: DbArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
 fn status(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit, CliError> {
     let path = resolve_path(a.db.as_deref())?;
     let pending = store::pending_migrations(&path).unwrap_or_default();
-    if !pending.is_empty() && path.exists() {
+    if !pending.is_empty() && store::exists(&path).unwrap_or(false) {
         let _ = writeln!(
             err,
             "warning: {} pending migration(s); run `skill-fleet db migrate`",
@@ -117,8 +104,12 @@ fn status(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit, C
         Ok(s) => s,
         Err(StoreError::Invalid(msg)) => return Err(CliError::io(msg)),
         Err(e) => {
-            let help = (!path.exists())
-                .then(|| format!("run `skill-fleet db init --db {}`", path.display()));
+            let help = (!store::exists(&path).unwrap_or(true)).then(|| {
+                format!(
+                    "run `skill-fleet db init --db {}`",
+                    store::display_location(&path)
+                )
+            });
             return Err(CliError::from(e).help_opt(help));
         }
     };
@@ -137,9 +128,18 @@ fn status(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit, C
             "schema version  {} (latest {})",
             st.schema_version, st.latest_version
         );
-        let _ = writeln!(out, "sqlite          {}", st.sqlite_version);
-        let _ = writeln!(out, "file            {}", human_bytes(st.file_bytes));
-        let _ = writeln!(out, "wal             {}", human_bytes(st.wal_bytes));
+        if let Some(v) = &st.sqlite_version {
+            let _ = writeln!(out, "sqlite          {v}");
+        }
+        if let Some(v) = &st.postgres_version {
+            let _ = writeln!(out, "postgresql      {v}");
+        }
+        if let Some(n) = st.file_bytes {
+            let _ = writeln!(out, "file            {}", human_bytes(n));
+        }
+        if let Some(n) = st.wal_bytes {
+            let _ = writeln!(out, "wal             {}", human_bytes(n));
+        }
         let _ = writeln!(out, "jobs            {}", st.jobs.values().sum::<i64>());
         for s in crate::store::job::Status::ALL {
             let _ = writeln!(
@@ -156,6 +156,7 @@ fn status(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit, C
 /// `db migrate`: applies the pending migrations and lists them.
 fn migrate(a: DbArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
     let path = resolve_path(a.db.as_deref())?;
+    let shown = store::display_location(&path);
     let pending = store::pending_migrations(&path)?;
     let store = open(&path, true)?;
     let version = store.schema_version().unwrap_or(0);
@@ -173,18 +174,13 @@ fn migrate(a: DbArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
     } else if pending.is_empty() {
         let _ = writeln!(
             out,
-            "database `{}` is up to date (schema version {version})",
-            path.display()
+            "database `{shown}` is up to date (schema version {version})"
         );
     } else {
         for (n, name) in &pending {
             let _ = writeln!(out, "applied migration {n}: {name}");
         }
-        let _ = writeln!(
-            out,
-            "database `{}` is at schema version {version}",
-            path.display()
-        );
+        let _ = writeln!(out, "database `{shown}` is at schema version {version}");
     }
     Ok(Exit::Ok)
 }
@@ -197,17 +193,16 @@ fn reset(
     err: &mut dyn Write,
 ) -> Result<Exit, CliError> {
     let path = resolve_path(a.db.db.as_deref())?;
+    let shown = store::display_location(&path);
     if !a.yes {
         if !std::io::stdin().is_terminal() {
             return Err(CliError::usage(format!(
-                "refusing to reset `{}` without --yes: standard input is not a terminal",
-                path.display()
+                "refusing to reset `{shown}` without --yes: standard input is not a terminal"
             )));
         }
         let _ = write!(
             err,
-            "This deletes every job and training example in `{}`. Type `yes` to continue: ",
-            path.display()
+            "This deletes every job and training example in `{shown}`. Type `yes` to continue: "
         );
         let _ = err.flush();
         let mut answer = String::new();
@@ -218,9 +213,11 @@ fn reset(
             return Ok(Exit::Failed);
         }
     }
-    remove_db_files(&path)
-        .map_err(|e| CliError::io(format!("cannot remove `{}`: {e}", path.display())))?;
+    store::destroy(&path).map_err(|e| match e {
+        StoreError::Invalid(m) => CliError::io(m),
+        e => CliError::from(e),
+    })?;
     let _ = open(&path, true)?.close();
-    let _ = writeln!(out, "reset database `{}`", path.display());
+    let _ = writeln!(out, "reset database `{shown}`");
     Ok(Exit::Ok)
 }

@@ -8,6 +8,7 @@ pub mod coverage;
 pub mod db;
 pub mod dry_run;
 pub mod error;
+pub mod follow;
 pub mod jobs;
 pub mod logging;
 pub mod metrics;

@@ -348,7 +348,12 @@ fn create_in_db(
     let _ = store.close();
     let (job, _) = created?;
     let job = serde_json::to_value(&job).unwrap_or_default();
-    print_created(&job, a.db.format, &format!("in `{}`", path.display()), out);
+    print_created(
+        &job,
+        a.db.format,
+        &format!("in `{}`", crate::store::display_location(&path)),
+        out,
+    );
     Ok(Exit::Ok)
 }
 

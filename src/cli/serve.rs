@@ -313,6 +313,7 @@ fn open_store(config: &Config, skip_init: bool) -> Result<Arc<Store>, CliError> 
         Err(e) => {
             let help = match e {
                 store::StoreError::Locked { .. } => "one SQLite database, one server: stop the other one, or give this one its own --db PATH; several nodes share a PostgreSQL database instead",
+                store::StoreError::Postgres { .. } => "check that PostgreSQL runs at that address and lets this user in (`--db postgres://user:pass@host:5432/name`); the start gives up after 5 s",
                 _ => "drop --skip-db-init to create it, or pass --db PATH (SKILL_FLEET_DB)",
             };
             Err(CliError::io(format!("cannot open the database: {e}")).help(help))
@@ -374,6 +375,14 @@ async fn serve_until_signal(
         db_path
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // On PostgreSQL, other nodes record outcomes too: follow them.
+    let follower = store.is_postgres().then(|| {
+        tokio::spawn(super::follow::follow_outcomes(
+            Arc::clone(&state),
+            Arc::clone(&store),
+            stop_rx.clone(),
+        ))
+    });
     let sweeper = tokio::spawn(run_sweeper(
         store,
         bg.sweep_every,
@@ -394,5 +403,8 @@ async fn serve_until_signal(
         let _ = w.await;
     }
     let _ = sweeper.await;
+    if let Some(f) = follower {
+        let _ = f.await;
+    }
     served.map_err(|e| format!("server error: {e}"))
 }

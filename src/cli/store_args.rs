@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 /// `--db` and `--format`, shared by the commands that touch the database.
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
-    /// SQLite file [default: database.path from the config file, or SKILL_FLEET_DB, or skill-fleet.db]
-    #[arg(long, value_name = "PATH", global = true)]
+    /// SQLite file, or a `postgres://user:pass@host:5432/name` URL for a database several
+    /// nodes share [default: database.path from the config file, or SKILL_FLEET_DB, or
+    /// skill-fleet.db]
+    #[arg(long, value_name = "PATH|URL", global = true)]
     pub db: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human, global = true)]
@@ -70,7 +72,7 @@ fn open_error(path: &Path, e: StoreError) -> CliError {
     let help = match &e {
         StoreError::Missing(_) => Some(format!(
             "run `skill-fleet db init --db {}` first",
-            path.display()
+            crate::store::display_location(path)
         )),
         StoreError::Locked { holder, .. } => Some(match super::api::url_in(holder) {
             Some(url) => format!(

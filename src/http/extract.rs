@@ -175,6 +175,15 @@ pub(super) fn store_error(e: StoreError) -> ApiError {
                 .details(vec![json!({"current_status": from})])
         }
         StoreError::Lost(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        StoreError::Postgres { .. } => {
+            // Unreachable, restarting, or a failed statement: nothing was acknowledged, and a
+            // create is safe to send again with its idempotency key.
+            tracing::warn!("job store unavailable: {e}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable: retry; a create sent again with its idempotency key never makes a second job",
+            )
+        }
         StoreError::Field { field, message } => invalid(field, message.clone(), None),
         StoreError::Invalid(msg) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg.clone()),
         _ => {

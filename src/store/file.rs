@@ -115,6 +115,25 @@ impl FileWatch {
     }
 }
 
+/// Removes the database file and its WAL and shared-memory files (missing ones are fine).
+pub fn remove_all(db: &Path) -> Result<(), StoreError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        match std::fs::remove_file(PathBuf::from(p)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::Invalid(format!(
+                    "cannot remove `{}`: {e}",
+                    db.display()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

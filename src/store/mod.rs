@@ -38,6 +38,7 @@ pub use change::JobChange;
 use change::{claim_op, claimed, create_op, created, job_of, outcome_of, update_op, updated};
 pub use error::StoreError;
 pub use migrations::{pending_migrations, MIGRATIONS};
+
 pub use reads::{DbStatus, Filter, Page};
 
 /// Milliseconds since the epoch, as the store's clock gives them.
@@ -94,12 +95,17 @@ impl Answer {
     }
 }
 
-/// The SQLite store.
+/// The job store: a SQLite file (the default) or a PostgreSQL database that several nodes
+/// share, chosen by the location it is opened with (a `postgres://` URL or a path).
 pub struct Store {
+    /// The file, or for PostgreSQL the URL with its password redacted.
     path: PathBuf,
     tx: mpsc::Sender<Message>,
-    /// The writer thread, until the store is closed; `None` for a read-only store.
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The threads that take the messages until the store is closed: SQLite's one writer, or
+    /// PostgreSQL's workers; none for a read-only store.
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// PostgreSQL, when the location is a URL; SQLite otherwise.
+    pg: Option<Arc<pg::PgBackend>>,
     /// Held while the store may write, until it is closed; `None` for a read-only store.
     lock: Mutex<Option<file::WriterLock>>,
     /// Opened read-only: every change is refused.
@@ -142,13 +148,17 @@ impl Store {
         Self::open_with(path, init, StoreOptions::default(), system_clock())
     }
 
-    /// Opens with options and a clock (tests use a manual clock).
+    /// Opens with options and a clock (tests use a manual clock). A `postgres://` or
+    /// `postgresql://` location opens PostgreSQL; anything else is a SQLite file.
     pub fn open_with(
         path: &Path,
         init: bool,
         opts: StoreOptions,
         clock: Clock,
     ) -> Result<Self, StoreError> {
+        if let Some(url) = postgres_url(path)? {
+            return Self::open_postgres(url, init, false, opts, clock);
+        }
         let wrap = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
             source,
@@ -200,7 +210,8 @@ impl Store {
         Ok(Self {
             path: path.to_path_buf(),
             tx,
-            writer: Mutex::new(Some(writer)),
+            threads: Mutex::new(vec![writer]),
+            pg: None,
             lock: Mutex::new(Some(lock)),
             read_only: false,
             closed: AtomicBool::new(false),
@@ -216,6 +227,9 @@ impl Store {
     /// beside a running server (`db status`, `jobs list`, `training export`, …). Every change
     /// is refused with [`StoreError::ReadOnly`].
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if let Some(url) = postgres_url(path)? {
+            return Self::open_postgres(url, false, true, StoreOptions::default(), system_clock());
+        }
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
@@ -226,7 +240,8 @@ impl Store {
         Ok(Self {
             path: path.to_path_buf(),
             tx,
-            writer: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            pg: None,
             lock: Mutex::new(None),
             read_only: true,
             closed: AtomicBool::new(false),
@@ -238,14 +253,56 @@ impl Store {
         })
     }
 
-    /// `Err(Lost)` when the path no longer names the file this store opened.
+    /// PostgreSQL: workers (none when read-only) and read connections, no cache, no lock.
+    fn open_postgres(
+        url: pg::PgUrl,
+        init: bool,
+        read_only: bool,
+        opts: StoreOptions,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
+        let backend = Arc::new(pg::PgBackend::open(url, init, opts, clock())?);
+        let path = PathBuf::from(backend.url().redacted());
+        let stats = Arc::new(WriterStats::default());
+        let (tx, rx) = mpsc::channel();
+        let threads = if read_only {
+            Vec::new()
+        } else {
+            backend.spawn_workers(rx, Arc::clone(&clock), Arc::clone(&stats))?
+        };
+        Ok(Self {
+            watch: Arc::new(file::FileWatch::new(&path)),
+            path,
+            tx,
+            threads: Mutex::new(threads),
+            pg: Some(backend),
+            lock: Mutex::new(None),
+            read_only,
+            closed: AtomicBool::new(false),
+            readers: Mutex::new(Vec::new()),
+            cache: Arc::new(Mutex::new(Cache::new(0))),
+            clock,
+            stats,
+        })
+    }
+
+    /// `Err(Lost)` when the path no longer names the file this store opened (never for
+    /// PostgreSQL).
     pub fn check_file(&self) -> Result<(), StoreError> {
+        if self.pg.is_some() {
+            return Ok(());
+        }
         self.watch.check()
     }
 
-    /// The file path.
+    /// The file path; for PostgreSQL, the URL with its password redacted.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether this store is on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
     }
 
     /// The store's clock, in milliseconds.
@@ -293,6 +350,21 @@ impl Store {
         }
     }
 
+    /// A read on either backend: `lite` on a SQLite read connection, `pg` on a PostgreSQL one.
+    fn read_either<T>(
+        &self,
+        lite: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        pg: impl FnOnce(&mut postgres::Client, &pg::PgUrl) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match &self.pg {
+            Some(backend) => {
+                self.check_open()?;
+                backend.read(pg)
+            }
+            None => self.read(lite),
+        }
+    }
+
     fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
@@ -316,15 +388,25 @@ impl Store {
 
     /// Checks that the database answers.
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.read(|c| {
-            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
-            Ok(())
-        })
+        self.read_either(
+            |c| {
+                c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+                Ok(())
+            },
+            |c, url| {
+                c.simple_query("SELECT 1")
+                    .map(drop)
+                    .map_err(|e| url.error(e))
+            },
+        )
     }
 
-    /// The schema version in the file.
+    /// The schema version of the database.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+        self.read_either(
+            |c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?),
+            pg::schema_version,
+        )
     }
 
     /// Creates a job; with an idempotency key that exists, returns that job and `false`.
@@ -347,6 +429,10 @@ impl Store {
         // under the same lock after each commit: the cache never holds a state older than
         // the database's.
         self.check_open()?;
+        if let Some(backend) = &self.pg {
+            // No cache: another node may have changed the job.
+            return backend.read(|c, _| backend.jobs().get(c, id));
+        }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(j) = cache.get(id) {
             return Ok(Some(j));
@@ -601,7 +687,10 @@ impl Store {
 
     /// One logged decision.
     pub fn decision(&self, id: i64) -> Result<Option<decisions::DecisionRecord>, StoreError> {
-        self.read(|c| decisions::get(c, id))
+        self.read_either(
+            |c| decisions::get(c, id),
+            |c, url| pg::decisions::get(c, url, id),
+        )
     }
 
     /// Calls `f` with every decision logged at or after `since_ms`, oldest first; returns the
@@ -611,12 +700,21 @@ impl Store {
         since_ms: i64,
         f: impl FnMut(decisions::DecisionRecord),
     ) -> Result<u64, StoreError> {
-        self.read(|c| decisions::each_since(c, since_ms, f))
+        match &self.pg {
+            Some(backend) => {
+                self.check_open()?;
+                backend.read(|c, url| pg::decisions::each_since(c, url, since_ms, f))
+            }
+            None => self.read(|c| decisions::each_since(c, since_ms, f)),
+        }
     }
 
     /// Decisions per optimizer, rule and revision since `since_ms`.
     pub fn decision_counts(&self, since_ms: i64) -> Result<decisions::DecisionCounts, StoreError> {
-        self.read(|c| decisions::counts(c, since_ms))
+        self.read_either(
+            |c| decisions::counts(c, since_ms),
+            |c, url| pg::decisions::counts(c, url, since_ms),
+        )
     }
 
     /// Decisions per optimizer over time: see [`decisions::timeline`].
@@ -626,7 +724,10 @@ impl Store {
         bucket_ms: i64,
         buckets: usize,
     ) -> Result<Vec<std::collections::BTreeMap<String, u64>>, StoreError> {
-        self.read(|c| decisions::timeline(c, since_ms, bucket_ms, buckets))
+        self.read_either(
+            |c| decisions::timeline(c, since_ms, bucket_ms, buckets),
+            |c, url| pg::decisions::timeline(c, url, since_ms, bucket_ms, buckets),
+        )
     }
 
     /// Selector metrics of the decisions and outcomes since `since_ms`.
@@ -644,17 +745,34 @@ impl Store {
         &self,
         since_ms: i64,
     ) -> Result<Vec<outcomes::OutcomeRecord>, StoreError> {
-        self.read(|c| outcomes::since(c, since_ms))
+        self.read_either(
+            |c| outcomes::since(c, since_ms),
+            |c, url| pg::outcomes::since(c, url, since_ms),
+        )
     }
 
     /// Every training example, by id.
     pub fn examples(&self) -> Result<Vec<crate::engine::training::Example>, StoreError> {
-        self.read(examples::all)
+        self.read_either(examples::all, pg::examples::all)
     }
 
     /// Number of training examples.
     pub fn example_count(&self) -> Result<u64, StoreError> {
-        self.read(examples::count)
+        self.read_either(examples::count, pg::examples::count)
+    }
+
+    /// On PostgreSQL, waits up to `timeout` for an outcome recorded by any node (see
+    /// [`pg::PgBackend::wait_for_outcomes`]); on SQLite, where this process records them all,
+    /// sleeps `timeout` and says `false`.
+    pub fn wait_for_outcomes(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
+        self.check_open()?;
+        match &self.pg {
+            Some(backend) => backend.wait_for_outcomes(timeout),
+            None => {
+                std::thread::sleep(timeout);
+                Ok(false)
+            }
+        }
     }
 
     /// Stops the writer after the changes already sent (they are committed and answered as
@@ -663,23 +781,67 @@ impl Store {
     /// [`StoreError::Closed`]; closing again does nothing.
     pub fn close(&self) -> Result<(), StoreError> {
         // Held throughout, so a second `close` returns only once the first is done.
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         self.closed.store(true, Ordering::Release);
-        let joined = match writer.take() {
-            Some(w) => {
-                // A writer that is gone already (it panicked) leaves the join to say so.
-                let _ = self.tx.send(Message::Close);
-                w.join()
-                    .map_err(|_| StoreError::Internal("the writer thread panicked".into()))
+        // One close message per thread; each stops at its own, after what was sent before.
+        for _ in threads.iter() {
+            let _ = self.tx.send(Message::Close);
+        }
+        let mut joined = Ok(());
+        for t in threads.drain(..) {
+            // A thread that is gone already (it panicked) leaves the join to say so.
+            if t.join().is_err() {
+                joined = Err(StoreError::Internal("a writer thread panicked".into()));
             }
-            None => Ok(()),
-        };
+        }
+        if let Some(backend) = &self.pg {
+            backend.close_readers();
+            backend.close_follower();
+        }
         drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()).take());
         self.readers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
         joined
+    }
+}
+
+/// The PostgreSQL URL a database location names, if it names one.
+fn postgres_url(location: &Path) -> Result<Option<pg::PgUrl>, StoreError> {
+    match location.to_str() {
+        Some(l) if pg::PgUrl::is_url(l) => pg::PgUrl::parse(l).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Whether a database exists at `location`: the file, or PostgreSQL's skill-fleet tables.
+pub fn exists(location: &Path) -> Result<bool, StoreError> {
+    if postgres_url(location)?.is_some() {
+        return Ok(migrations::version_at(location)? > 0);
+    }
+    Ok(location.exists())
+}
+
+/// Deletes the database at `location` and everything in it: the SQLite file with its WAL and
+/// shared-memory files, or PostgreSQL's skill-fleet tables. A missing database is fine.
+pub fn destroy(location: &Path) -> Result<(), StoreError> {
+    if let Some(url) = postgres_url(location)? {
+        let mut client = url.connect(pg::CONNECT_TIMEOUT)?;
+        return pg::drop_all(&mut client, &url);
+    }
+    file::remove_all(location)
+}
+
+/// A database location as messages show it: the path, or the URL with its password redacted.
+pub fn display_location(location: &Path) -> String {
+    match postgres_url(location) {
+        Ok(Some(url)) => url.redacted().to_string(),
+        Ok(None) => location.display().to_string(),
+        Err(_) => match location.to_str() {
+            Some(l) => pg::PgUrl::redact_text(l),
+            None => location.display().to_string(),
+        },
     }
 }
 

@@ -33,20 +33,36 @@ pub struct Filter {
 /// What `db status` reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DbStatus {
-    /// File.
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// File, or PostgreSQL URL with its password redacted.
     pub path: String,
-    /// Schema version in the file.
+    /// Schema version in the database.
     pub schema_version: i64,
     /// Latest version this build knows.
     pub latest_version: i64,
-    /// SQLite library version.
-    pub sqlite_version: String,
+    /// SQLite library version (SQLite only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlite_version: Option<String>,
+    /// PostgreSQL server version (PostgreSQL only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_version: Option<String>,
     /// Jobs per status.
     pub jobs: BTreeMap<String, i64>,
-    /// Size of the database file in bytes.
-    pub file_bytes: u64,
-    /// Size of the WAL file in bytes.
-    pub wal_bytes: u64,
+    /// Size of the database file in bytes (SQLite only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_bytes: Option<u64>,
+    /// Size of the WAL file in bytes (SQLite only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_bytes: Option<u64>,
+}
+
+/// Every status with a count of 0, for the counts to fill in.
+fn zero_counts() -> BTreeMap<String, i64> {
+    Status::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect()
 }
 
 /// A cursor (`<created_at ms>_<id>`, as [`Page::next_cursor`] gives it) as its two parts.
@@ -75,6 +91,10 @@ pub(super) fn page(rows: Vec<(Job, i64)>, limit: usize) -> Page {
 impl Store {
     /// Lists jobs, newest first, with filters and a cursor.
     pub fn list(&self, f: &Filter) -> Result<Page, StoreError> {
+        if let Some(backend) = &self.pg {
+            self.check_open()?;
+            return backend.read(|c, _| backend.jobs().list(c, f));
+        }
         let limit = f.limit.clamp(1, 500);
         let mut sql = format!("SELECT {} FROM jobs WHERE 1 = 1", sql::COLUMNS);
         let mut values: Vec<rusqlite::types::Value> = Vec::new();
@@ -116,13 +136,36 @@ impl Store {
 
     /// Jobs per status, file sizes and versions.
     pub fn status(&self) -> Result<DbStatus, StoreError> {
+        if let Some(backend) = &self.pg {
+            self.check_open()?;
+            return backend.read(|c, url| {
+                let schema_version = super::pg::schema_version(c, url)?;
+                let err = |e| url.error(e);
+                let version: String = c.query_one("SHOW server_version", &[]).map_err(err)?.get(0);
+                let mut jobs = zero_counts();
+                for r in c
+                    .query("SELECT status, COUNT(*) FROM jobs GROUP BY status", &[])
+                    .map_err(err)?
+                {
+                    jobs.insert(r.get(0), r.get(1));
+                }
+                Ok(DbStatus {
+                    backend: "postgres",
+                    path: url.redacted().to_string(),
+                    schema_version,
+                    latest_version: MIGRATIONS.len() as i64,
+                    sqlite_version: None,
+                    postgres_version: Some(version),
+                    jobs,
+                    file_bytes: None,
+                    wal_bytes: None,
+                })
+            });
+        }
         let (schema_version, sqlite_version, jobs) = self.read(|c| {
             let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
             let sv: String = c.query_row("SELECT sqlite_version()", [], |r| r.get(0))?;
-            let mut jobs: BTreeMap<String, i64> = Status::ALL
-                .iter()
-                .map(|s| (s.as_str().to_string(), 0))
-                .collect();
+            let mut jobs = zero_counts();
             let mut stmt = c.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             for row in rows {
@@ -135,13 +178,15 @@ impl Store {
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
         Ok(DbStatus {
+            backend: "sqlite",
             path: self.path.display().to_string(),
             schema_version,
             latest_version: MIGRATIONS.len() as i64,
-            sqlite_version,
+            sqlite_version: Some(sqlite_version),
+            postgres_version: None,
             jobs,
-            file_bytes: size(self.path.clone()),
-            wal_bytes: size(PathBuf::from(wal)),
+            file_bytes: Some(size(self.path.clone())),
+            wal_bytes: Some(size(PathBuf::from(wal))),
         })
     }
 }

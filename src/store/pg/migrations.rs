@@ -188,6 +188,19 @@ pub fn migrate(
     Ok(applied)
 }
 
+/// Drops every skill-fleet table (`db reset`), in one transaction under the migrations' lock.
+pub fn drop_all(client: &mut postgres::Client, url: &super::PgUrl) -> Result<(), StoreError> {
+    let err = |e| url.error(e);
+    let mut tx = client.transaction().map_err(err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .map_err(err)?;
+    tx.batch_execute(
+        "DROP TABLE IF EXISTS jobs, examples, decisions, outcomes, meta, skill_fleet_migrations",
+    )
+    .map_err(err)?;
+    tx.commit().map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,14 +4,16 @@
 //! the table `skill_fleet_migrations` and applied under an advisory lock so that nodes that
 //! start together do not race. The job store on PostgreSQL builds on these.
 
+mod backend;
 pub mod decisions;
 pub mod examples;
 mod jobs;
 mod migrations;
 pub mod outcomes;
 
+pub use backend::{PgBackend, CONNECT_TIMEOUT, WORKERS};
 pub use jobs::PgJobs;
-pub use migrations::{migrate, schema_version, MIGRATIONS};
+pub use migrations::{drop_all, migrate, schema_version, MIGRATIONS};
 
 use super::StoreError;
 use std::time::Duration;
@@ -62,6 +64,11 @@ impl PgUrl {
         Ok(PgUrl { raw, redacted })
     }
 
+    /// `location` with any password replaced by `***`, for a location that does not parse.
+    pub fn redact_text(location: &str) -> String {
+        redact(location)
+    }
+
     /// The URL with its password replaced by `***`: what logs, `db status` and errors show.
     pub fn redacted(&self) -> &str {
         &self.redacted
@@ -81,9 +88,30 @@ impl PgUrl {
     pub fn error(&self, e: postgres::Error) -> StoreError {
         StoreError::Postgres {
             url: self.redacted.clone(),
-            message: redact_in(&e.to_string(), &self.raw),
+            message: redact_in(&describe(&e), &self.raw),
         }
     }
+}
+
+/// What went wrong, in lower case: the server's message (with its SQLSTATE code), or the
+/// client's error with its cause (`error connecting to server: connection refused`).
+fn describe(e: &postgres::Error) -> String {
+    if e.is_closed() {
+        return "the connection to the database was closed".into();
+    }
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (sqlstate {})", db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// `scheme://user:password@rest` → `scheme://user:***@rest`; also a `password=` query

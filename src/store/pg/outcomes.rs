@@ -109,7 +109,12 @@ pub(super) fn record_in(
         )
         .map_err(err)?;
     let id: i64 = match inserted {
-        Some(row) => row.get(0),
+        Some(row) => {
+            // Delivered to every listening node when the transaction commits.
+            tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+                .map_err(err)?;
+            row.get(0)
+        }
         // The job's outcome was recorded first elsewhere: that one stands.
         None => tx
             .query_one("SELECT id FROM outcomes WHERE job_id = $1", &[&new.job_id])
@@ -117,6 +122,18 @@ pub(super) fn record_in(
             .get(0),
     };
     get(tx, url, id)
+}
+
+/// The channel on which a recorded outcome is announced (`LISTEN skill_fleet_outcomes`).
+pub const CHANNEL: &str = "skill_fleet_outcomes";
+
+/// Outcomes recorded so far: their number and the highest id, which change with every record
+/// (the polling side of [`CHANNEL`]).
+pub fn mark(client: &mut Client, url: &PgUrl) -> Result<(i64, i64), StoreError> {
+    let r = client
+        .query_one("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM outcomes", &[])
+        .map_err(|e| url.error(e))?;
+    Ok((r.get(0), r.get(1)))
 }
 
 /// Outcomes recorded at or after `since_ms`, oldest first.
