@@ -18,6 +18,7 @@ mod hardening;
 mod jobs_api;
 mod logging;
 mod oracle;
+mod pg_cluster;
 mod outcomes;
 mod postgres;
 mod pre_commit;

@@ -1,163 +1,18 @@
-//! PostgreSQL (issue 17, first step) against a real server: each test starts its own
-//! throwaway cluster (`initdb`, then `pg_ctl start` on a free port, `fsync=off`; as the
-//! `postgres` user when the tests run as root, since `initdb` refuses root) and stops it at the
-//! end. In CI a missing PostgreSQL fails; on a developer machine without one the tests say
-//! loudly that they skipped.
+//! PostgreSQL's own parts (URL, migrations, the job operations, decisions, outcomes, examples)
+//! against a real server: a database of its own per test on the shared throwaway cluster
+//! (`tests/pg_cluster.rs`).
 
-use super::support::{free_port, TempDir};
+use super::pg_cluster::Cluster;
+use super::support::free_port;
 use serde_json::json;
 use skill_fleet::store::job::{NewJob, Progress, Status};
 use skill_fleet::store::pg::{self, PgUrl};
 use skill_fleet::store::StoreError;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Where `initdb` and `pg_ctl` are: on the `PATH`, or Debian's versioned directory.
-fn pg_bin(name: &str) -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin").join(name)))
-            .filter(|p| p.is_file())
-            .collect();
-        found.sort();
-        found.pop()
-    })
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// A throwaway PostgreSQL cluster, stopped when dropped.
-struct Cluster {
-    pg_ctl: PathBuf,
-    data: PathBuf,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Cluster {
-    /// A running cluster, or `None` (with a loud note) when PostgreSQL is not installed and
-    /// this is not CI.
-    fn start(tag: &str) -> Option<Cluster> {
-        let (Some(initdb), Some(pg_ctl)) = (pg_bin("initdb"), pg_bin("pg_ctl")) else {
-            let msg =
-                "PostgreSQL is not installed (`initdb`, `pg_ctl`): `apt-get install postgresql`";
-            assert!(std::env::var_os("CI").is_none(), "{msg} (CI needs it)");
-            eprintln!("\n*** SKIPPED a PostgreSQL test: {msg} ***\n");
-            return None;
-        };
-        let dir = TempDir::new(tag);
-        let data = dir.path().join("data");
-        let run = |program: &Path, args: &[&str]| {
-            let mut cmd = if is_root() {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(program);
-                c
-            } else {
-                Command::new(program)
-            };
-            let out = cmd.args(args).output().expect("run a PostgreSQL tool");
-            assert!(
-                out.status.success(),
-                "{} {args:?} failed:\n{}{}",
-                program.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        if is_root() {
-            // The cluster's files belong to `postgres`.
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(dir.path())
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "chown the cluster's directory to postgres");
-        }
-        let data_s = data.display().to_string();
-        run(
-            &initdb,
-            &[
-                "-D",
-                &data_s,
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ],
-        );
-        let port = free_port();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-            dir.path().display()
-        );
-        let log = dir.path().join("server.log").display().to_string();
-        run(
-            &pg_ctl,
-            &[
-                "-D", &data_s, "-o", &options, "-l", &log, "-w", "-t", "60", "start",
-            ],
-        );
-        Some(Cluster {
-            pg_ctl,
-            data,
-            port,
-            _dir: dir,
-        })
-    }
-
-    /// A fresh database of this cluster, by URL (with a password in it, which the server does
-    /// not check: `trust`), so every message can be checked for it.
-    fn database(&self, name: &str) -> PgUrl {
-        let admin = PgUrl::parse(&format!(
-            "postgres://postgres@127.0.0.1:{}/postgres",
-            self.port
-        ))
-        .expect("admin url");
-        let mut c = admin
-            .connect(Duration::from_secs(10))
-            .expect("connect as admin");
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create database");
-        PgUrl::parse(&format!(
-            "postgres://postgres:hunter2secret@127.0.0.1:{}/{name}",
-            self.port
-        ))
-        .expect("url")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let data = self.data.display().to_string();
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&self.pg_ctl);
-            c
-        } else {
-            Command::new(&self.pg_ctl)
-        };
-        let _ = cmd.args(["-D", &data, "-m", "immediate", "stop"]).output();
-    }
-}
 
 #[test]
 fn nodes_that_start_together_migrate_once() {
-    let Some(cluster) = Cluster::start("pg-migrate") else {
+    let Some(cluster) = Cluster::shared() else {
         return;
     };
     let url = cluster.database("fleet");
@@ -209,7 +64,7 @@ fn nodes_that_start_together_migrate_once() {
 
 #[test]
 fn a_database_newer_than_the_build_is_refused_untouched() {
-    let Some(cluster) = Cluster::start("pg-newer") else {
+    let Some(cluster) = Cluster::shared() else {
         return;
     };
     let url = cluster.database("fleet");
@@ -253,10 +108,10 @@ fn an_unreachable_database_is_an_error_within_the_timeout() {
     }
 }
 
-/// A migrated database of a fresh cluster, with its job operations.
-fn jobs_db(tag: &str) -> Option<(Cluster, PgUrl, pg::PgJobs)> {
-    let cluster = Cluster::start(tag)?;
-    let url = cluster.database("fleet");
+/// A migrated database of its own on the shared cluster, with its job operations.
+fn jobs_db(tag: &str) -> Option<(&'static Cluster, PgUrl, pg::PgJobs)> {
+    let cluster = Cluster::shared()?;
+    let url = cluster.database(&tag.replace('-', "_"));
     let mut c = url.connect(Duration::from_secs(10)).expect("connect");
     pg::migrate(&mut c, &url, 0).expect("migrate");
     let jobs = pg::PgJobs::new(url.clone(), skill_fleet::store::StoreOptions::default());
