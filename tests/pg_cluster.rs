@@ -131,19 +131,22 @@ impl Cluster {
             .get_or_init(|| {
                 let mut c = Cluster::start("pg-shared")?;
                 c.owned = false;
-                // Stops the cluster once this process is gone, however it ends.
+                // Stops the cluster once this process is gone, however it ends: a loop put in
+                // the background by a shell that exits at once.
                 let script = format!(
-                    "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}",
+                    "(while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}) \
+                     > /dev/null 2>&1 < /dev/null &",
                     pid = std::process::id(),
                     stop = c.stop_command_line(),
                 );
-                Command::new("sh")
+                let started = Command::new("sh")
                     .args(["-c", &script])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
-                    .spawn()
-                    .expect("start the cluster's watchdog");
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(started, "start the cluster's watchdog");
                 Some(c)
             })
             .as_ref()

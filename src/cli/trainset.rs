@@ -70,7 +70,7 @@ pub(super) fn filtered(
         note(err, "its records carry no `example_id`");
         return None;
     }
-    let Some(path) = db.filter(|p| p.exists()) else {
+    let Some(path) = db.filter(|p| crate::store::exists(p).unwrap_or(false)) else {
         note(
             err,
             "there is no training database (run `skill-fleet db init`)",

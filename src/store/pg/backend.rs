@@ -15,10 +15,10 @@ use super::super::{Clock, StoreError, StoreOptions, MIGRATIONS};
 use super::{decisions, examples, migrate, outcomes, schema_version, PgJobs, PgUrl};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a connection attempt may take before the request fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,6 +29,21 @@ pub const WORKERS: usize = 8;
 /// Idle read connections kept.
 const READERS: usize = 8;
 
+/// A connection, with the [`PgBackend::epoch`] at which it was last known to work.
+struct Conn {
+    client: Client,
+    epoch: u64,
+    /// When it last answered.
+    used: Instant,
+}
+
+/// A connection idle for longer is checked before its next use: the synchronous client learns
+/// that its server went away only when it next talks to it.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// How long checking a connection may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The connection that listens for outcomes, and the outcomes' (count, highest id) last seen.
 type Follower = (Option<Client>, Option<(i64, i64)>);
 
@@ -36,7 +51,11 @@ type Follower = (Option<Client>, Option<(i64, i64)>);
 pub struct PgBackend {
     url: PgUrl,
     jobs: PgJobs,
-    readers: Mutex<Vec<Client>>,
+    readers: Mutex<Vec<Conn>>,
+    /// Bumped whenever a connection is found broken: every other connection made before is
+    /// checked before its next use (after a database restart they are all dead, and no request
+    /// should be the one to find out).
+    epoch: AtomicU64,
     /// The connection that listens on [`outcomes::CHANNEL`], and the outcomes' mark last seen.
     follower: Mutex<Follower>,
 }
@@ -86,7 +105,12 @@ impl PgBackend {
         Ok(Self {
             jobs: PgJobs::new(url.clone(), opts),
             url,
-            readers: Mutex::new(vec![client]),
+            readers: Mutex::new(vec![Conn {
+                client,
+                epoch: 0,
+                used: Instant::now(),
+            }]),
+            epoch: AtomicU64::new(0),
             follower: Mutex::new((None, None)),
         })
     }
@@ -101,6 +125,39 @@ impl PgBackend {
         &self.jobs
     }
 
+    /// A working connection: `held` when it is still good (checked first when it was idle
+    /// for [`IDLE_CHECK`] or another connection was found broken since), else a new one.
+    fn checkout(&self, held: Option<Conn>) -> Result<Conn, StoreError> {
+        let now = self.epoch.load(Ordering::Acquire);
+        if let Some(mut c) = held {
+            let trusted = c.epoch == now && c.used.elapsed() < IDLE_CHECK;
+            if !c.client.is_closed() && (trusted || c.client.is_valid(CHECK_TIMEOUT).is_ok()) {
+                c.epoch = now;
+                return Ok(c);
+            }
+        }
+        let client = self.url.connect(CONNECT_TIMEOUT)?;
+        Ok(Conn {
+            client,
+            epoch: now,
+            used: Instant::now(),
+        })
+    }
+
+    /// After a use: the connection to keep, or none when it broke (then every other one is
+    /// checked before its next use).
+    fn checkin<T>(&self, mut c: Conn, result: &Result<T, StoreError>) -> Option<Conn> {
+        let broken = c.client.is_closed()
+            || (matches!(result, Err(StoreError::Postgres { .. }))
+                && c.client.is_valid(CHECK_TIMEOUT).is_err());
+        if broken {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            return None;
+        }
+        c.used = Instant::now();
+        Some(c)
+    }
+
     /// Runs `f` on a pooled read connection (made when none is idle); a connection that broke
     /// is not kept.
     pub fn read<T>(
@@ -108,15 +165,12 @@ impl PgBackend {
         f: impl FnOnce(&mut Client, &PgUrl) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut client = match idle {
-            Some(c) if !c.is_closed() => c,
-            _ => self.url.connect(CONNECT_TIMEOUT)?,
-        };
-        let out = f(&mut client, &self.url);
-        if !client.is_closed() {
+        let mut c = self.checkout(idle)?;
+        let out = f(&mut c.client, &self.url);
+        if let Some(c) = self.checkin(c, &out) {
             let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
             if pool.len() < READERS {
-                pool.push(client);
+                pool.push(c);
             }
         }
         out
@@ -204,7 +258,7 @@ impl PgBackend {
     /// One worker: a message at a time, each change in its own transaction, answered after
     /// its commit.
     fn work(&self, rx: &Mutex<Receiver<Message>>, clock: &Clock, stats: &WriterStats) {
-        let mut client: Option<Client> = None;
+        let mut held: Option<Conn> = None;
         loop {
             let msg = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
                 Ok(m) => m,
@@ -214,28 +268,20 @@ impl PgBackend {
                 Message::Write(r) => r,
                 Message::Close => break,
             };
-            let result = self
-                .connected(&mut client)
-                .and_then(|c| self.apply(c, &req.op, clock()));
-            if client.as_ref().is_some_and(Client::is_closed) {
-                // Broken in flight (whether it committed is unknown, and the error says so):
-                // the next request connects again.
-                client = None;
-            }
+            let result = match self.checkout(held.take()) {
+                Ok(mut c) => {
+                    let r = self.apply(&mut c.client, &req.op, clock());
+                    // Broken in flight (whether it committed is unknown, and the error says
+                    // so): the next request connects again.
+                    held = self.checkin(c, &r);
+                    r
+                }
+                Err(e) => Err(e),
+            };
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.ops.fetch_add(1, Ordering::Relaxed);
             req.reply.send(result);
         }
-    }
-
-    /// The worker's connection, made again when there is none or it broke.
-    fn connected<'a>(&self, client: &'a mut Option<Client>) -> Result<&'a mut Client, StoreError> {
-        if client.as_ref().is_none_or(Client::is_closed) {
-            *client = Some(self.url.connect(CONNECT_TIMEOUT)?);
-        }
-        client
-            .as_mut()
-            .ok_or_else(|| StoreError::Internal("no database connection".into()))
     }
 
     /// What one change does, on PostgreSQL.
