@@ -1,12 +1,15 @@
-//! The SQLite store (rusqlite, bundled SQLite). The only module that knows rusqlite.
+//! The job store: the only module that knows rusqlite and the PostgreSQL crates. One API over
+//! two backends, chosen by the location it is opened with: a SQLite file (the default, bundled
+//! SQLite) or a `postgres://` URL (`pg`: a database several nodes share).
 //!
-//! Migrations are append-only and tracked with `PRAGMA user_version`: a database written by an
-//! older version is upgraded on open; a newer one is refused.
+//! On SQLite, migrations are append-only and tracked with `PRAGMA user_version`: a database
+//! written by an older version is upgraded on open; a newer one is refused. Writes go through
+//! one writer thread that batches concurrent requests into shared transactions (group commit,
+//! `synchronous=FULL` in WAL mode, so an acknowledged change survives a crash or power loss).
+//! Reads use a small pool of read connections behind a bounded, write-through cache of jobs.
 //!
-//! Writes go through one writer thread that batches concurrent requests into shared
-//! transactions (group commit, `synchronous=FULL` in WAL mode, so an acknowledged change
-//! survives a crash or power loss). Reads use a small pool of read connections behind a bounded,
-//! write-through cache of jobs.
+//! On PostgreSQL the same messages go to a few worker threads with a connection each, reads to
+//! a pool of connections, with no job cache (see `pg::PgBackend`).
 
 mod apply;
 pub mod cache;
