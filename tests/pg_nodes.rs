@@ -141,6 +141,26 @@ fn every_database_command_takes_a_postgres_url_and_never_shows_its_password() {
         r.stdout
     );
 
+    // The rules commands that read the decision log and the outcomes.
+    let rules = root().join("rules").display().to_string();
+    let r = sf(&[
+        "rules",
+        "diff",
+        "--against",
+        &rules,
+        "--db",
+        &url,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let diff: Value = serde_json::from_str(&r.stdout).expect("json");
+    assert!(!r.stdout.contains("only the fixtures"), "{}", r.stdout);
+    assert!(diff.is_object(), "{diff}");
+    let r = sf(&["rules", "calibrate", "--db", &url]);
+    assert!(r.code == 0 || r.code == 1, "{}{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("cannot"), "{}", r.stderr);
+
     let r = sf(&["db", "reset", "--yes", "--db", &url]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = sf(&["jobs", "list", "--db", &url, "--format", "json"]);

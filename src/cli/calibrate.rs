@@ -20,8 +20,9 @@ with the number of outcomes behind it. The patch is printed, never applied:\n  \
 skill-fleet rules calibrate > calibrate.txt\n  skill-fleet rules calibrate --patch-only | git apply"
 )]
 pub struct CalibrateArgs {
-    /// SQLite file [default: database.path from the config file, or SKILL_FLEET_DB]
-    #[arg(long, value_name = "PATH")]
+    /// SQLite file or `postgres://` URL [default: database.path from the config file, or
+    /// SKILL_FLEET_DB]
+    #[arg(long, value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
     /// Outcomes recorded within this age (30d, 12h, 2w) or `all`.
     #[arg(long, value_name = "AGE", default_value = "all")]
@@ -217,7 +218,7 @@ pub fn run(dir: &Path, a: CalibrateArgs, out: &mut dyn Write) -> Result<Exit, Cl
         } else {
             format!("last {}", a.since)
         },
-        path.display()
+        crate::store::display_location(&path)
     );
     if proposals.is_empty() {
         let _ = writeln!(

@@ -25,9 +25,10 @@ pub struct DiffArgs {
     /// Logged decisions made within this age (7d, 12h, 2w) or `all`.
     #[arg(long, value_name = "AGE", default_value = "7d")]
     pub since: String,
-    /// SQLite file with the decision log [default: database.path from the config file, or
+    /// SQLite file or `postgres://` URL with the decision log [default: database.path from the
+    /// config file, or
     /// SKILL_FLEET_DB]; without one, only the fixtures are replayed.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = super::store_args::Format::Human)]
@@ -64,7 +65,7 @@ pub fn run(
     let mut replay = Replay::new(&before, &after);
     let path = super::store_args::resolve_path(a.db.as_deref())?;
     let mut note = None;
-    if path.exists() {
+    if crate::store::exists(&path).unwrap_or(false) {
         let store = super::store_args::open_read(&path)?;
         let since_ms = age.map_or(i64::MIN, |x| store.now_ms().saturating_sub(x));
         let r = store.each_decision_since(since_ms, |d| {
@@ -75,7 +76,7 @@ pub fn run(
     } else {
         note = Some(format!(
             "no database at `{}`: only the fixtures were replayed",
-            path.display()
+            crate::store::display_location(&path)
         ));
     }
     let mut seen = std::collections::HashSet::new();
@@ -92,7 +93,7 @@ pub fn run(
         super::store_args::Format::Json => {
             let mut v = serde_json::to_value(&impact).unwrap_or_default();
             v["window"] = a.since.clone().into();
-            v["database"] = path.display().to_string().into();
+            v["database"] = crate::store::display_location(&path).into();
             let _ = writeln!(
                 out,
                 "{}",

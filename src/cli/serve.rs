@@ -90,8 +90,8 @@ pub struct ServeArgs {
     /// Address to listen on (server.addr).
     #[arg(long, value_name = "IP:PORT")]
     pub addr: Option<String>,
-    /// SQLite file (database.path).
-    #[arg(long, value_name = "PATH")]
+    /// SQLite file, or a `postgres://` URL shared by several nodes (database.path).
+    #[arg(long, value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
     /// Config file (default: config/skill-fleet.yaml when present).
     #[arg(long, value_name = "PATH")]
