@@ -122,7 +122,17 @@ fn status(a: DbArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit, C
             serde_json::to_string_pretty(&st).unwrap_or_default()
         );
     } else {
-        let _ = writeln!(out, "path            {}", st.path);
+        let _ = writeln!(out, "backend         {}", st.backend);
+        let _ = writeln!(
+            out,
+            "{}{}",
+            if st.backend == "postgres" {
+                "url             "
+            } else {
+                "path            "
+            },
+            st.path
+        );
         let _ = writeln!(
             out,
             "schema version  {} (latest {})",
