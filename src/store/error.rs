@@ -59,7 +59,8 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
-    /// The database file does not exist and was not to be created.
+    /// The database does not exist (no SQLite file, or no skill-fleet tables in the
+    /// PostgreSQL database) and was not to be created.
     #[error("database `{0}` does not exist")]
     Missing(PathBuf),
     /// The database was written by a newer skill-fleet.
