@@ -125,6 +125,9 @@ impl Cluster {
 
     /// The cluster every test of this process shares (each in a database of its own), or
     /// `None` as [`Cluster::start`] says. A watchdog stops it when the test process ends.
+    // The watchdog is never waited for on purpose: it outlives this process (it stops the
+    // cluster once the process is gone) and is then reaped by init.
+    #[allow(clippy::zombie_processes)]
     pub fn shared() -> Option<&'static Cluster> {
         static SHARED: OnceLock<Option<Cluster>> = OnceLock::new();
         SHARED
