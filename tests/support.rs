@@ -118,6 +118,35 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The training rules of the shipped rule set.
+pub fn shipped_training() -> skill_fleet::rules::spec::TrainingSpec {
+    let files = skill_fleet::loader::read_dir(&shipped_rules()).expect("rules");
+    skill_fleet::rules::build(&files)
+        .expect("valid rules")
+        .training
+}
+
+/// Runs `f(i)` for each `i` in `0..n` on `n` threads that start together (a barrier); their
+/// answers in the order of `i`.
+pub fn concurrently<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let gate = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (gate, f) = (&gate, &f);
+                s.spawn(move || {
+                    gate.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a concurrent call panicked"))
+            .collect()
+    })
+}
+
 /// A temp dir holding a copy of the shipped rules at `<tmp>/rules`.
 pub fn rules_copy(tag: &str) -> TempDir {
     let t = TempDir::new(tag);
