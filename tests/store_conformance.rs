@@ -1704,3 +1704,178 @@ fn a_read_only_store_reads_beside_the_writer_and_refuses_changes() {
         reader.close().expect("close");
     });
 }
+
+// ---- what one backend could store and the other not -------------------------------------------
+
+/// A field and a change that puts a bad value in it.
+type BadField<T> = (&'static str, fn(&mut T));
+
+/// The field a refusal names.
+fn refused_field<T: fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::Field { field, .. }) => field,
+        other => panic!("expected a refusal naming a field, got {other:?}"),
+    }
+}
+
+#[test]
+fn texts_with_a_nul_character_are_refused_and_name_nothing_as_keys() {
+    // PostgreSQL cannot store a NUL character in a text; SQLite can. Both refuse it alike, and
+    // a key holding one finds nothing.
+    let spec = shipped_training();
+    each("conf_nul", |s| {
+        let nul = "a\0b";
+        let create = |new: NewJob| refused_field(s.store.create(new));
+        assert_eq!(create(new_job(nul)), "job_type");
+        let fields: [BadField<NewJob>; 3] = [
+            ("user_id", |j| j.user_id = Some("a\0b".into())),
+            ("task", |j| j.task = "a\0b".into()),
+            ("idempotency_key", |j| {
+                j.idempotency_key = Some("a\0b".into())
+            }),
+        ];
+        for (field, set) in fields {
+            let mut new = new_job("t");
+            set(&mut new);
+            assert_eq!(create(new), field, "{s}");
+        }
+        assert_eq!(refused_field(s.store.claim(nul, &[], LEASE)), "worker");
+        let (id, token) = s.running();
+        let pending = s.job();
+        let st = &s.store;
+        assert_eq!(refused_field(st.fail(&id, &token, nul, true)), "error");
+        assert_eq!(
+            refused_field(st.request_hitl(&id, &token, nul, json!(1))),
+            "type"
+        );
+        let texts: [BadField<Progress>; 2] = [
+            ("progress.message", |p| p.message = Some("a\0b".into())),
+            ("progress.phase", |p| p.phase = Some("a\0b".into())),
+        ];
+        for (field, set) in texts {
+            let mut p = Progress::default();
+            set(&mut p);
+            assert_eq!(
+                refused_field(st.heartbeat(&id, &token, LEASE, Some(p))),
+                field
+            );
+        }
+        // Keys: no job, nothing claimed, no example, an empty page.
+        assert_eq!(st.get(nul).expect("get"), None, "{s}");
+        for call in Call::ALL {
+            match call.run(s, nul, &token) {
+                Ok(None) if call == Call::Claim => {}
+                Err(StoreError::NotFound(i)) if i == nul => {}
+                other => panic!("{s}: {call:?} of a NUL id: {other:?}"),
+            }
+        }
+        assert_stale(Call::Heartbeat.run(s, &id, nul), &id, "a NUL token");
+        assert!(st
+            .claim("w", &[nul.into()], LEASE)
+            .expect("claim")
+            .is_none());
+        let listed = |f: Filter| st.list(&f).expect("list").jobs.len();
+        let by_type = Filter {
+            job_type: Some(nul.into()),
+            ..Filter::default()
+        };
+        let by_user = Filter {
+            user_id: Some(nul.into()),
+            ..Filter::default()
+        };
+        assert_eq!((listed(by_type), listed(by_user)), (0, 0), "{s}");
+        let cursor = Filter {
+            cursor: Some(format!("{T0}_{nul}")),
+            ..Filter::default()
+        };
+        assert_eq!(refused_field(st.list(&cursor)), "cursor");
+        let result = RunResult {
+            example_id: nul.into(),
+            score: 1.0,
+            passed: true,
+        };
+        let out = st
+            .apply_example_results(&spec, vec![result])
+            .expect("update");
+        assert_eq!(out.unknown, vec![nul.to_string()], "{s}");
+        // Examples, outcomes, decisions.
+        let mut records = parse_records(SHIPPED_EXAMPLES).expect("shipped examples");
+        records[1].category = nul.into();
+        assert_eq!(refused_field(st.import_examples(records)), "category");
+        let mut o = outcome("gepa", Some("job-9"), None, 0.5);
+        o.context.domain = Some(nul.into());
+        assert_eq!(refused_field(st.record_outcome(o)), "domain");
+        let o = outcome(nul, None, None, 0.5);
+        assert_eq!(refused_field(st.record_outcome(o)), "optimizer_used");
+        let d = st.reserve_decision_ids(2).expect("reserve");
+        let bad = decision(d + 1, T0, ("miprov2", nul, "r1"));
+        let good = decision(d, T0, ("miprov2", "moderate", "r1"));
+        let e = st.log_decisions(vec![good, bad]).expect_err("refused");
+        assert!(matches!(e, StoreError::Invalid(_)), "{s}: {e:?}");
+        // Nothing of it was written.
+        assert_eq!(st.decision(d).expect("decision"), None, "{s}");
+        assert_eq!(st.example_count().expect("count"), 0, "{s}");
+        assert!(st.outcomes_since(0).expect("outcomes").is_empty(), "{s}");
+        assert_eq!(s.get(&id).version, 2, "{s}");
+        assert_eq!(s.get(&pending).version, 1, "{s}");
+        let all = Filter {
+            limit: 100,
+            ..Filter::default()
+        };
+        assert_eq!(listed(all), 2, "{s}");
+    });
+}
+
+#[test]
+fn numbers_that_are_not_finite_are_refused() {
+    // SQLite stores NaN as NULL (refused by a NOT NULL column, which lost the writer's whole
+    // batch, or read back as nothing); PostgreSQL keeps it. Both refuse it alike.
+    each("conf_nan", |s| {
+        let st = &s.store;
+        let (id, token) = s.running();
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let p = Progress {
+                percent: bad,
+                ..Progress::default()
+            };
+            assert_eq!(
+                refused_field(st.heartbeat(&id, &token, LEASE, Some(p))),
+                "progress.percent"
+            );
+        }
+        let reports: [BadField<NewOutcome>; 4] = [
+            ("quality", |o| o.report.quality = f64::NAN),
+            ("actual_cost", |o| o.report.actual_cost = Some(f64::NAN)),
+            ("actual_time_minutes", |o| {
+                o.report.actual_time_minutes = Some(f64::INFINITY)
+            }),
+            ("budget", |o| o.context.budget = Some(f64::NAN)),
+        ];
+        for (field, set) in reports {
+            let mut o = outcome("gepa", None, None, 0.5);
+            set(&mut o);
+            assert_eq!(refused_field(st.record_outcome(o)), field, "{s}");
+        }
+        let mut records = parse_records(SHIPPED_EXAMPLES).expect("shipped examples");
+        records[2].quality_score = f64::NAN;
+        assert_eq!(refused_field(st.import_examples(records)), "quality_score");
+        let d = st.reserve_decision_ids(1).expect("reserve");
+        let mut bad = decision(d, T0, ("miprov2", "moderate", "r1"));
+        bad.estimated_cost = f64::NAN;
+        let e = st.log_decisions(vec![bad]).expect_err("refused");
+        assert!(matches!(e, StoreError::Invalid(_)), "{s}: {e:?}");
+        assert_eq!(st.decision(d).expect("decision"), None, "{s}");
+        assert_eq!(st.example_count().expect("count"), 0, "{s}");
+        assert!(st.outcomes_since(0).expect("outcomes").is_empty(), "{s}");
+        // A completed job whose result reports a bad number records no outcome.
+        let j = st
+            .complete(
+                &id,
+                &token,
+                json!({"optimizer_used": "gepa", "quality": 0.5}),
+            )
+            .expect("complete");
+        assert_eq!(j.status, Status::Completed);
+        assert_eq!(st.outcomes_since(0).expect("outcomes").len(), 1, "{s}");
+    });
+}

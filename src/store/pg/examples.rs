@@ -5,7 +5,7 @@
 
 use super::super::examples::{encode_all, ImportCount};
 use super::super::StoreError;
-use super::PgUrl;
+use super::{key, PgUrl};
 use crate::engine::training::{apply_results, Example, RunResult, UpdateOutcome};
 use crate::rules::spec::TrainingSpec;
 use postgres::{Client, GenericClient};
@@ -122,7 +122,8 @@ pub(super) fn update_in(
     now_ms: i64,
 ) -> Result<UpdateOutcome, StoreError> {
     let err = |e| url.error(e);
-    let mut ids: Vec<&str> = results.iter().map(|r| r.example_id.as_str()).collect();
+    // An id with a NUL character names no example: reported unknown, as on SQLite.
+    let mut ids: Vec<&str> = results.iter().filter_map(|r| key(&r.example_id)).collect();
     ids.sort_unstable();
     ids.dedup();
     let rows = tx
