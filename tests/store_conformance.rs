@@ -73,7 +73,8 @@ fn on_each_backend(body: impl Fn(Backend)) {
 }
 
 /// A location for a fresh database of `backend`: a file in a new temporary directory (which
-/// lives as long as the returned `TempDir`), or a new PostgreSQL database by URL.
+/// lives as long as the returned `TempDir`), or a new PostgreSQL database by URL, with a
+/// linguistic collation.
 fn fresh_location(backend: Backend, tag: &str) -> (PathBuf, Option<TempDir>) {
     match backend {
         Backend::Sqlite => {
@@ -82,7 +83,9 @@ fn fresh_location(backend: Backend, tag: &str) -> (PathBuf, Option<TempDir>) {
         }
         Backend::Postgres => {
             let cluster = Cluster::shared().expect("postgres is only listed with a cluster");
-            let url = cluster.database_url(&tag.replace('-', "_"));
+            // Texts sort by language rules there, as in many production databases: an
+            // ordering left to the database's collation differs from SQLite's bytes.
+            let url = cluster.linguistic_database_url(&tag.replace('-', "_"));
             (PathBuf::from(url), None)
         }
     }
@@ -1062,6 +1065,29 @@ fn training_examples_are_imported_by_id_and_updated_with_moving_averages() {
         assert_eq!(first, &want.updated[0], "{s}");
         assert_eq!(first.usage_count, records[0].usage_count + 2);
         assert_eq!(stored.len(), 50, "{s}: unknown ids create nothing");
+    });
+}
+
+#[test]
+fn training_examples_are_listed_in_the_byte_order_of_their_ids() {
+    each("conf_example_order", |s| {
+        let mut records = parse_records(SHIPPED_EXAMPLES).expect("shipped examples");
+        let ids = ["b", "B", "a-2", "a1", "_z", "A", "a 1", "Ä"];
+        records.truncate(ids.len());
+        for (r, id) in records.iter_mut().zip(ids) {
+            r.example_id = id.into();
+        }
+        s.store.import_examples(records).expect("import");
+        let listed: Vec<String> = s
+            .store
+            .examples()
+            .expect("examples")
+            .into_iter()
+            .map(|e| e.example_id)
+            .collect();
+        let mut bytewise: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        bytewise.sort();
+        assert_eq!(listed, bytewise, "{s}");
     });
 }
 

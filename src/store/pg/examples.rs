@@ -76,11 +76,13 @@ pub fn put(
     Ok(count)
 }
 
-/// Every record, by `example_id`.
+/// Every record, by `example_id` in byte order.
 pub fn all(client: &mut Client, url: &PgUrl) -> Result<Vec<Example>, StoreError> {
     let rows = client
         .query(
-            "SELECT example_id, record FROM examples ORDER BY example_id",
+            // Byte order, as SQLite's (and Rust's): the database's collation may sort by a
+            // language's rules instead.
+            "SELECT example_id, record FROM examples ORDER BY example_id COLLATE \"C\"",
             &[],
         )
         .map_err(|e| url.error(e))?;
