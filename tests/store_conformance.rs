@@ -228,6 +228,12 @@ impl Subject {
         (id, Some(token))
     }
 
+    /// Sweeps: the ids of the jobs it changed, in its order.
+    fn swept_ids(&self) -> Vec<String> {
+        let swept = self.store.sweep().expect("sweep");
+        swept.into_iter().map(|j| j.id).collect()
+    }
+
     /// Imports the shipped training examples: the records, as imported.
     fn import_shipped_examples(&self) -> Vec<Example> {
         let records = parse_records(SHIPPED_EXAMPLES).expect("shipped examples");
@@ -744,11 +750,11 @@ fn the_sweeper_returns_expired_leases_and_fails_jobs_out_of_attempts() {
         s.advance(999);
         assert!(s.store.sweep().expect("sweep").is_empty(), "{s}: not yet");
         s.advance(1); // the leases end now
-        let mut swept = s.store.sweep().expect("sweep");
-        swept.sort_by(|x, y| x.id.cmp(&y.id));
+        let swept = s.store.sweep().expect("sweep");
+        // Both leases ended now: by id.
         let mut want = vec![s.get(&returned), s.get(&exhausted)];
         want.sort_by(|x, y| x.id.cmp(&y.id));
-        assert_eq!(swept, want, "{s}: the answer is what is stored");
+        assert_eq!(swept, want, "{s}: the answer is what is stored, in order");
         let r = s.get(&returned);
         assert_eq!((r.status, r.attempt, r.version), (Status::Pending, 1, 3));
         assert_eq!(r.not_before, Some(s.at(1_000)), "{s}: the first backoff");
@@ -778,6 +784,24 @@ fn the_sweeper_returns_expired_leases_and_fails_jobs_out_of_attempts() {
         let again = s.claim_id(&returned, LEASE);
         assert_ne!(again, first);
         assert_eq!(s.get(&returned).started_at, Some(rfc3339_ms(T0)), "{s}");
+        // Swept in the order the leases ended, then by id.
+        s.advance(5_000);
+        let late = s.swept_ids();
+        assert_eq!(late, vec![live.clone()], "{s}");
+        let leases = [5_000, 2_000, 4_000, 2_000, 3_000];
+        let mut ended: Vec<(i64, String)> = leases
+            .iter()
+            .map(|&lease| {
+                let id = s.job();
+                s.claim_id(&id, lease);
+                (lease, id)
+            })
+            .collect();
+        ended.sort();
+        s.advance(5_000);
+        let order = s.swept_ids();
+        let want: Vec<String> = ended.into_iter().map(|(_, id)| id).collect();
+        assert_eq!(order, want, "{s}");
     });
 }
 

@@ -593,7 +593,8 @@ impl Store {
     }
 
     /// Returns expired leases to pending (attempt + 1, with backoff) or fails them when
-    /// attempts are exhausted. `pending_hitl` and terminal jobs are never touched.
+    /// attempts are exhausted; the changed jobs in the order their leases ended (then by id).
+    /// `pending_hitl` and terminal jobs are never touched.
     pub fn sweep(&self) -> Result<Vec<Job>, StoreError> {
         match self.write(Op::Sweep)? {
             Done::Swept(j) => Ok(j),

@@ -554,7 +554,7 @@ impl PgJobs {
                 .query(
                     "SELECT id, attempt, max_attempts, lease_owner FROM jobs \
                      WHERE status = 'running' AND lease_expires_at <= $1 \
-                     ORDER BY id FOR UPDATE SKIP LOCKED",
+                     ORDER BY lease_expires_at, id FOR UPDATE SKIP LOCKED",
                     &[&now],
                 )
                 .map_err(s.err())?;
