@@ -1,12 +1,12 @@
 //! The job store's conformance suite: every test runs its body through the public [`Store`] API
 //! against both backends, a fresh SQLite file in a temporary directory and a fresh PostgreSQL
-//! database on the shared throwaway cluster (`tests/pg_cluster.rs`), each with a manual clock.
+//! database on the shared throwaway cluster (`tests/pg_cluster.rs`; its texts sort by language
+//! rules, as in many production databases), each with a manual clock.
 //! A failure says on which backend it happened. What only SQLite has (the job cache, the
 //! writer lock, WAL, the file watch) is tested in `src/store/tests.rs`; PostgreSQL's own parts
 //! (URLs, several nodes on separate connections) in `tests/postgres.rs`.
 
-use super::pg_cluster::Cluster;
-use super::support::{concurrently, shipped_training, TempDir};
+use super::support::{concurrently, shipped_training, Backend, TempDir};
 use serde_json::{json, Value};
 use skill_fleet::engine::training::{
     apply_results, parse_records, Example, RunResult, SHIPPED_EXAMPLES,
@@ -33,34 +33,9 @@ const LEASE: i64 = 60_000;
 
 // ---- the backends ---------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        })
-    }
-}
-
-/// Both backends; only SQLite when PostgreSQL is missing outside CI (`Cluster::shared` says so
-/// loudly, and fails in CI).
-fn backends() -> Vec<Backend> {
-    let mut all = vec![Backend::Sqlite];
-    if Cluster::shared().is_some() {
-        all.push(Backend::Postgres);
-    }
-    all
-}
-
-/// Runs `body` once per backend; a failure names the backend it happened on.
+/// Runs `body` once per available backend; a failure names the backend it happened on.
 fn on_each_backend(body: impl Fn(Backend)) {
-    for backend in backends() {
+    for backend in Backend::ALL.into_iter().filter(|b| b.available()) {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| body(backend))) {
             let text = panic
                 .downcast_ref::<String>()
@@ -68,25 +43,6 @@ fn on_each_backend(body: impl Fn(Backend)) {
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("(no message)");
             panic!("on {backend}: {text}");
-        }
-    }
-}
-
-/// A location for a fresh database of `backend`: a file in a new temporary directory (which
-/// lives as long as the returned `TempDir`), or a new PostgreSQL database by URL, with a
-/// linguistic collation.
-fn fresh_location(backend: Backend, tag: &str) -> (PathBuf, Option<TempDir>) {
-    match backend {
-        Backend::Sqlite => {
-            let dir = TempDir::new(tag);
-            (dir.path().join("store.db"), Some(dir))
-        }
-        Backend::Postgres => {
-            let cluster = Cluster::shared().expect("postgres is only listed with a cluster");
-            // Texts sort by language rules there, as in many production databases: an
-            // ordering left to the database's collation differs from SQLite's bytes.
-            let url = cluster.linguistic_database_url(&tag.replace('-', "_"));
-            (PathBuf::from(url), None)
         }
     }
 }
@@ -112,7 +68,7 @@ struct Subject {
     location: PathBuf,
     store: Store,
     clock: Arc<AtomicI64>,
-    _dir: Option<TempDir>,
+    _dir: TempDir,
 }
 
 impl fmt::Display for Subject {
@@ -129,7 +85,7 @@ fn each(tag: &str, body: impl Fn(&Subject)) {
 /// Runs `body` against a fresh store of each backend opened with `opts`; closes it after.
 fn each_with(tag: &str, opts: StoreOptions, body: impl Fn(&Subject)) {
     on_each_backend(|backend| {
-        let (location, dir) = fresh_location(backend, tag);
+        let (location, dir) = backend.fresh(tag);
         let clock = Arc::new(AtomicI64::new(T0));
         let store = open_at(&location, true, opts.clone(), &clock)
             .unwrap_or_else(|e| panic!("open a fresh {backend} store: {e}"));
@@ -928,7 +884,7 @@ fn raw_sql(backend: Backend, location: &Path, sqlite: &str, pg: &str) {
 #[test]
 fn a_fresh_database_gets_every_migration_once() {
     on_each_backend(|backend| {
-        let (loc, _dir) = fresh_location(backend, "conf_migrate");
+        let (loc, _dir) = backend.fresh("conf_migrate");
         assert!(!store::exists(&loc).expect("exists"));
         assert_eq!(
             pending_migrations(&loc).expect("pending").len(),
@@ -979,7 +935,7 @@ fn a_fresh_database_gets_every_migration_once() {
 #[test]
 fn an_older_schema_is_upgraded_only_with_init_and_a_newer_one_is_refused() {
     on_each_backend(|backend| {
-        let (loc, _dir) = fresh_location(backend, "conf_versions");
+        let (loc, _dir) = backend.fresh("conf_versions");
         let clock = Arc::new(AtomicI64::new(T0));
         let open = |init| open_at(&loc, init, StoreOptions::default(), &clock);
         open(true).expect("init").close().expect("close");
