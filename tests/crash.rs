@@ -1,15 +1,16 @@
 //! Crash test of the real binary: clients create jobs over HTTP and workers claim (and sometimes
 //! complete) them while `skill-fleet serve` is killed with SIGKILL at random moments and
-//! restarted, several times on the same database. Afterwards every acknowledged create (a 201
+//! restarted, several times on the same database: a SQLite file (`crash::sqlite::…`) or a
+//! PostgreSQL database (`crash::postgres::…`). Afterwards every acknowledged create (a 201
 //! received in full), claim and completion is in the database, nothing appears that no client
 //! sent, and no `running` job outlives its lease by more than the sweep interval (plus slack).
 //!
 //! The kill delays come from a small PRNG whose seed is printed; `CRASH_SEED=<n>` replays a run.
 //! The counts are printed (`cargo test --test main crash -- --nocapture`) and written to
-//! `target/crash-test-report.txt`.
+//! `target/crash-test-report-<backend>.txt`.
 
 use super::support::{
-    bin, collect_stderr, free_port, request_head, root, shipped_rules, Resp, TempDir,
+    bin, collect_stderr, free_port, request_head, root, shipped_rules, Backend, Resp,
 };
 use serde_json::{json, Value};
 use skill_fleet::store::Store;
@@ -370,9 +371,14 @@ struct Sweeps {
     periodic_failed: u64,
 }
 
-/// Adds up the sweeper's reports in a server log and checks it reports no error.
+/// Adds up the sweeper's reports in a server log and checks it reports no error (and shows no
+/// password of the database's URL).
 fn read_log(log: &str, sweeps: &mut Sweeps) {
     assert!(!log.contains("panicked"), "serve panicked:\n{log}");
+    assert!(
+        !log.contains("hunter2secret"),
+        "a password in the log:\n{log}"
+    );
     for line in log.lines() {
         assert!(
             !line.contains(" ERROR ") && !line.contains("sweep failed"),
@@ -536,8 +542,9 @@ struct RoundLine {
     completed: usize,
 }
 
-#[test]
-fn acknowledged_jobs_survive_sigkill_and_no_lease_outlives_the_sweeper() {
+crate::tests_on_both_backends!(acknowledged_jobs_survive_sigkill_and_no_lease_outlives_the_sweeper);
+
+fn acknowledged_jobs_survive_sigkill_and_no_lease_outlives_the_sweeper(backend: Backend) {
     let began = Instant::now();
     let seed = std::env::var("CRASH_SEED")
         .ok()
@@ -548,10 +555,9 @@ fn acknowledged_jobs_survive_sigkill_and_no_lease_outlives_the_sweeper() {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(1)
         });
-    println!("crash test: seed {seed} (replay with CRASH_SEED={seed})");
+    println!("crash test on {backend}: seed {seed} (replay with CRASH_SEED={seed})");
     let mut rng = Rng(seed);
-    let dir = TempDir::new("crash");
-    let db = dir.path().join("crash.db");
+    let (db, _dir) = backend.fresh("crash");
 
     let mut acked: HashMap<String, String> = HashMap::new(); // id -> task key
     let mut unknown: HashSet<String> = HashSet::new(); // task keys
@@ -787,7 +793,10 @@ fn acknowledged_jobs_survive_sigkill_and_no_lease_outlives_the_sweeper() {
 
     // ---- the counts ----
     let mut report = String::new();
-    let _ = writeln!(report, "skill-fleet crash test (tests/crash.rs)");
+    let _ = writeln!(
+        report,
+        "skill-fleet crash test (tests/crash.rs) on {backend}"
+    );
     let _ = writeln!(
         report,
         "seed {seed}; {ROUNDS} rounds of {CLIENTS} creating clients and {WORKERS} workers \
@@ -888,5 +897,6 @@ fn acknowledged_jobs_survive_sigkill_and_no_lease_outlives_the_sweeper() {
     println!("{report}");
     let out = root().join("target");
     let _ = std::fs::create_dir_all(&out);
-    std::fs::write(out.join("crash-test-report.txt"), &report).expect("write the report");
+    let file = out.join(format!("crash-test-report-{backend}.txt"));
+    std::fs::write(file, &report).expect("write the report");
 }

@@ -1,7 +1,10 @@
-//! The job API (`/api/v1/jobs…`) against a real server on port 0 with a real SQLite file, and
-//! the lease sweeper of `serve`.
+//! The job API (`/api/v1/jobs…`) against a real server on port 0, and the lease sweeper of
+//! `serve`: every test with a database runs twice, on a SQLite file (`sqlite::…`) and on a
+//! PostgreSQL database (`postgres::…`).
 
-use super::support::{request, shipped_rules, test_config, wait_for, Resp, TempDir, TestServer};
+use super::support::{
+    request, shipped_rules, test_config, wait_for, Backend, Resp, TempDir, TestServer,
+};
 use serde_json::{json, Value};
 use skill_fleet::cli::serve::{run_sweeper, sweep_once, SweepReport};
 use skill_fleet::store::{Store, StoreOptions};
@@ -11,6 +14,21 @@ use std::time::Duration;
 
 const TOKEN: &str = "0123456789abcdef-test-token";
 
+crate::tests_on_both_backends!(
+    a_worker_runs_a_job_through_a_human_question_to_completion,
+    unknown_jobs_are_404_and_wrong_methods_405,
+    stale_leases_and_illegal_transitions_are_409_with_the_current_status,
+    claims_respect_types_and_answer_204_when_nothing_waits,
+    failing_retries_while_attempts_remain_or_fails_for_good,
+    the_same_idempotency_key_returns_the_same_job,
+    listing_pages_newest_first_and_filters,
+    every_job_endpoint_requires_the_token_reads_included,
+    bad_fields_are_422_naming_the_field,
+    a_sweep_returns_or_fails_expired_leases_and_prunes_old_jobs,
+    the_periodic_sweeper_runs_until_stopped,
+    the_serve_binary_sweeps_expired_leases_logs_it_and_still_shuts_down,
+);
+
 /// A server with a fresh database, and a client that sends the API token when it has one.
 struct Api {
     srv: TestServer,
@@ -19,16 +37,23 @@ struct Api {
 }
 
 impl Api {
-    fn start(tag: &str) -> Api {
-        Api::start_with(tag, None, true)
+    /// A server with a fresh database of `backend`.
+    fn start(backend: Backend, tag: &str) -> Api {
+        Api::start_with(Some(backend), tag, None)
     }
 
-    fn start_with(tag: &str, token: Option<&'static str>, db: bool) -> Api {
-        let dir = TempDir::new(tag);
+    /// A server with a fresh database of `backend` (none without one) and the API token.
+    fn start_with(backend: Option<Backend>, tag: &str, token: Option<&'static str>) -> Api {
         let mut config = test_config(&shipped_rules());
         config.server.api_token = token.map(str::to_string);
-        let path = dir.path().join("jobs.db");
-        let srv = TestServer::start(config, db.then_some(path.as_path()));
+        let (db, dir) = match backend {
+            Some(b) => {
+                let (db, dir) = b.fresh(tag);
+                (Some(db), dir)
+            }
+            None => (None, TempDir::new(tag)),
+        };
+        let srv = TestServer::start(config, db.as_deref());
         Api {
             srv,
             token,
@@ -96,9 +121,8 @@ fn error(r: &Resp, status: u16) -> Value {
     v
 }
 
-#[test]
-fn a_worker_runs_a_job_through_a_human_question_to_completion() {
-    let api = Api::start("jobs-loop");
+fn a_worker_runs_a_job_through_a_human_question_to_completion(backend: Backend) {
+    let api = Api::start(backend, "jobs_loop");
     let created = api.post(
         "/api/v1/jobs",
         json!({
@@ -212,9 +236,8 @@ fn a_worker_runs_a_job_through_a_human_question_to_completion() {
     );
 }
 
-#[test]
-fn unknown_jobs_are_404_and_wrong_methods_405() {
-    let api = Api::start("jobs-404");
+fn unknown_jobs_are_404_and_wrong_methods_405(backend: Backend) {
+    let api = Api::start(backend, "jobs_404");
     let missing = "00000000-0000-0000-0000-000000000000";
     let v = error(&api.get(&format!("/api/v1/jobs/{missing}")), 404);
     assert!(v["error"].as_str().unwrap().contains(missing), "{v}");
@@ -266,9 +289,8 @@ fn unknown_jobs_are_404_and_wrong_methods_405() {
     assert_eq!(r.header("allow"), Some("POST"));
 }
 
-#[test]
-fn stale_leases_and_illegal_transitions_are_409_with_the_current_status() {
-    let api = Api::start("jobs-409");
+fn stale_leases_and_illegal_transitions_are_409_with_the_current_status(backend: Backend) {
+    let api = Api::start(backend, "jobs_409");
     let id = id_of(&api.create(json!({"job_type": "optimization"})));
 
     // Not running yet: completing is an illegal transition.
@@ -329,9 +351,8 @@ fn stale_leases_and_illegal_transitions_are_409_with_the_current_status() {
     assert!(v["error"].as_str().unwrap().contains("cancelled"), "{v}");
 }
 
-#[test]
-fn claims_respect_types_and_answer_204_when_nothing_waits() {
-    let api = Api::start("jobs-claim");
+fn claims_respect_types_and_answer_204_when_nothing_waits(backend: Backend) {
+    let api = Api::start(backend, "jobs_claim");
     let r = api.post("/api/v1/jobs/claim", json!({"worker": "w"}));
     assert_eq!(r.status, 204, "{r:?}");
     assert!(r.body.is_empty(), "{r:?}");
@@ -353,9 +374,8 @@ fn claims_respect_types_and_answer_204_when_nothing_waits() {
     assert_eq!(r.status, 204, "{r:?}");
 }
 
-#[test]
-fn failing_retries_while_attempts_remain_or_fails_for_good() {
-    let api = Api::start("jobs-fail");
+fn failing_retries_while_attempts_remain_or_fails_for_good(backend: Backend) {
+    let api = Api::start(backend, "jobs_fail");
     let retried = id_of(&api.create(json!({"job_type": "t", "max_attempts": 2})));
     let (_, token) = api.claim("w", &[]);
     let r = api.post(
@@ -380,9 +400,8 @@ fn failing_retries_while_attempts_remain_or_fails_for_good() {
     assert_eq!(r.json()["status"], "failed");
 }
 
-#[test]
-fn the_same_idempotency_key_returns_the_same_job() {
-    let api = Api::start("jobs-idem");
+fn the_same_idempotency_key_returns_the_same_job(backend: Backend) {
+    let api = Api::start(backend, "jobs_idem");
     let body = json!({"job_type": "optimization", "idempotency_key": "run-42"});
     let first = api.post("/api/v1/jobs", body.clone());
     assert_eq!(first.status, 201, "{first:?}");
@@ -404,9 +423,8 @@ fn the_same_idempotency_key_returns_the_same_job() {
     );
 }
 
-#[test]
-fn listing_pages_newest_first_and_filters() {
-    let api = Api::start("jobs-list");
+fn listing_pages_newest_first_and_filters(backend: Backend) {
+    let api = Api::start(backend, "jobs_list");
     let mut ids = Vec::new();
     for i in 0..7 {
         let user = if i % 2 == 0 { "ada" } else { "bob" };
@@ -482,9 +500,8 @@ fn listing_pages_newest_first_and_filters() {
     }
 }
 
-#[test]
-fn every_job_endpoint_requires_the_token_reads_included() {
-    let api = Api::start_with("jobs-auth", Some(TOKEN), true);
+fn every_job_endpoint_requires_the_token_reads_included(backend: Backend) {
+    let api = Api::start_with(Some(backend), "jobs_auth", Some(TOKEN));
     let r = api.send(
         "POST",
         "/api/v1/jobs",
@@ -540,9 +557,8 @@ fn every_job_endpoint_requires_the_token_reads_included() {
     assert_eq!(id_of(&job), id);
 }
 
-#[test]
-fn bad_fields_are_422_naming_the_field() {
-    let api = Api::start("jobs-422");
+fn bad_fields_are_422_naming_the_field(backend: Backend) {
+    let api = Api::start(backend, "jobs_422");
     let cases = [
         (
             "/api/v1/jobs",
@@ -563,6 +579,13 @@ fn bad_fields_are_422_naming_the_field() {
         ),
         ("/api/v1/jobs", json!({"job_type": 7}), "job_type"),
         ("/api/v1/jobs/claim", json!({"worker": ""}), "worker"),
+        // No database stores a NUL character alike (PostgreSQL none at all): refused.
+        (
+            "/api/v1/jobs",
+            json!({"job_type": "t", "task": "a\u{0}b"}),
+            "task",
+        ),
+        ("/api/v1/jobs/claim", json!({"worker": "w\u{0}"}), "worker"),
         (
             "/api/v1/jobs/claim",
             json!({"worker": "w", "lease_seconds": 0}),
@@ -667,7 +690,7 @@ fn bad_fields_are_422_naming_the_field() {
 
 #[test]
 fn without_a_database_the_job_api_is_503() {
-    let api = Api::start_with("jobs-503", None, false);
+    let api = Api::start_with(None, "jobs-503", None);
     error(&api.get("/api/v1/jobs"), 503);
     error(&api.post("/api/v1/jobs", json!({"job_type": "t"})), 503);
 }
@@ -678,20 +701,16 @@ fn without_a_database_the_job_api_is_503() {
 
 const DAY_MS: i64 = 86_400_000;
 
-fn manual_store(dir: &TempDir) -> (Arc<Store>, Arc<AtomicI64>) {
+/// A fresh store of `backend` on a manual clock (with the directory its files live in).
+fn manual_store(backend: Backend, tag: &str) -> (Arc<Store>, Arc<AtomicI64>, TempDir) {
     let now = Arc::new(AtomicI64::new(1_700_000_000_000));
     let clock = {
         let now = Arc::clone(&now);
         Arc::new(move || now.load(Ordering::SeqCst))
     };
-    let store = Store::open_with(
-        &dir.path().join("sweep.db"),
-        true,
-        StoreOptions::default(),
-        clock,
-    )
-    .expect("open store");
-    (Arc::new(store), now)
+    let (db, dir) = backend.fresh(tag);
+    let store = Store::open_with(&db, true, StoreOptions::default(), clock).expect("open store");
+    (Arc::new(store), now, dir)
 }
 
 fn new_job(store: &Store, max_attempts: i64) -> String {
@@ -705,10 +724,8 @@ fn new_job(store: &Store, max_attempts: i64) -> String {
     job.id
 }
 
-#[test]
-fn a_sweep_returns_or_fails_expired_leases_and_prunes_old_jobs() {
-    let dir = TempDir::new("jobs-sweep");
-    let (store, now) = manual_store(&dir);
+fn a_sweep_returns_or_fails_expired_leases_and_prunes_old_jobs(backend: Backend) {
+    let (store, now, _dir) = manual_store(backend, "jobs_sweep");
     let retried = new_job(&store, 3);
     let exhausted = new_job(&store, 1);
     let done = new_job(&store, 3);
@@ -757,10 +774,8 @@ fn a_sweep_returns_or_fails_expired_leases_and_prunes_old_jobs() {
     );
 }
 
-#[test]
-fn the_periodic_sweeper_runs_until_stopped() {
-    let dir = TempDir::new("jobs-sweeper");
-    let (store, now) = manual_store(&dir);
+fn the_periodic_sweeper_runs_until_stopped(backend: Backend) {
+    let (store, now, _dir) = manual_store(backend, "jobs_sweeper");
     let id = new_job(&store, 3);
     store.claim("w", &[], 1_000).expect("claim").expect("a job");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -793,11 +808,10 @@ fn the_periodic_sweeper_runs_until_stopped() {
         .expect("the sweeper does not panic");
 }
 
-#[test]
-fn the_serve_binary_sweeps_expired_leases_logs_it_and_still_shuts_down() {
+fn the_serve_binary_sweeps_expired_leases_logs_it_and_still_shuts_down(backend: Backend) {
     use super::support::{bin, free_port, root};
     use std::process::{Command, Stdio};
-    let dir = TempDir::new("jobs-serve");
+    let (db, dir) = backend.fresh("jobs_serve");
     let log = dir.path().join("stderr.log");
     let port = free_port();
     /// Kills the server when the test fails before it exits.
@@ -816,7 +830,7 @@ fn the_serve_binary_sweeps_expired_leases_logs_it_and_still_shuts_down() {
             .args(["serve", "--no-watch", "--addr"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("--db")
-            .arg(dir.path().join("serve.db"))
+            .arg(&db)
             .env_remove("SKILL_FLEET_RULES")
             .env_remove("SKILL_FLEET_API_TOKEN")
             .env("SKILL_FLEET_JOBS_SWEEP_INTERVAL_MS", "100")
@@ -879,9 +893,10 @@ fn the_serve_binary_sweeps_expired_leases_logs_it_and_still_shuts_down() {
         "{exited:?}: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("database closed"), "{text}");
     assert!(
-        logged("database closed"),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        !text.contains("hunter2secret"),
+        "a password in the log: {text}"
     );
 }

@@ -27,5 +27,6 @@ mod properties;
 mod python;
 mod readme;
 mod server;
+mod store_conformance;
 mod training;
 mod worker;

@@ -160,6 +160,21 @@ impl Cluster {
 
     /// [`Cluster::database`] as text, for `--db`.
     pub fn database_url(&self, tag: &str) -> String {
+        self.create_database(tag, "")
+    }
+
+    /// [`Cluster::database_url`] of a database whose texts sort by a language's rules (ICU's
+    /// `en-US`: case and punctuation weigh less than letters), as production databases often
+    /// do, rather than byte by byte as in the cluster's own `C` locale.
+    pub fn linguistic_database_url(&self, tag: &str) -> String {
+        self.create_database(
+            tag,
+            " TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'",
+        )
+    }
+
+    /// Creates a database named `<tag>_<n>` with `options` after its name; its URL.
+    fn create_database(&self, tag: &str, options: &str) -> String {
         let name = format!("{tag}_{}", NEXT_DB.fetch_add(1, Ordering::Relaxed));
         let admin = PgUrl::parse(&format!(
             "postgres://postgres@127.0.0.1:{}/postgres",
@@ -169,7 +184,7 @@ impl Cluster {
         let mut c = admin
             .connect(Duration::from_secs(10))
             .expect("connect as admin");
-        c.batch_execute(&format!("CREATE DATABASE {name}"))
+        c.batch_execute(&format!("CREATE DATABASE {name}{options}"))
             .expect("create database");
         format!(
             "postgres://postgres:hunter2secret@127.0.0.1:{}/{name}",

@@ -3,7 +3,7 @@
 //! (`tests/pg_cluster.rs`).
 
 use super::pg_cluster::Cluster;
-use super::support::free_port;
+use super::support::{free_port, shipped_training};
 use serde_json::json;
 use skill_fleet::store::job::{NewJob, Progress, Status};
 use skill_fleet::store::pg::{self, PgUrl};
@@ -116,14 +116,6 @@ fn jobs_db(tag: &str) -> Option<(&'static Cluster, PgUrl, pg::PgJobs)> {
     pg::migrate(&mut c, &url, 0).expect("migrate");
     let jobs = pg::PgJobs::new(url.clone(), skill_fleet::store::StoreOptions::default());
     Some((cluster, url, jobs))
-}
-
-/// The training rules of the shipped rule set.
-fn shipped_training() -> skill_fleet::rules::spec::TrainingSpec {
-    let files = skill_fleet::loader::read_dir(&super::support::shipped_rules()).expect("rules");
-    skill_fleet::rules::build(&files)
-        .expect("valid rules")
-        .training
 }
 
 fn new_job(key: Option<&str>) -> NewJob {

@@ -118,6 +118,110 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The two database backends.
+// ---------------------------------------------------------------------------------------------
+
+/// A database backend the tests run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+impl Backend {
+    /// Both, SQLite first.
+    pub const ALL: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+    /// Whether tests can run on it: SQLite always, PostgreSQL when it is installed (a missing
+    /// one is a loud skip outside CI and a failure in CI: `Cluster::shared`).
+    pub fn available(self) -> bool {
+        self == Backend::Sqlite || super::pg_cluster::Cluster::shared().is_some()
+    }
+
+    /// A fresh, empty database, and a temporary directory for the test's files: for SQLite
+    /// the database is the file `db` in it; for PostgreSQL a new database on the shared
+    /// cluster, by URL, whose texts sort by a language's rules as in many production
+    /// databases (`Cluster::linguistic_database_url`).
+    pub fn fresh(self, tag: &str) -> (PathBuf, TempDir) {
+        let dir = TempDir::new(tag);
+        let location = match self {
+            Backend::Sqlite => dir.path().join("db"),
+            Backend::Postgres => {
+                let cluster = super::pg_cluster::Cluster::shared()
+                    .expect("PostgreSQL is available (see Backend::available)");
+                PathBuf::from(cluster.linguistic_database_url(&tag.replace('-', "_")))
+            }
+        };
+        (location, dir)
+    }
+}
+
+/// Declares each listed `fn name(backend: Backend)` as two tests, `sqlite::name` and
+/// `postgres::name`; the PostgreSQL one does nothing (loudly) when PostgreSQL is missing
+/// outside CI.
+#[macro_export]
+macro_rules! tests_on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::support::Backend::Sqlite)
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    if $crate::support::Backend::Postgres.available() {
+                        super::$name($crate::support::Backend::Postgres)
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// The training rules of the shipped rule set.
+pub fn shipped_training() -> skill_fleet::rules::spec::TrainingSpec {
+    let files = skill_fleet::loader::read_dir(&shipped_rules()).expect("rules");
+    skill_fleet::rules::build(&files)
+        .expect("valid rules")
+        .training
+}
+
+/// Runs `f(i)` for each `i` in `0..n` on `n` threads that start together (a barrier); their
+/// answers in the order of `i`.
+pub fn concurrently<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let gate = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (gate, f) = (&gate, &f);
+                s.spawn(move || {
+                    gate.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a concurrent call panicked"))
+            .collect()
+    })
+}
+
 /// A temp dir holding a copy of the shipped rules at `<tmp>/rules`.
 pub fn rules_copy(tag: &str) -> TempDir {
     let t = TempDir::new(tag);

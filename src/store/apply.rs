@@ -434,14 +434,16 @@ impl Ctx<'_> {
         Ok(Done::Job(self.job(id)?))
     }
 
-    /// Returns expired leases to pending, or fails them when their attempts are used up.
+    /// Returns expired leases to pending, or fails them when their attempts are used up; the
+    /// jobs in the order their leases ended (then by id), as on every backend.
     fn sweep(&self) -> Result<Done, StoreError> {
         let now = self.now;
         let c = self.conn;
         let expired: Vec<(String, i64, i64, Option<String>)> = {
             let mut stmt = c.prepare_cached(
                 "SELECT id, attempt, max_attempts, lease_owner FROM jobs \
-                 WHERE status = 'running' AND lease_expires_at <= ?1",
+                 WHERE status = 'running' AND lease_expires_at <= ?1 \
+                 ORDER BY lease_expires_at, id",
             )?;
             let rows =
                 stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;

@@ -69,6 +69,36 @@ pub(super) fn claimed(d: Done) -> Result<Option<(Job, String)>, StoreError> {
     }
 }
 
+/// The operation recording an outcome, after [`outcomes::check`].
+pub(super) fn record_op(new: outcomes::NewOutcome) -> Result<Op, StoreError> {
+    outcomes::check(&new)?;
+    Ok(Op::RecordOutcome(Box::new(new)))
+}
+
+/// A job id as the operations take it. Ids are the store's own UUIDs: one with a NUL
+/// character (which PostgreSQL cannot take as a parameter) names no job, on every backend.
+fn job_id(id: &str) -> Result<String, StoreError> {
+    if id.contains('\0') {
+        return Err(StoreError::NotFound(id.to_string()));
+    }
+    Ok(id.to_string())
+}
+
+/// A progress report's checks: a finite percentage (clamped to 0..100 when stored), texts
+/// without a NUL character.
+fn check_progress(p: &Progress) -> Result<(), StoreError> {
+    job::check_finite("progress.percent", p.percent)?;
+    for (field, text) in [
+        ("progress.message", &p.message),
+        ("progress.phase", &p.phase),
+    ] {
+        if let Some(t) = text {
+            job::check_text(field, t)?;
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn outcome_of(d: Done) -> Result<outcomes::OutcomeRecord, StoreError> {
     match d {
         Done::Outcome(o) => Ok(*o),
@@ -169,8 +199,11 @@ impl JobChange<'_> {
                 progress,
             } => {
                 check_lease(lease_ms)?;
+                if let Some(p) = &progress {
+                    check_progress(p)?;
+                }
                 Op::Heartbeat {
-                    id: id.to_string(),
+                    id: job_id(id)?,
                     token: token.to_string(),
                     lease_ms,
                     progress,
@@ -182,7 +215,7 @@ impl JobChange<'_> {
                 result,
                 training,
             } => Op::Complete {
-                id: id.to_string(),
+                id: job_id(id)?,
                 token: token.to_string(),
                 result,
                 training: training.map(|(spec, r)| (Box::new(spec.clone()), r)),
@@ -195,7 +228,7 @@ impl JobChange<'_> {
             } => {
                 job::check_len("error", error, 0, job::MAX_ERROR)?;
                 Op::Fail {
-                    id: id.to_string(),
+                    id: job_id(id)?,
                     token: token.to_string(),
                     error: error.to_string(),
                     retry,
@@ -206,17 +239,20 @@ impl JobChange<'_> {
                 token,
                 kind,
                 data,
-            } => Op::RequestHitl {
-                id: id.to_string(),
-                token: token.to_string(),
-                kind: kind.to_string(),
-                data,
-            },
+            } => {
+                job::check_text("type", kind)?;
+                Op::RequestHitl {
+                    id: job_id(id)?,
+                    token: token.to_string(),
+                    kind: kind.to_string(),
+                    data,
+                }
+            }
             JobChange::RespondHitl { id, response } => Op::RespondHitl {
-                id: id.to_string(),
+                id: job_id(id)?,
                 response,
             },
-            JobChange::Cancel { id } => Op::Cancel { id: id.to_string() },
+            JobChange::Cancel { id } => Op::Cancel { id: job_id(id)? },
         })
     }
 }

@@ -104,7 +104,9 @@ impl NewDecision {
         self.part(6)
     }
 
-    /// The row's texts, as every backend writes them.
+    /// The row's texts, as every backend writes them. Refused, alike on every backend: a text
+    /// that is not UTF-8 or holds a NUL character (PostgreSQL cannot store one), an estimate
+    /// that is not finite (SQLite would store NaN as NULL).
     pub(super) fn row(&self) -> Result<DecisionRow<'_>, StoreError> {
         const NAMES: [&str; 7] = [
             "request id",
@@ -118,6 +120,23 @@ impl NewDecision {
         let mut t = [""; 7];
         for (k, name) in NAMES.iter().enumerate() {
             t[k] = self.text(k, name)?;
+            if t[k].contains('\0') {
+                return Err(StoreError::Invalid(format!(
+                    "decision {}: the {name} contains a NUL character",
+                    self.id
+                )));
+            }
+        }
+        for (name, x) in [
+            ("estimated cost", self.estimated_cost),
+            ("estimated time", self.estimated_time),
+        ] {
+            if !x.is_finite() {
+                return Err(StoreError::Invalid(format!(
+                    "decision {}: the {name} is {x}; it must be a finite number",
+                    self.id
+                )));
+            }
         }
         Ok(DecisionRow {
             request_id: self.present.0.then_some(t[0]),

@@ -59,8 +59,9 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
-    /// The database file does not exist and was not to be created.
-    #[error("database `{0}` does not exist")]
+    /// The database does not exist (no SQLite file, or no skill-fleet tables in the
+    /// PostgreSQL database) and was not to be created.
+    #[error("database `{}` {}", .0.display(), missing(.0))]
     Missing(PathBuf),
     /// The database was written by a newer skill-fleet.
     #[error("database `{path}` has schema version {found}, newer than this build's {supported}")]
@@ -95,6 +96,14 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+}
+
+/// What is missing: the file, or (for a PostgreSQL URL) the skill-fleet tables.
+fn missing(location: &std::path::Path) -> &'static str {
+    match location.to_str() {
+        Some(l) if super::pg::PgUrl::is_url(l) => "has no skill-fleet tables",
+        _ => "does not exist",
+    }
 }
 
 impl StoreError {

@@ -16,16 +16,36 @@ pub struct ImportCount {
 }
 
 /// Every record as the JSON stored beside its columns, encoded before the first write of an
-/// import so that a refusal leaves no trace (every backend).
+/// import so that a refusal leaves no trace (every backend). The columns' texts may hold no
+/// NUL character (PostgreSQL cannot store one) and their numbers must be finite (SQLite stores
+/// NaN as NULL), alike on every backend.
 pub(super) fn encode_all(records: &[Example]) -> Result<Vec<String>, StoreError> {
     records
         .iter()
         .map(|ex| {
+            check(ex).map_err(|e| match e {
+                StoreError::Field { field, message } => StoreError::Field {
+                    field,
+                    message: format!("example `{}`: {message}", ex.example_id.escape_debug()),
+                },
+                other => other,
+            })?;
             serde_json::to_string(ex).map_err(|e| {
                 StoreError::Internal(format!("cannot encode example `{}`: {e}", ex.example_id))
             })
         })
         .collect()
+}
+
+/// The checks of one record's columns.
+fn check(ex: &Example) -> Result<(), StoreError> {
+    super::job::check_text("example_id", &ex.example_id)?;
+    super::job::check_text("category", &ex.category)?;
+    super::job::check_finite("quality_score", ex.quality_score)?;
+    if let Some(rate) = ex.success_rate {
+        super::job::check_finite("success_rate", rate)?;
+    }
+    Ok(())
 }
 
 /// Inserts or replaces records by `example_id` (inside the caller's transaction).

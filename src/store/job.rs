@@ -193,8 +193,33 @@ pub const MAX_ERROR: usize = 10_000;
 /// Longest HITL question type, in bytes.
 pub const MAX_HITL_TYPE: usize = 100;
 
-/// Checks the length of a text field: `min..=max` bytes. The message quotes the field first
-/// (the HTTP layer names the field from it).
+/// Checks that a text holds no NUL character: PostgreSQL cannot store one in a text column
+/// (SQLite can), so every backend refuses it alike. The message quotes the field first.
+pub fn check_text(field: &str, value: &str) -> Result<(), super::StoreError> {
+    if !value.contains('\0') {
+        return Ok(());
+    }
+    Err(super::StoreError::Field {
+        field: field.to_string(),
+        message: format!("`{field}` contains a NUL character"),
+    })
+}
+
+/// Checks that a number is finite: SQLite stores NaN as NULL (refused by a `NOT NULL`
+/// column, read back as nothing by the others) where PostgreSQL keeps it, so every backend
+/// refuses it alike. The message quotes the field first.
+pub fn check_finite(field: &str, value: f64) -> Result<(), super::StoreError> {
+    if value.is_finite() {
+        return Ok(());
+    }
+    Err(super::StoreError::Field {
+        field: field.to_string(),
+        message: format!("`{field}` is {value}; it must be a finite number"),
+    })
+}
+
+/// Checks a text field: `min..=max` bytes, and no NUL character ([`check_text`]). The message
+/// quotes the field first (the HTTP layer names the field from it).
 pub fn check_len(
     field: &str,
     value: &str,
@@ -202,7 +227,7 @@ pub fn check_len(
     max: usize,
 ) -> Result<(), super::StoreError> {
     if (min..=max).contains(&value.len()) {
-        return Ok(());
+        return check_text(field, value);
     }
     let message = if min == 0 {
         format!(
@@ -222,7 +247,7 @@ pub fn check_len(
 }
 
 impl NewJob {
-    /// Checks the text fields' lengths.
+    /// Checks the text fields: their lengths, and no NUL character.
     pub fn check(&self) -> Result<(), super::StoreError> {
         check_len("job_type", self.job_type.trim(), 1, MAX_JOB_TYPE)?;
         if let Some(u) = &self.user_id {

@@ -38,7 +38,9 @@ use std::sync::{Arc, Mutex};
 use writer::{Message, Request, WriterStats};
 
 pub use change::JobChange;
-use change::{claim_op, claimed, create_op, created, job_of, outcome_of, update_op, updated};
+use change::{
+    claim_op, claimed, create_op, created, job_of, outcome_of, record_op, update_op, updated,
+};
 pub use error::StoreError;
 pub use migrations::{pending_migrations, MIGRATIONS};
 
@@ -594,7 +596,8 @@ impl Store {
     }
 
     /// Returns expired leases to pending (attempt + 1, with backoff) or fails them when
-    /// attempts are exhausted. `pending_hitl` and terminal jobs are never touched.
+    /// attempts are exhausted; the changed jobs in the order their leases ended (then by id).
+    /// `pending_hitl` and terminal jobs are never touched.
     pub fn sweep(&self) -> Result<Vec<Job>, StoreError> {
         match self.write(Op::Sweep)? {
             Done::Swept(j) => Ok(j),
@@ -670,12 +673,13 @@ impl Store {
         }
     }
 
-    /// Records the outcome of a run; an unknown `decision_id` is refused.
+    /// Records the outcome of a run; an unknown `decision_id` is refused, and so are texts
+    /// with a NUL character and numbers that are not finite ([`outcomes::check`]).
     pub fn record_outcome(
         &self,
         new: outcomes::NewOutcome,
     ) -> Result<outcomes::OutcomeRecord, StoreError> {
-        outcome_of(self.write(Op::RecordOutcome(Box::new(new)))?)
+        outcome_of(self.write(record_op(new)?)?)
     }
 
     /// [`Store::record_outcome`] for async callers: no thread waits for the commit.
@@ -684,7 +688,7 @@ impl Store {
         new: outcomes::NewOutcome,
     ) -> impl std::future::Future<Output = Result<outcomes::OutcomeRecord, StoreError>> + Send + 'static
     {
-        let answer = self.write_async(Ok(Op::RecordOutcome(Box::new(new))));
+        let answer = self.write_async(record_op(new));
         async move { outcome_of(answer.await?) }
     }
 

@@ -50,7 +50,7 @@ pub(super) fn from_decision(
 }
 
 /// The outcome a completed `optimization` job reports in its result, for every backend: none
-/// when the result has no outcome fields (or bad ones). Its `decision_id` is the one the
+/// when the result has no outcome fields (or bad ones, [`check`] included). Its `decision_id` is the one the
 /// payload names (`decision_id`, or `decision.decision_id`), unchecked: the backend drops it
 /// when the decision is not in its log.
 pub(super) fn from_job(id: &str, payload: &str, result: &Value) -> Option<NewOutcome> {
@@ -79,12 +79,48 @@ pub(super) fn from_job(id: &str, payload: &str, result: &Value) -> Option<NewOut
     if let Some(v) = result.get("variant").and_then(Value::as_str) {
         context.variant = Some(v.to_string());
     }
-    Some(NewOutcome {
+    let new = NewOutcome {
         report,
         decision_id,
         job_id: Some(id.to_string()),
         context,
-    })
+    };
+    check(&new).ok()?;
+    Some(new)
+}
+
+/// Checks what no backend may store differently (every backend, before anything is written):
+/// texts without a NUL character, which PostgreSQL cannot store, and finite numbers, since
+/// SQLite stores NaN as NULL where PostgreSQL keeps it.
+pub fn check(new: &NewOutcome) -> Result<(), StoreError> {
+    let (r, c) = (&new.report, &new.context);
+    let texts = [
+        ("optimizer_used", Some(&r.optimizer_used)),
+        ("job_id", new.job_id.as_ref()),
+        ("domain", c.domain.as_ref()),
+        ("model", c.model.as_ref()),
+        ("variant", c.variant.as_ref()),
+    ];
+    for (field, text) in texts {
+        if let Some(t) = text {
+            super::job::check_text(field, t)?;
+        }
+    }
+    let numbers = [
+        ("quality", Some(r.quality)),
+        ("actual_cost", r.actual_cost),
+        ("actual_time_minutes", r.actual_time_minutes),
+        ("budget", c.budget),
+        ("quality_target", c.quality_target),
+        ("estimated_cost", c.estimated_cost),
+        ("estimated_time_minutes", c.estimated_time),
+    ];
+    for (field, number) in numbers {
+        if let Some(x) = number {
+            super::job::check_finite(field, x)?;
+        }
+    }
+    Ok(())
 }
 
 /// Records an outcome (inside the writer's transaction). An unknown decision id is refused

@@ -65,9 +65,11 @@ fn zero_counts() -> BTreeMap<String, i64> {
         .collect()
 }
 
-/// A cursor (`<created_at ms>_<id>`, as [`Page::next_cursor`] gives it) as its two parts.
+/// A cursor (`<created_at ms>_<id>`, as [`Page::next_cursor`] gives it) as its two parts (one
+/// with a NUL character is none: PostgreSQL cannot take it).
 pub(super) fn parse_cursor(c: &str) -> Result<(i64, String), StoreError> {
     c.split_once('_')
+        .filter(|_| !c.contains('\0'))
         .and_then(|(t, i)| t.parse::<i64>().ok().map(|t| (t, i.to_string())))
         .ok_or_else(|| StoreError::Field {
             field: "cursor".into(),

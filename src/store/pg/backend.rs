@@ -84,10 +84,9 @@ impl PgBackend {
             let version = schema_version(&mut client, &url)?;
             let supported = MIGRATIONS.len() as i64;
             if version == 0 {
-                return Err(StoreError::Postgres {
-                    url: url.redacted().to_string(),
-                    message: "the database has no skill-fleet tables".into(),
-                });
+                // No skill-fleet tables yet: missing, as a SQLite file that is not there (the
+                // CLI then says to run `db init`).
+                return Err(StoreError::Missing(url.redacted().into()));
             }
             if version > supported {
                 return Err(StoreError::TooNew {

@@ -5,7 +5,7 @@
 
 use super::super::examples::{encode_all, ImportCount};
 use super::super::StoreError;
-use super::PgUrl;
+use super::{key, PgUrl};
 use crate::engine::training::{apply_results, Example, RunResult, UpdateOutcome};
 use crate::rules::spec::TrainingSpec;
 use postgres::{Client, GenericClient};
@@ -76,11 +76,13 @@ pub fn put(
     Ok(count)
 }
 
-/// Every record, by `example_id`.
+/// Every record, by `example_id` in byte order.
 pub fn all(client: &mut Client, url: &PgUrl) -> Result<Vec<Example>, StoreError> {
     let rows = client
         .query(
-            "SELECT example_id, record FROM examples ORDER BY example_id",
+            // Byte order, as SQLite's (and Rust's): the database's collation may sort by a
+            // language's rules instead.
+            "SELECT example_id, record FROM examples ORDER BY example_id COLLATE \"C\"",
             &[],
         )
         .map_err(|e| url.error(e))?;
@@ -122,7 +124,8 @@ pub(super) fn update_in(
     now_ms: i64,
 ) -> Result<UpdateOutcome, StoreError> {
     let err = |e| url.error(e);
-    let mut ids: Vec<&str> = results.iter().map(|r| r.example_id.as_str()).collect();
+    // An id with a NUL character names no example: reported unknown, as on SQLite.
+    let mut ids: Vec<&str> = results.iter().filter_map(|r| key(&r.example_id)).collect();
     ids.sort_unstable();
     ids.dedup();
     let rows = tx

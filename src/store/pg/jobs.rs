@@ -14,7 +14,7 @@ use super::super::reads::{page, parse_cursor};
 use super::super::sql::{json, ms_to_rfc3339, COLUMNS};
 use super::super::{Filter, Page};
 use super::super::{StoreError, StoreOptions};
-use super::PgUrl;
+use super::{key, PgUrl};
 use crate::engine::training::RunResult;
 use crate::rules::spec::TrainingSpec;
 use postgres::{Client, Row, Transaction};
@@ -130,6 +130,9 @@ impl PgJobs {
 
     /// One job by id.
     pub fn get(&self, client: &mut Client, id: &str) -> Result<Option<Job>, StoreError> {
+        let Some(id) = key(id) else {
+            return Ok(None);
+        };
         Ok(client
             .query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id])
             .map_err(self.err())?
@@ -196,9 +199,13 @@ impl PgJobs {
         job: Option<&str>,
         now: i64,
     ) -> Result<Option<(Job, String)>, StoreError> {
+        let any_type = types.is_empty();
+        let types: Vec<&str> = types.iter().filter_map(|t| key(t)).collect();
+        if job.is_some_and(|j| key(j).is_none()) || (!any_type && types.is_empty()) {
+            // Only keys that name nothing: nothing to claim.
+            return Ok(None);
+        }
         self.in_tx(client, |s, tx| {
-            let types: Vec<&str> = types.iter().map(String::as_str).collect();
-            let any_type = types.is_empty();
             let row = tx
                 .query_opt(
                     "SELECT id FROM jobs WHERE status = 'pending' \
@@ -239,7 +246,9 @@ impl PgJobs {
             "{update} WHERE id = $1 AND status = 'running' AND lease_token = $2 \
              AND lease_expires_at > $3"
         );
-        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&id, &token, &now];
+        // A token with a NUL character is nobody's: it matches no row, and the head says why.
+        let token_key = key(token);
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&id, &token_key, &now];
         params.extend_from_slice(more);
         if tx.execute(&sql, &params).map_err(self.err())? == 1 {
             return Ok(());
@@ -488,6 +497,11 @@ impl PgJobs {
     pub fn list(&self, client: &mut Client, f: &Filter) -> Result<Page, StoreError> {
         let limit = f.limit.clamp(1, 500);
         let cursor = f.cursor.as_deref().map(parse_cursor).transpose()?;
+        let filters = [f.job_type.as_deref(), f.user_id.as_deref()];
+        if filters.into_iter().flatten().any(|v| key(v).is_none()) {
+            // A filter no job can match.
+            return Ok(page(Vec::new(), limit));
+        }
         let (ts, id) = match &cursor {
             Some((ts, id)) => (Some(*ts), Some(id.as_str())),
             None => (None, None),
@@ -540,7 +554,7 @@ impl PgJobs {
                 .query(
                     "SELECT id, attempt, max_attempts, lease_owner FROM jobs \
                      WHERE status = 'running' AND lease_expires_at <= $1 \
-                     ORDER BY id FOR UPDATE SKIP LOCKED",
+                     ORDER BY lease_expires_at, id FOR UPDATE SKIP LOCKED",
                     &[&now],
                 )
                 .map_err(s.err())?;

@@ -18,6 +18,13 @@ pub use migrations::{drop_all, migrate, schema_version, MIGRATIONS};
 use super::StoreError;
 use std::time::Duration;
 
+/// A text to look up as a key: `None` when it holds a NUL character, which PostgreSQL cannot
+/// take as a parameter and no stored text holds (the store refuses them), so the lookup
+/// matches nothing, as it does on SQLite.
+fn key(text: &str) -> Option<&str> {
+    (!text.contains('\0')).then_some(text)
+}
+
 /// A PostgreSQL database location.
 #[derive(Clone)]
 pub struct PgUrl {
