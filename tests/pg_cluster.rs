@@ -137,6 +137,8 @@ impl Cluster {
                     pid = std::process::id(),
                     stop = c.stop_command_line(),
                 );
+                // Never waited for: it outlives this process by design (init reaps it).
+                #[allow(clippy::zombie_processes)]
                 Command::new("sh")
                     .args(["-c", &script])
                     .stdin(Stdio::null())
