@@ -2,6 +2,7 @@
 //! binary; fixtures live under `tests/data/`.
 
 mod support;
+mod temp;
 
 mod analysis;
 mod architecture;
