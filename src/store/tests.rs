@@ -618,7 +618,8 @@ fn an_older_database_is_upgraded_and_a_newer_one_refused() {
         vec![
             (2, "create jobs"),
             (3, "create examples"),
-            (4, "create decisions and outcomes")
+            (4, "create decisions and outcomes"),
+            (5, "index pending jobs in claim order")
         ]
     );
     // without init the old schema is refused with advice
