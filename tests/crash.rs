@@ -10,20 +10,19 @@
 //! `target/crash-test-report-<backend>.txt`.
 
 use super::support::{
-    bin, collect_stderr, free_port, request_head, root, shipped_rules, Backend, Resp,
+    list_all, must, now_ms, parse_rfc3339_ms, root, seed, try_request, Backend, Failure, Rng,
+    ServeProc, StopOnDrop,
 };
 use serde_json::{json, Value};
 use skill_fleet::store::Store;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Kill-and-restart rounds (one SIGKILL each).
 const ROUNDS: usize = 6;
@@ -46,309 +45,45 @@ const STEP: Duration = Duration::from_secs(20);
 const ROUND_LIMIT: Duration = Duration::from_secs(10);
 const JOB_TYPE: &str = "crash";
 
-// ---- a deterministic PRNG ---------------------------------------------------------------------
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
-
-// ---- time -------------------------------------------------------------------------------------
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Parses the server's `YYYY-MM-DDTHH:MM:SS.mmmZ` into milliseconds since the epoch.
-fn parse_rfc3339_ms(s: &str) -> i64 {
-    let bad = || panic!("not a timestamp of the server: {s:?}");
-    let num = |range: std::ops::Range<usize>| -> i64 {
-        s.get(range)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(bad)
-    };
-    if s.len() != 24 || !s.ends_with('Z') {
-        bad();
-    }
-    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
-    // Days from civil (Howard Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + num(11..13) * 3600 + num(14..16) * 60 + num(17..19);
-    secs * 1000 + num(20..23)
-}
-
-// ---- a blocking HTTP client that reports failures instead of panicking ------------------------
-
-/// Why a request got no complete response.
-#[derive(Debug)]
-enum Failure {
-    /// No connection: the request never reached a server.
-    Refused,
-    /// Connected, but the response was not received in full: the outcome is unknown.
-    Broken(String),
-}
-
-/// One request on a new connection (`Connection: close`); `Ok` only for a complete response
-/// (the whole head and `Content-Length` bytes of body).
-fn try_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<Resp, Failure> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|_| Failure::Refused)?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
-    let text = body.map(Value::to_string);
-    let headers: &[(&str, &str)] = if text.is_some() {
-        &[("Content-Type", "application/json")]
-    } else {
-        &[]
-    };
-    let mut raw = request_head(method, path, headers, text.as_ref().map(String::len)).into_bytes();
-    raw.extend_from_slice(text.unwrap_or_default().as_bytes());
-    s.write_all(&raw)
-        .map_err(|e| Failure::Broken(format!("send failed: {:?}", e.kind())))?;
-    // Read until EOF or an error (a reset after the whole response still counts as received).
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    let end = loop {
-        match s.read(&mut buf) {
-            Ok(0) => break "closed".to_string(),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => break format!("{:?}", e.kind()),
-        }
-    };
-    parse_response(&got).ok_or_else(|| {
-        let when = if got.is_empty() {
-            "before any answer"
-        } else {
-            "mid-answer"
-        };
-        Failure::Broken(format!("{end} {when}"))
-    })
-}
-
-fn parse_response(raw: &[u8]) -> Option<Resp> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let body = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let resp = Resp {
-        status,
-        headers,
-        body: String::new(),
-    };
-    let len: usize = match resp.header("content-length") {
-        Some(v) => v.parse().ok()?,
-        // Every answer of the job API has a length; without one, completeness is unknowable.
-        None if status == 204 => 0,
-        None => return None,
-    };
-    if body.len() < len {
-        return None;
-    }
-    Some(Resp {
-        body: String::from_utf8_lossy(&body[..len]).into_owned(),
-        ..resp
-    })
-}
-
-/// A request that must succeed with `want` (the server is up and nothing is killing it).
-fn must(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>, want: u16) -> Resp {
-    match try_request(addr, method, path, body) {
-        Ok(r) if r.status == want => r,
-        other => panic!("{method} {path}: expected {want}, got {other:?}"),
-    }
-}
-
-/// Every job matching `query` (e.g. `status=running`), following the cursor.
-fn list_all(addr: SocketAddr, query: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/api/v1/jobs?limit=500&{query}");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let page = must(addr, "GET", &path, None, 200).json();
-        out.extend(page["jobs"].as_array().cloned().unwrap_or_default());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return out,
-        }
-    }
-}
-
 // ---- the server process -----------------------------------------------------------------------
 
 /// A `skill-fleet serve` child; killed (SIGKILL) on drop so a failing test leaves nothing behind.
 struct Server {
-    child: Child,
+    proc: ServeProc,
     addr: SocketAddr,
     /// Just before the spawn (ms since the epoch).
     spawned_ms: i64,
-    log: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
 }
 
 impl Server {
-    fn spawn(db: &Path, addr: SocketAddr) -> Server {
-        let mut cmd = Command::new(bin());
-        let rules = shipped_rules();
-        cmd.current_dir(root())
-            .arg("serve")
-            .arg("--addr")
-            .arg(addr.to_string())
-            .arg("--db")
-            .arg(db)
-            .arg("--rules")
-            .arg(&rules)
-            .arg("--no-watch")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SKILL_FLEET_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("SKILL_FLEET_JOBS_SWEEP_INTERVAL_MS", SWEEP_MS.to_string())
-            // Warnings, plus the sweeper's reports (counted below).
-            .env("SKILL_FLEET_LOG", "warn,skill_fleet::cli::serve=info");
+    /// Starts a server on `db` and waits until `/ready` answers 200.
+    fn start(db: &Path) -> Server {
         let spawned_ms = now_ms();
-        let mut child = cmd.spawn().expect("spawn skill-fleet serve");
-        let (log, reader) = collect_stderr(&mut child);
+        let sweep = SWEEP_MS.to_string();
+        let (proc, addr) = ServeProc::ready(
+            db,
+            &[
+                ("SKILL_FLEET_JOBS_SWEEP_INTERVAL_MS", sweep.as_str()),
+                // Warnings, plus the sweeper's reports (counted below).
+                ("SKILL_FLEET_LOG", "warn,skill_fleet::cli::serve=info"),
+            ],
+        );
         Server {
-            child,
+            proc,
             addr,
             spawned_ms,
-            log,
-            reader: Some(reader),
         }
     }
 
-    /// Starts a server on `db` and waits until `/ready` answers 200. A port picked free may be
-    /// taken before the binary binds it: then another is tried.
-    fn start(db: &Path) -> Server {
-        for _ in 0..3 {
-            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-            let mut srv = Server::spawn(db, addr);
-            let end = Instant::now() + STEP;
-            loop {
-                if let Ok(Some(st)) = srv.child.try_wait() {
-                    let log = srv.finish_log();
-                    assert!(log.contains("cannot listen"), "serve exited ({st}):\n{log}");
-                    break;
-                }
-                if let Ok(r) = try_request(addr, "GET", "/ready", None) {
-                    if r.status == 200 {
-                        return srv;
-                    }
-                }
-                assert!(
-                    Instant::now() < end,
-                    "serve not ready after {STEP:?}:\n{}",
-                    srv.log()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("no free port after 3 tries");
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// After the exit: the pipe is closed, so the reader has everything.
-    fn finish_log(&mut self) -> String {
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        self.log()
-    }
-
-    /// SIGKILL (`Child::kill` on unix), then reaps the process; returns its log.
+    /// SIGKILL, then reaps the process; returns its log.
     fn kill(mut self) -> String {
-        if let Ok(Some(st)) = self.child.try_wait() {
-            panic!(
-                "serve exited on its own ({st}) before the kill:\n{}",
-                self.finish_log()
-            );
-        }
-        self.child.kill().expect("SIGKILL serve");
-        let st = self.child.wait().expect("reap serve");
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::ExitStatusExt;
-            assert_eq!(
-                st.signal(),
-                Some(9),
-                "serve was not killed by SIGKILL: {st}"
-            );
-        }
-        self.finish_log()
+        self.proc.kill()
     }
 
     /// SIGTERM, then waits for the exit: (exit code, log).
     fn terminate(mut self) -> (i32, String) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        let end = Instant::now() + STEP;
-        let st = loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                break st;
-            }
-            assert!(
-                Instant::now() < end,
-                "serve still running {STEP:?} after SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        (st.code().unwrap_or(-1), self.finish_log())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.proc.terminate();
+        self.proc.wait(STEP)
     }
 }
 
@@ -520,15 +255,6 @@ fn worker(addr: SocketAddr, name: String, seed: u64, stop: Arc<AtomicBool>) -> W
     t
 }
 
-/// Sets the flag on drop, so threads stop even when the test panics.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 // ---- the test ---------------------------------------------------------------------------------
 
 #[derive(Debug, Default)]
@@ -546,15 +272,7 @@ crate::tests_on_both_backends!(acknowledged_jobs_survive_sigkill_and_no_lease_ou
 
 fn acknowledged_jobs_survive_sigkill_and_no_lease_outlives_the_sweeper(backend: Backend) {
     let began = Instant::now();
-    let seed = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
+    let seed = seed("CRASH_SEED");
     println!("crash test on {backend}: seed {seed} (replay with CRASH_SEED={seed})");
     let mut rng = Rng(seed);
     let (db, _dir) = backend.fresh("crash");

@@ -2,6 +2,7 @@
 //! binary; fixtures live under `tests/data/`.
 
 mod support;
+mod temp;
 
 mod analysis;
 mod architecture;
@@ -17,6 +18,7 @@ mod exit_codes;
 mod hardening;
 mod jobs_api;
 mod logging;
+mod multi_node;
 mod oracle;
 mod outcomes;
 mod pg_cluster;

@@ -1,10 +1,11 @@
 //! Real PostgreSQL for the tests: a throwaway cluster (`initdb`, then `pg_ctl start` on a free
-//! port, `fsync=off`; as the `postgres` user when the tests run as root, since `initdb` refuses
-//! root). [`Cluster::start`] gives a test its own cluster (stopped when dropped: for tests that
-//! stop and restart the server); [`Cluster::shared`] one cluster for the whole test process, in
-//! which each test takes its own database, stopped by a watchdog when the process ends. In CI a
-//! missing PostgreSQL fails; on a developer machine without one the tests say loudly that they
-//! skipped.
+//! port, `fsync=off` unless asked for; as the `postgres` user when the tests run as root, since
+//! `initdb` refuses root). [`Cluster::start`] gives a test its own cluster (stopped when
+//! dropped: for tests that stop and restart the server); [`Cluster::shared`] one cluster for the
+//! whole test process, in which each test takes its own database, stopped by a watchdog when
+//! the process ends. In CI a missing PostgreSQL fails; on a developer machine without one the
+//! tests say loudly that they skipped. `examples/cluster_bench.rs` includes this file (and
+//! `temp.rs`) for its own cluster, with `fsync` on.
 
 use super::support::{free_port, TempDir};
 use skill_fleet::store::pg::PgUrl;
@@ -70,6 +71,11 @@ impl Cluster {
     /// A running cluster of this test's own, or `None` (with a loud note) when PostgreSQL is
     /// not installed and this is not CI.
     pub fn start(tag: &str) -> Option<Cluster> {
+        Self::start_with(tag, false)
+    }
+
+    /// [`Cluster::start`], with `fsync` on (durable commits, for benchmarks) or off (tests).
+    pub fn start_with(tag: &str, fsync: bool) -> Option<Cluster> {
         let (Some(initdb), Some(pg_ctl)) = (pg_bin("initdb"), pg_bin("pg_ctl")) else {
             let msg =
                 "PostgreSQL is not installed (`initdb`, `pg_ctl`): `apt-get install postgresql`";
@@ -104,9 +110,13 @@ impl Cluster {
             ],
         );
         let port = free_port();
+        let durability = if fsync {
+            ""
+        } else {
+            " -c fsync=off -c full_page_writes=off"
+        };
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off \
-             -c max_connections=300",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300{durability}",
             dir.path().display()
         );
         let log = dir.path().join("server.log").display().to_string();

@@ -359,6 +359,56 @@ fn concurrent_claims_never_share_a_job_and_concurrent_sweeps_add_one_attempt() {
     assert!(jobs.sweep(&mut c, 6_000).expect("sweep").is_empty());
 }
 
+/// The plan of a claim's select, in a transaction set up as a claim's.
+fn claim_plan(c: &mut postgres::Client) -> String {
+    let mut tx = c.transaction().expect("begin");
+    tx.batch_execute(pg::CLAIM_PLAN).expect("claim settings");
+    let rows = tx
+        .query(
+            &format!("EXPLAIN {}", pg::CLAIM_SELECT),
+            &[&40_000i64, &false, &vec!["optimization"], &None::<String>],
+        )
+        .expect("explain");
+    rows.iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_claim_walks_the_pending_jobs_in_order_whatever_the_statistics() {
+    let Some((_cluster, url, jobs)) = jobs_db("pg-claim-plan") else {
+        return;
+    };
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    // A burst, as under load: 21 000 jobs created (many share a millisecond), then 20 000 of
+    // them, the oldest, finished; no ANALYZE yet, as before autovacuum comes round.
+    c.batch_execute(
+        "ALTER TABLE jobs SET (autovacuum_enabled = false); \
+         INSERT INTO jobs (id, job_type, status, task, payload, attempt, max_attempts, \
+         created_at, updated_at, version) \
+         SELECT 'job-' || (100000 + g), 'optimization', 'pending', 't', '{}', 0, 3, g / 20, g, 1 \
+         FROM generate_series(1, 21000) AS g; \
+         UPDATE jobs SET status = 'completed', completed_at = 1, version = 3 \
+         WHERE id < 'job-120000'",
+    )
+    .expect("a burst of jobs");
+    let plan_ok = |plan: &str| {
+        // Neither a sort of every pending job nor a walk past every finished one.
+        plan.contains("jobs_pending") && !plan.contains("Sort") && !plan.contains("jobs_newest")
+    };
+    let stale = claim_plan(&mut c);
+    assert!(plan_ok(&stale), "with stale statistics:\n{stale}");
+    c.batch_execute("ANALYZE jobs").expect("analyze");
+    let fresh = claim_plan(&mut c);
+    assert!(plan_ok(&fresh), "with fresh statistics:\n{fresh}");
+    let (job, _) = jobs
+        .claim(&mut c, "w", &[], 60_000, None, 40_000)
+        .expect("claim")
+        .expect("a pending job");
+    assert_eq!(job.id, "job-120000", "the oldest pending job comes first");
+}
+
 #[test]
 fn jobs_are_listed_newest_first_in_pages_and_old_ones_pruned() {
     let Some((_cluster, url, jobs)) = jobs_db("pg-list") else {

@@ -953,7 +953,8 @@ fn an_older_schema_is_upgraded_only_with_init_and_a_newer_one_is_refused() {
             vec![
                 (2, "create jobs"),
                 (3, "create examples"),
-                (4, "create decisions and outcomes")
+                (4, "create decisions and outcomes"),
+                (5, "index pending jobs in claim order")
             ]
         );
         let e = open(false).expect_err("an old schema without init");

@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub use super::temp::{free_port, TempDir};
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -74,34 +76,6 @@ pub fn run_in(cwd: &Path, args: &[&str], stdin: Option<&str>) -> Run {
 /// Runs the binary from the repository root.
 pub fn run(args: &[&str]) -> Run {
     run_in(&root(), args, None)
-}
-
-/// A fresh temporary directory, removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "skill-fleet-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Copies a directory tree.
@@ -500,12 +474,6 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
     }
 }
 
-/// A free loopback port (bound, read, released).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// A line diff (longest common subsequence), `-` expected, `+` actual.
 pub fn diff(expected: &str, actual: &str) -> String {
     let a: Vec<&str> = expected.lines().collect();
@@ -673,6 +641,57 @@ impl ServeProc {
             .expect("no free port after 3 tries")
     }
 
+    /// Starts `serve` with `args` on `127.0.0.1:0` and waits for the log line that says where
+    /// it listens (so `SKILL_FLEET_LOG` must let `skill_fleet::cli::serve`'s `info` through):
+    /// the process and its address.
+    pub fn listening(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (ServeProc, SocketAddr) {
+        let all = [args, &["--addr", "127.0.0.1:0"]].concat();
+        let mut proc = ServeProc::spawn(cwd, &all, env);
+        let addr = wait_for(DEADLINE, "the `listening on` line", || {
+            proc.assert_running();
+            listening_addr(&proc.log())
+        });
+        (proc, addr)
+    }
+
+    /// `serve` as the load tests run it: on `db` (a file or a PostgreSQL URL) with the shipped
+    /// rules, not watching, on port 0, with `env`; returns once `/ready` answers 200.
+    pub fn ready(db: &Path, env: &[(&str, &str)]) -> (ServeProc, SocketAddr) {
+        let (db, rules) = (
+            db.display().to_string(),
+            shipped_rules().display().to_string(),
+        );
+        let args = ["--db", db.as_str(), "--rules", rules.as_str(), "--no-watch"];
+        let (mut proc, addr) = ServeProc::listening(&root(), &args, env);
+        wait_for(DEADLINE, "/ready to answer 200", || {
+            proc.assert_running();
+            try_request(addr, "GET", "/ready", None)
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        (proc, addr)
+    }
+
+    /// SIGKILL (the process must still run), then reaps it: its log.
+    pub fn kill(&mut self) -> String {
+        self.assert_running();
+        self.child.kill().expect("SIGKILL serve");
+        let st = self.child.wait().expect("reap serve");
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(
+                st.signal(),
+                Some(9),
+                "serve was not killed by SIGKILL: {st}"
+            );
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.log()
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let kill = Command::new("kill")
@@ -720,11 +739,220 @@ impl ServeProc {
     }
 }
 
+/// The address in a server log's `listening on http://ADDR, …` line.
+pub fn listening_addr(log: &str) -> Option<SocketAddr> {
+    let rest = &log[log.find("listening on http://")? + "listening on http://".len()..];
+    rest[..rest.find([',', ' ', '\n'])?].parse().ok()
+}
+
 impl Drop for ServeProc {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load tests against real `serve` processes (crash, multi-node): a seeded PRNG, the server's
+// timestamps, and a blocking client that reports failures instead of panicking.
+// ---------------------------------------------------------------------------------------------
+
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// SplitMix64.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// A pause of `lo..hi` milliseconds.
+    pub fn pause(&mut self, lo: u64, hi: u64) {
+        std::thread::sleep(Duration::from_millis(self.range(lo, hi)));
+    }
+}
+
+/// The seed of a randomised test: the environment variable `var` when it holds a number, else
+/// one from the clock.
+pub fn seed(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
+}
+
+// ---- time -------------------------------------------------------------------------------------
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Parses the server's `YYYY-MM-DDTHH:MM:SS.mmmZ` into milliseconds since the epoch.
+pub fn parse_rfc3339_ms(s: &str) -> i64 {
+    let bad = || panic!("not a timestamp of the server: {s:?}");
+    let num = |range: std::ops::Range<usize>| -> i64 {
+        s.get(range)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(bad)
+    };
+    if s.len() != 24 || !s.ends_with('Z') {
+        bad();
+    }
+    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + num(11..13) * 3600 + num(14..16) * 60 + num(17..19);
+    secs * 1000 + num(20..23)
+}
+
+// ---- a blocking HTTP client that reports failures instead of panicking ------------------------
+
+/// Why a request got no complete response.
+#[derive(Debug)]
+pub enum Failure {
+    /// No connection: the request never reached a server.
+    Refused,
+    /// Connected, but the response was not received in full: the outcome is unknown.
+    Broken(String),
+}
+
+/// One request on a new connection (`Connection: close`); `Ok` only for a complete response
+/// (the whole head and `Content-Length` bytes of body).
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Resp, Failure> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|_| Failure::Refused)?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+    let text = body.map(Value::to_string);
+    let headers: &[(&str, &str)] = if text.is_some() {
+        &[("Content-Type", "application/json")]
+    } else {
+        &[]
+    };
+    let mut raw = request_head(method, path, headers, text.as_ref().map(String::len)).into_bytes();
+    raw.extend_from_slice(text.unwrap_or_default().as_bytes());
+    s.write_all(&raw)
+        .map_err(|e| Failure::Broken(format!("send failed: {:?}", e.kind())))?;
+    // Read until EOF or an error (a reset after the whole response still counts as received).
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let end = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "closed".to_string(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break format!("{:?}", e.kind()),
+        }
+    };
+    parse_response(&got).ok_or_else(|| {
+        let when = if got.is_empty() {
+            "before any answer"
+        } else {
+            "mid-answer"
+        };
+        Failure::Broken(format!("{end} {when}"))
+    })
+}
+
+fn parse_response(raw: &[u8]) -> Option<Resp> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let resp = Resp {
+        status,
+        headers,
+        body: String::new(),
+    };
+    let len: usize = match resp.header("content-length") {
+        Some(v) => v.parse().ok()?,
+        // Every answer of the job API has a length; without one, completeness is unknowable.
+        None if status == 204 => 0,
+        None => return None,
+    };
+    if body.len() < len {
+        return None;
+    }
+    Some(Resp {
+        body: String::from_utf8_lossy(&body[..len]).into_owned(),
+        ..resp
+    })
+}
+
+/// A request that must succeed with `want` (the server is up and nothing is killing it).
+pub fn must(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>, want: u16) -> Resp {
+    match try_request(addr, method, path, body) {
+        Ok(r) if r.status == want => r,
+        other => panic!("{method} {path}: expected {want}, got {other:?}"),
+    }
+}
+
+/// Every job matching `query` (e.g. `status=running`), following the cursor.
+pub fn list_all(addr: SocketAddr, query: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/jobs?limit=500&{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = must(addr, "GET", &path, None, 200).json();
+        out.extend(page["jobs"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return out,
+        }
+    }
+}
+
+/// Sets the flag on drop, so threads stop even when the test panics.
+pub struct StopOnDrop(pub Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }

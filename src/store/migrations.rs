@@ -105,6 +105,15 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
          );
          CREATE INDEX outcomes_decision ON outcomes (decision_id);",
     ),
+    (
+        // A claim takes the oldest pending job by (created_at, id): this index gives it in
+        // that order among the pending jobs alone. (PostgreSQL, without it, walked
+        // `jobs_newest` from the oldest job and filtered out every finished one: a claim
+        // cost grew with the history.)
+        "index pending jobs in claim order",
+        "CREATE INDEX jobs_pending ON jobs (created_at, id) WHERE status = 'pending';
+         DROP INDEX jobs_claim;",
+    ),
 ];
 
 /// Pending migrations of the database at `path` (a file, or a PostgreSQL URL): (number,

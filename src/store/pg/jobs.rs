@@ -19,6 +19,19 @@ use crate::engine::training::RunResult;
 use crate::rules::spec::TrainingSpec;
 use postgres::{Client, Row, Transaction};
 
+/// The select of a claim: the oldest claimable job (parameters: now, whether any type will
+/// do, the types, the one job asked for or NULL), its row locked and the locked ones skipped.
+/// It reads the pending jobs' own index (`jobs_pending`) in its order, so its cost does not grow
+/// with the finished jobs; public for the test that checks its plan.
+pub const CLAIM_SELECT: &str = "SELECT id FROM jobs WHERE status = 'pending' \
+     AND (not_before IS NULL OR not_before <= $1) \
+     AND ($2 OR job_type = ANY($3)) AND ($4::TEXT IS NULL OR id = $4) \
+     ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+/// Set in a claim's transaction: no sort, so the claim walks `jobs_pending` in its order and
+/// stops at the first free job, whatever the statistics say.
+pub const CLAIM_PLAN: &str = "SET LOCAL enable_sort = off";
+
 /// The job operations of one PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgJobs {
@@ -206,14 +219,9 @@ impl PgJobs {
             return Ok(None);
         }
         self.in_tx(client, |s, tx| {
+            tx.batch_execute(CLAIM_PLAN).map_err(s.err())?;
             let row = tx
-                .query_opt(
-                    "SELECT id FROM jobs WHERE status = 'pending' \
-                     AND (not_before IS NULL OR not_before <= $1) \
-                     AND ($2 OR job_type = ANY($3)) AND ($4::TEXT IS NULL OR id = $4) \
-                     ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                    &[&now, &any_type, &types, &job],
-                )
+                .query_opt(CLAIM_SELECT, &[&now, &any_type, &types, &job])
                 .map_err(s.err())?;
             let Some(row) = row else {
                 return Ok(None);

@@ -12,7 +12,7 @@ mod migrations;
 pub mod outcomes;
 
 pub use backend::{PgBackend, CONNECT_TIMEOUT, WORKERS};
-pub use jobs::PgJobs;
+pub use jobs::{PgJobs, CLAIM_PLAN, CLAIM_SELECT};
 pub use migrations::{drop_all, migrate, schema_version, MIGRATIONS};
 
 use super::StoreError;
