@@ -17,6 +17,7 @@ use super::super::{StoreError, StoreOptions};
 use super::{key, PgUrl};
 use crate::engine::training::RunResult;
 use crate::rules::spec::TrainingSpec;
+use postgres::types::Type;
 use postgres::{Client, Row, Transaction};
 
 /// The select of a claim: the oldest claimable job (parameters: now, whether any type will
@@ -166,39 +167,49 @@ impl PgJobs {
             .clone()
             .unwrap_or(serde_json::json!({}))
             .to_string();
-        self.in_tx(client, |s, tx| {
+        let job_type = new.job_type.trim();
+        // One statement, committed on its own (one round trip, parameters typed so nothing is
+        // prepared): the insert returns the new row, or nothing when the key exists.
+        let insert = format!(
+            "INSERT INTO jobs (id, job_type, status, user_id, task, payload, attempt, \
+             max_attempts, idempotency_key, created_at, updated_at, version) \
+             VALUES ($1, $2, 'pending', $3, $4, $5, 0, $6, $7, $8, $8, 1) \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+        );
+        let by_key = format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = $1");
+        // The existing job may be pruned between the two statements: then insert again.
+        for _ in 0..3 {
             let id = uuid();
-            let inserted = tx
-                .execute(
-                    "INSERT INTO jobs (id, job_type, status, user_id, task, payload, attempt, \
-                     max_attempts, idempotency_key, created_at, updated_at, version) \
-                     VALUES ($1, $2, 'pending', $3, $4, $5, 0, $6, $7, $8, $8, 1) \
-                     ON CONFLICT (idempotency_key) DO NOTHING",
+            let inserted = client
+                .query_typed_opt(
+                    &insert,
                     &[
-                        &id,
-                        &new.job_type.trim(),
-                        &new.user_id,
-                        &new.task,
-                        &payload,
-                        &max_attempts,
-                        &new.idempotency_key,
-                        &now,
+                        (&id, Type::TEXT),
+                        (&job_type, Type::TEXT),
+                        (&new.user_id, Type::TEXT),
+                        (&new.task, Type::TEXT),
+                        (&payload, Type::TEXT),
+                        (&max_attempts, Type::INT8),
+                        (&new.idempotency_key, Type::TEXT),
+                        (&now, Type::INT8),
                     ],
                 )
-                .map_err(s.err())?;
-            if inserted == 1 {
-                return Ok((s.get_in(tx, &id)?, true));
+                .map_err(self.err())?;
+            if let Some(r) = inserted {
+                return Ok((row_to_job(&r), true));
             }
-            // Another request (on any node) created it first: its job, as it is.
-            let existing: String = tx
-                .query_one(
-                    "SELECT id FROM jobs WHERE idempotency_key = $1",
-                    &[&new.idempotency_key],
-                )
-                .map_err(s.err())?
-                .get(0);
-            Ok((s.get_in(tx, &existing)?, false))
-        })
+            // Another request (on any node) created it first, and committed (an insert that
+            // meets an uncommitted row with its key waits for it): its job, as it is now.
+            let existing = client
+                .query_typed_opt(&by_key, &[(&new.idempotency_key, Type::TEXT)])
+                .map_err(self.err())?;
+            if let Some(r) = existing {
+                return Ok((row_to_job(&r), false));
+            }
+        }
+        Err(StoreError::Internal(
+            "a job with this idempotency key kept appearing and disappearing".into(),
+        ))
     }
 
     /// Claims the oldest claimable job of `types` (any when empty), or only `job`: the row is
@@ -220,22 +231,29 @@ impl PgJobs {
         }
         self.in_tx(client, |s, tx| {
             tx.batch_execute(CLAIM_PLAN).map_err(s.err())?;
-            let row = tx
-                .query_opt(CLAIM_SELECT, &[&now, &any_type, &types, &job])
-                .map_err(s.err())?;
-            let Some(row) = row else {
-                return Ok(None);
-            };
-            let id: String = row.get(0);
+            // The pick and the update in one statement (typed: nothing to prepare).
             let token = uuid();
-            tx.execute(
-                "UPDATE jobs SET status = 'running', lease_owner = $2, lease_token = $3, \
-                 lease_expires_at = $4, started_at = COALESCE(started_at, $5), not_before = NULL, \
-                 updated_at = $5, version = version + 1 WHERE id = $1",
-                &[&id, &worker, &token, &(now + lease_ms), &now],
-            )
-            .map_err(s.err())?;
-            Ok(Some((s.get_in(tx, &id)?, token)))
+            let claimed = tx
+                .query_typed_opt(
+                    &format!(
+                        "UPDATE jobs SET status = 'running', lease_owner = $5, \
+                         lease_token = $6, lease_expires_at = $7, \
+                         started_at = COALESCE(started_at, $1), not_before = NULL, \
+                         updated_at = $1, version = version + 1 \
+                         WHERE id = ({CLAIM_SELECT}) RETURNING {COLUMNS}"
+                    ),
+                    &[
+                        (&now, Type::INT8),
+                        (&any_type, Type::BOOL),
+                        (&types, Type::TEXT_ARRAY),
+                        (&job, Type::TEXT),
+                        (&worker, Type::TEXT),
+                        (&token, Type::TEXT),
+                        (&(now + lease_ms), Type::INT8),
+                    ],
+                )
+                .map_err(s.err())?;
+            Ok(claimed.map(|r| (row_to_job(&r), token)))
         })
     }
 
@@ -247,19 +265,24 @@ impl PgJobs {
         tx: &mut Transaction<'_>,
         lease: Fence<'_>,
         update: &str,
-        more: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Result<(), StoreError> {
+        more: &[(&(dyn postgres::types::ToSql + Sync), Type)],
+    ) -> Result<Job, StoreError> {
         let Fence { id, token, now, to } = lease;
         let sql = format!(
             "{update} WHERE id = $1 AND status = 'running' AND lease_token = $2 \
-             AND lease_expires_at > $3"
+             AND lease_expires_at > $3 RETURNING {COLUMNS}"
         );
         // A token with a NUL character is nobody's: it matches no row, and the head says why.
         let token_key = key(token);
-        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&id, &token_key, &now];
+        let mut params: Vec<(&(dyn postgres::types::ToSql + Sync), Type)> = vec![
+            (&id, Type::TEXT),
+            (&token_key, Type::TEXT),
+            (&now, Type::INT8),
+        ];
         params.extend_from_slice(more);
-        if tx.execute(&sql, &params).map_err(self.err())? == 1 {
-            return Ok(());
+        // Typed parameters: one round trip, nothing prepared.
+        if let Some(r) = tx.query_typed_opt(&sql, &params).map_err(self.err())? {
+            return Ok(row_to_job(&r));
         }
         let h = self.head(tx, id)?;
         lifecycle::leased(id, &h, token, now, to)?;
@@ -293,8 +316,13 @@ impl PgJobs {
                     "UPDATE jobs SET lease_expires_at = $4, progress_percent = $5, \
                      progress_message = $6, progress_phase = $7, updated_at = $3, \
                      version = version + 1",
-                    &[&expires, &p.percent.clamp(0.0, 100.0), &p.message, &p.phase],
-                )?,
+                    &[
+                        (&expires, Type::INT8),
+                        (&p.percent.clamp(0.0, 100.0), Type::FLOAT8),
+                        (&p.message, Type::TEXT),
+                        (&p.phase, Type::TEXT),
+                    ],
+                ),
                 None => s.fenced(
                     tx,
                     Fence {
@@ -304,10 +332,9 @@ impl PgJobs {
                         to: Status::Running,
                     },
                     "UPDATE jobs SET lease_expires_at = $4, updated_at = $3, version = version + 1",
-                    &[&expires],
-                )?,
+                    &[(&expires, Type::INT8)],
+                ),
             }
-            s.get_in(tx, id)
         })
     }
 
@@ -325,7 +352,7 @@ impl PgJobs {
     ) -> Result<Job, StoreError> {
         let text = result.to_string();
         self.in_tx(client, |s, tx| {
-            s.fenced(
+            let job = s.fenced(
                 tx,
                 Fence {
                     id,
@@ -336,13 +363,10 @@ impl PgJobs {
                 "UPDATE jobs SET status = 'completed', result = $4, progress_percent = 100, \
                  lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, \
                  completed_at = $3, updated_at = $3, version = version + 1",
-                &[&text],
+                &[(&text, Type::TEXT)],
             )?;
-            let row = tx
-                .query_one("SELECT job_type, payload FROM jobs WHERE id = $1", &[&id])
-                .map_err(s.err())?;
-            let (job_type, payload): (String, String) = (row.get(0), row.get(1));
-            if job_type == "optimization" {
+            if job.job_type == "optimization" {
+                let payload = job.payload.to_string();
                 if let Some((spec, results)) = training {
                     super::examples::update_in(tx, &s.url, spec, results, now)?;
                 }
@@ -355,7 +379,8 @@ impl PgJobs {
                     super::outcomes::record_in(tx, &s.url, &new, now)?;
                 }
             }
-            s.get_in(tx, id)
+            // The row as the update left it: the example and outcome writes do not touch it.
+            Ok(job)
         })
     }
 
@@ -446,9 +471,8 @@ impl PgJobs {
                 "UPDATE jobs SET status = 'pending_hitl', hitl_type = $4, hitl_data = $5, \
                  hitl_response = NULL, lease_owner = NULL, lease_token = NULL, \
                  lease_expires_at = NULL, updated_at = $3, version = version + 1",
-                &[&kind, &data],
-            )?;
-            s.get_in(tx, id)
+                &[(&kind, Type::TEXT), (&data, Type::TEXT)],
+            )
         })
     }
 
