@@ -4,7 +4,7 @@
 //! node reaching another node's live confidence.
 
 use super::pg_cluster::Cluster;
-use super::support::{free_port, request, root, run_in, wait_for, ServeProc, TempDir};
+use super::support::{bin, free_port, request, root, run_in, wait_for, ServeProc, TempDir};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -304,4 +304,53 @@ fn an_outcome_recorded_on_one_node_moves_the_confidence_on_another() {
     eprintln!("the outcome reached the other node after {seen:?}");
     let (_, m) = get(b, "/api/v1/optimization/metrics?since=all");
     assert_eq!(m["outcomes"], 1, "{m}");
+}
+
+#[test]
+fn the_environment_and_the_config_file_name_a_postgres_database_too() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let url = cluster.database_url("located");
+    let dir = TempDir::new("pg-located");
+    let status = |cwd: &std::path::Path, env: Option<&str>| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.current_dir(cwd)
+            .args(["db", "status", "--format", "json"])
+            .env_remove("SKILL_FLEET_DB");
+        if let Some(v) = env {
+            cmd.env("SKILL_FLEET_DB", v);
+        }
+        let out = cmd.output().expect("run skill-fleet");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        assert!(
+            !stdout.contains(SECRET) && !stderr.contains(SECRET),
+            "{stdout}{stderr}"
+        );
+        (out.status.code(), stdout, stderr)
+    };
+    assert_eq!(
+        run_in(dir.path(), &["db", "init", "--db", &url], None).code,
+        0
+    );
+    // SKILL_FLEET_DB.
+    let (code, stdout, stderr) = status(dir.path(), Some(&url));
+    assert_eq!(code, Some(0), "{stderr}");
+    let st: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(st["backend"], "postgres", "{st}");
+    // `database.path` in the config file of the working directory.
+    std::fs::create_dir_all(dir.path().join("config")).expect("config dir");
+    std::fs::write(
+        dir.path().join("config/skill-fleet.yaml"),
+        format!("database:\n  path: \"{url}\"\n"),
+    )
+    .expect("config file");
+    let (code, stdout, stderr) = status(dir.path(), None);
+    assert_eq!(code, Some(0), "{stderr}");
+    let st: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(st["backend"], "postgres", "{st}");
+    assert!(st["path"].as_str().expect("path").contains(":***@"), "{st}");
 }
