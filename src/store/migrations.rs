@@ -1,7 +1,6 @@
 //! The schema: append-only migrations, tracked with `PRAGMA user_version`.
 
-use super::{open_conn, StoreError};
-use rusqlite::OpenFlags;
+use super::StoreError;
 use std::path::Path;
 
 /// Schema migrations, applied in order; never edit a shipped one, only append.
@@ -115,31 +114,6 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
          DROP INDEX jobs_claim;",
     ),
 ];
-
-/// Pending migrations of the database at `path` (a file, or a PostgreSQL URL): (number,
-/// name), without applying them.
-pub fn pending_migrations(path: &Path) -> Result<Vec<(usize, &'static str)>, StoreError> {
-    let version = version_at(path)?;
-    Ok(MIGRATIONS
-        .iter()
-        .enumerate()
-        .skip(version.max(0) as usize)
-        .map(|(i, (n, _))| (i + 1, *n))
-        .collect())
-}
-
-/// The schema version of the database at `location`; 0 when there is none yet.
-pub(super) fn version_at(location: &Path) -> Result<i64, StoreError> {
-    if let Some(url) = super::postgres_url(location)? {
-        let mut client = url.connect(super::pg::CONNECT_TIMEOUT)?;
-        return super::pg::schema_version(&mut client, &url);
-    }
-    if !location.exists() {
-        return Ok(0);
-    }
-    let conn = open_conn(location, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
-}
 
 /// Whether this build can use a database at schema `version`: never a newer one; an older one
 /// only when it may migrate it (else the error says to run `skill-fleet db migrate`).
