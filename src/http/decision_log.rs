@@ -353,8 +353,8 @@ mod tests {
         }
     }
 
-    /// `serve` closes the database only when it owns the store alone once the log is closed:
-    /// the writer thread must have let go of its handle by the time `close` returns.
+    /// Whatever stops lets go of its store handle before it says it stopped: the log's writer
+    /// thread has dropped its handle by the time `close` returns.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn close_writes_what_is_queued_and_leaves_the_store_to_the_caller() {
         let path = temp_db("close");
