@@ -1,4 +1,4 @@
-//! The decision log on PostgreSQL (issue 17, in progress: not yet behind `Store`): blocks of
+//! The decision log on PostgreSQL: blocks of
 //! ids reserved under the `meta` row's lock, so nodes never hand out the same id, and batches
 //! written as multi-row inserts, so a busy node keeps up.
 

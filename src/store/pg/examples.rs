@@ -1,4 +1,4 @@
-//! Training examples on PostgreSQL (issue 17, in progress: not yet behind `Store`): imported by
+//! Training examples on PostgreSQL: imported by
 //! `example_id`, listed, and updated with run results without losing an update when several
 //! nodes apply results at once: the rows a batch touches are locked (in id order) before they
 //! are read, and the moving averages are the engine's own (`apply_results`).

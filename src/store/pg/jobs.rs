@@ -1,4 +1,4 @@
-//! The job operations on PostgreSQL (issue 17, in progress: not yet behind `Store`), with the
+//! The job operations on PostgreSQL, with the
 //! guarantees several nodes need: a claim takes its row with `FOR UPDATE SKIP LOCKED`, so no
 //! job is ever held by two workers; a change that needs the lease checks token and expiry in
 //! the updating statement itself (a fail, which reads the attempts first, under the row's

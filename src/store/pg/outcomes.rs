@@ -1,4 +1,4 @@
-//! Outcomes on PostgreSQL (issue 17, in progress: not yet behind `Store`): recorded linked to
+//! Outcomes on PostgreSQL: recorded linked to
 //! their decision (filled from it as on SQLite, by `outcomes::from_decision`), one per job
 //! whatever node records it, and read back for the live confidence model and the metrics.
 
