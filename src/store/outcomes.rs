@@ -12,8 +12,7 @@ use serde_json::Value;
 
 /// Fills what the linked decision knows: its input (domain, size, budget, target, model), its
 /// recommendation, and the estimate of the optimizer used (the primary's, or an alternative's).
-/// The same for every backend.
-pub(super) fn from_decision(
+fn from_decision(
     d: &decisions::DecisionRecord,
     used: &str,
     ctx: &mut RunContext,
@@ -47,6 +46,47 @@ pub(super) fn from_decision(
         ctx.estimated_time = None;
     }
     Some(d.optimizer.clone())
+}
+
+/// What an outcome takes from the decision it names: the run's context filled from it, the
+/// recommended optimizer, the rule and the revision (all `None` without a decision id).
+pub(super) struct Linked {
+    /// The context: the report's, with what the decision knows.
+    pub ctx: RunContext,
+    /// The optimizer the decision recommended.
+    pub recommended: Option<String>,
+    /// The rule that decided.
+    pub rule: Option<String>,
+    /// The rules revision that decided.
+    pub revision: Option<String>,
+}
+
+/// Links `new` to its decision, read with `decision`; an id the log does not hold is refused,
+/// naming `decision_id`, before anything is written. The same for every backend.
+pub(super) fn link(
+    new: &NewOutcome,
+    decision: impl FnOnce(i64) -> Result<Option<decisions::DecisionRecord>, StoreError>,
+) -> Result<Linked, StoreError> {
+    let mut ctx = new.context.clone();
+    let Some(id) = new.decision_id else {
+        return Ok(Linked {
+            ctx,
+            recommended: None,
+            rule: None,
+            revision: None,
+        });
+    };
+    let d = decision(id)?.ok_or_else(|| StoreError::Field {
+        field: "decision_id".into(),
+        message: format!("no decision `{id}` in the decision log"),
+    })?;
+    let recommended = from_decision(&d, &new.report.optimizer_used, &mut ctx);
+    Ok(Linked {
+        ctx,
+        recommended,
+        rule: Some(d.rule),
+        revision: Some(d.revision),
+    })
 }
 
 /// The outcome a completed `optimization` job reports in its result, for every backend: none
@@ -130,19 +170,12 @@ pub fn record(
     new: &NewOutcome,
     now_ms: i64,
 ) -> Result<OutcomeRecord, StoreError> {
-    let mut ctx = new.context.clone();
-    let mut recommended = None;
-    let mut rule = None;
-    let mut revision = None;
-    if let Some(id) = new.decision_id {
-        let d = decisions::get(conn, id)?.ok_or_else(|| StoreError::Field {
-            field: "decision_id".into(),
-            message: format!("no decision `{id}` in the decision log"),
-        })?;
-        recommended = from_decision(&d, &new.report.optimizer_used, &mut ctx);
-        rule = Some(d.rule.clone());
-        revision = Some(d.revision.clone());
-    }
+    let Linked {
+        ctx,
+        recommended,
+        rule,
+        revision,
+    } = link(new, |id| decisions::get(conn, id))?;
     if let Some(job) = &new.job_id {
         let existing: Option<i64> = conn
             .prepare_cached("SELECT id FROM outcomes WHERE job_id = ?1")?

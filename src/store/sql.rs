@@ -20,28 +20,64 @@ pub(super) fn json(text: Option<String>) -> Option<serde_json::Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
 }
 
-/// Maps a row selected with [`COLUMNS`].
-pub fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
-    let status: String = r.get(2)?;
-    let lease_owner: Option<String> = r.get(13)?;
-    let lease_expires: Option<i64> = r.get(14)?;
-    let hitl_type: Option<String> = r.get(15)?;
+/// A row selected with [`COLUMNS`], as either backend returns it: the column types a job is
+/// read from, so [`job_from`] maps rows of both backends the same way.
+pub(super) trait JobColumns {
+    /// The backend's error for a column it cannot read.
+    type Error;
+    /// A text column that is never NULL.
+    fn text(&self, i: usize) -> Result<String, Self::Error>;
+    /// A text column that may be NULL.
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Self::Error>;
+    /// An integer column that is never NULL.
+    fn int(&self, i: usize) -> Result<i64, Self::Error>;
+    /// An integer column that may be NULL.
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, Self::Error>;
+    /// A real column that is never NULL.
+    fn real(&self, i: usize) -> Result<f64, Self::Error>;
+}
+
+impl JobColumns for Row<'_> {
+    type Error = rusqlite::Error;
+    fn text(&self, i: usize) -> rusqlite::Result<String> {
+        self.get(i)
+    }
+    fn opt_text(&self, i: usize) -> rusqlite::Result<Option<String>> {
+        self.get(i)
+    }
+    fn int(&self, i: usize) -> rusqlite::Result<i64> {
+        self.get(i)
+    }
+    fn opt_int(&self, i: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(i)
+    }
+    fn real(&self, i: usize) -> rusqlite::Result<f64> {
+        self.get(i)
+    }
+}
+
+/// Maps a row selected with [`COLUMNS`], on either backend.
+pub(super) fn job_from<R: JobColumns>(r: &R) -> Result<Job, R::Error> {
+    let status = r.text(2)?;
+    let lease_owner = r.opt_text(13)?;
+    let lease_expires = r.opt_int(14)?;
+    let hitl_type = r.opt_text(15)?;
     Ok(Job {
-        id: r.get(0)?,
-        job_type: r.get(1)?,
+        id: r.text(0)?,
+        job_type: r.text(1)?,
         status: Status::parse(&status).unwrap_or(Status::Failed),
-        user_id: r.get(3)?,
-        task: r.get(4)?,
-        payload: json(r.get(5)?).unwrap_or(serde_json::Value::Null),
-        result: json(r.get(6)?),
-        error: r.get(7)?,
+        user_id: r.opt_text(3)?,
+        task: r.text(4)?,
+        payload: json(r.opt_text(5)?).unwrap_or(serde_json::Value::Null),
+        result: json(r.opt_text(6)?),
+        error: r.opt_text(7)?,
         progress: Progress {
-            percent: r.get(8)?,
-            message: r.get(9)?,
-            phase: r.get(10)?,
+            percent: r.real(8)?,
+            message: r.opt_text(9)?,
+            phase: r.opt_text(10)?,
         },
-        attempt: r.get(11)?,
-        max_attempts: r.get(12)?,
+        attempt: r.int(11)?,
+        max_attempts: r.int(12)?,
         lease: match (lease_owner, lease_expires) {
             (Some(owner), Some(exp)) => Some(LeaseInfo {
                 owner,
@@ -51,17 +87,22 @@ pub fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
         },
         hitl: hitl_type.map(|kind| Hitl {
             kind,
-            data: json(r.get(16).ok().flatten()).unwrap_or(serde_json::Value::Null),
-            response: json(r.get(17).ok().flatten()),
+            data: json(r.opt_text(16).ok().flatten()).unwrap_or(serde_json::Value::Null),
+            response: json(r.opt_text(17).ok().flatten()),
         }),
-        idempotency_key: r.get(18)?,
-        not_before: r.get::<_, Option<i64>>(19)?.map(ms_to_rfc3339),
-        created_at: ms_to_rfc3339(r.get(20)?),
-        updated_at: ms_to_rfc3339(r.get(21)?),
-        started_at: r.get::<_, Option<i64>>(22)?.map(ms_to_rfc3339),
-        completed_at: r.get::<_, Option<i64>>(23)?.map(ms_to_rfc3339),
-        version: r.get(24)?,
+        idempotency_key: r.opt_text(18)?,
+        not_before: r.opt_int(19)?.map(ms_to_rfc3339),
+        created_at: ms_to_rfc3339(r.int(20)?),
+        updated_at: ms_to_rfc3339(r.int(21)?),
+        started_at: r.opt_int(22)?.map(ms_to_rfc3339),
+        completed_at: r.opt_int(23)?.map(ms_to_rfc3339),
+        version: r.int(24)?,
     })
+}
+
+/// Maps a SQLite row selected with [`COLUMNS`].
+pub fn row_to_job(r: &Row<'_>) -> rusqlite::Result<Job> {
+    job_from(r)
 }
 
 /// One job by id.

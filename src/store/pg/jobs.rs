@@ -7,11 +7,11 @@
 //! existing job, whichever node it reaches. The checks are `store::lifecycle`'s, as on SQLite.
 
 use super::super::apply::PRUNE_CHUNK;
-use super::super::job::{Hitl, Job, LeaseInfo, NewJob, Progress, Status};
+use super::super::job::{Job, NewJob, Progress, Status};
 use super::super::lifecycle::{self, uuid, Head};
 use super::super::outcomes;
 use super::super::reads::{page, parse_cursor};
-use super::super::sql::{json, ms_to_rfc3339, COLUMNS};
+use super::super::sql::{job_from, JobColumns, COLUMNS};
 use super::super::{Filter, Page};
 use super::super::{StoreError, StoreOptions};
 use super::{key, PgUrl};
@@ -40,47 +40,29 @@ pub struct PgJobs {
     opts: StoreOptions,
 }
 
-/// Maps a row selected with [`COLUMNS`] (the same columns as SQLite's).
-fn row_to_job(r: &Row) -> Job {
-    let status: String = r.get(2);
-    let lease: (Option<String>, Option<i64>) = (r.get(13), r.get(14));
-    let hitl_type: Option<String> = r.get(15);
-    Job {
-        id: r.get(0),
-        job_type: r.get(1),
-        status: Status::parse(&status).unwrap_or(Status::Failed),
-        user_id: r.get(3),
-        task: r.get(4),
-        payload: json(r.get(5)).unwrap_or(serde_json::Value::Null),
-        result: json(r.get(6)),
-        error: r.get(7),
-        progress: Progress {
-            percent: r.get(8),
-            message: r.get(9),
-            phase: r.get(10),
-        },
-        attempt: r.get(11),
-        max_attempts: r.get(12),
-        lease: match lease {
-            (Some(owner), Some(exp)) => Some(LeaseInfo {
-                owner,
-                expires_at: ms_to_rfc3339(exp),
-            }),
-            _ => None,
-        },
-        hitl: hitl_type.map(|kind| Hitl {
-            kind,
-            data: json(r.get(16)).unwrap_or(serde_json::Value::Null),
-            response: json(r.get(17)),
-        }),
-        idempotency_key: r.get(18),
-        not_before: r.get::<_, Option<i64>>(19).map(ms_to_rfc3339),
-        created_at: ms_to_rfc3339(r.get(20)),
-        updated_at: ms_to_rfc3339(r.get(21)),
-        started_at: r.get::<_, Option<i64>>(22).map(ms_to_rfc3339),
-        completed_at: r.get::<_, Option<i64>>(23).map(ms_to_rfc3339),
-        version: r.get(24),
+impl JobColumns for Row {
+    type Error = postgres::Error;
+    fn text(&self, i: usize) -> Result<String, postgres::Error> {
+        self.try_get(i)
     }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, postgres::Error> {
+        self.try_get(i)
+    }
+    fn int(&self, i: usize) -> Result<i64, postgres::Error> {
+        self.try_get(i)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, postgres::Error> {
+        self.try_get(i)
+    }
+    fn real(&self, i: usize) -> Result<f64, postgres::Error> {
+        self.try_get(i)
+    }
+}
+
+/// Maps a row selected with [`COLUMNS`] (the same columns as SQLite's, read by the same
+/// `sql::job_from`).
+fn row_to_job(r: &Row) -> Result<Job, StoreError> {
+    job_from(r).map_err(|e| StoreError::Internal(format!("a jobs row cannot be read: {e}")))
 }
 
 /// What a fenced change is checked against: the job, the token the caller holds, the time,
@@ -119,7 +101,7 @@ impl PgJobs {
         tx.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id])
             .map_err(self.err())?
             .map(|r| row_to_job(&r))
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?
     }
 
     /// Status, lease and attempts of one job, its row locked until the transaction ends.
@@ -147,10 +129,11 @@ impl PgJobs {
         let Some(id) = key(id) else {
             return Ok(None);
         };
-        Ok(client
+        client
             .query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id])
             .map_err(self.err())?
-            .map(|r| row_to_job(&r)))
+            .map(|r| row_to_job(&r))
+            .transpose()
     }
 
     /// Creates a job, or returns the one with the same idempotency key (`false`).
@@ -196,7 +179,7 @@ impl PgJobs {
                 )
                 .map_err(self.err())?;
             if let Some(r) = inserted {
-                return Ok((row_to_job(&r), true));
+                return Ok((row_to_job(&r)?, true));
             }
             // Another request (on any node) created it first, and committed (an insert that
             // meets an uncommitted row with its key waits for it): its job, as it is now.
@@ -204,7 +187,7 @@ impl PgJobs {
                 .query_typed_opt(&by_key, &[(&new.idempotency_key, Type::TEXT)])
                 .map_err(self.err())?;
             if let Some(r) = existing {
-                return Ok((row_to_job(&r), false));
+                return Ok((row_to_job(&r)?, false));
             }
         }
         Err(StoreError::Internal(
@@ -253,7 +236,7 @@ impl PgJobs {
                     ],
                 )
                 .map_err(s.err())?;
-            Ok(claimed.map(|r| (row_to_job(&r), token)))
+            claimed.map(|r| Ok((row_to_job(&r)?, token))).transpose()
         })
     }
 
@@ -282,7 +265,7 @@ impl PgJobs {
         params.extend_from_slice(more);
         // Typed parameters: one round trip, nothing prepared.
         if let Some(r) = tx.query_typed_opt(&sql, &params).map_err(self.err())? {
-            return Ok(row_to_job(&r));
+            return row_to_job(&r);
         }
         let h = self.head(tx, id)?;
         lifecycle::leased(id, &h, token, now, to)?;
@@ -558,8 +541,8 @@ impl PgJobs {
             .map_err(self.err())?;
         let rows = rows
             .iter()
-            .map(|r| (row_to_job(r), r.get::<_, i64>(20)))
-            .collect();
+            .map(|r| Ok((row_to_job(r)?, r.int(20).map_err(self.err())?)))
+            .collect::<Result<_, StoreError>>()?;
         Ok(page(rows, limit))
     }
 

@@ -1,8 +1,8 @@
 //! Outcomes on PostgreSQL: recorded linked to
-//! their decision (filled from it as on SQLite, by `outcomes::from_decision`), one per job
+//! their decision (filled from it as on SQLite, by `outcomes::link`), one per job
 //! whatever node records it, and read back for the live confidence model and the metrics.
 
-use super::super::outcomes::{from_decision, NewOutcome, OutcomeRecord, COLUMNS};
+use super::super::outcomes::{link, Linked, NewOutcome, OutcomeRecord, COLUMNS};
 use super::super::StoreError;
 use super::PgUrl;
 use postgres::{Client, GenericClient, Row};
@@ -64,17 +64,12 @@ pub(super) fn record_in(
     now_ms: i64,
 ) -> Result<OutcomeRecord, StoreError> {
     let err = |e| url.error(e);
-    let mut ctx = new.context.clone();
-    let (mut recommended, mut rule, mut revision) = (None, None, None);
-    if let Some(id) = new.decision_id {
-        let d = super::decisions::get(tx, url, id)?.ok_or_else(|| StoreError::Field {
-            field: "decision_id".into(),
-            message: format!("no decision `{id}` in the decision log"),
-        })?;
-        recommended = from_decision(&d, &new.report.optimizer_used, &mut ctx);
-        rule = Some(d.rule.clone());
-        revision = Some(d.revision.clone());
-    }
+    let Linked {
+        ctx,
+        recommended,
+        rule,
+        revision,
+    } = link(new, |id| super::decisions::get(tx, url, id))?;
     let r = &new.report;
     let domain = ctx.domain.clone().unwrap_or_else(|| "general".into());
     let auto_selected = i64::from(ctx.auto_selected);
