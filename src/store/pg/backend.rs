@@ -10,11 +10,13 @@
 //! committed.
 
 use super::super::apply::{Done, Op};
+use super::super::migrations::check_version;
 use super::super::writer::{Message, WriterStats};
-use super::super::{Clock, StoreError, StoreOptions, MIGRATIONS};
+use super::super::{Clock, StoreError, StoreOptions};
 use super::{decisions, examples, migrate, outcomes, schema_version, PgJobs, PgUrl};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -82,24 +84,12 @@ impl PgBackend {
             migrate(&mut client, &url, now_ms)?;
         } else {
             let version = schema_version(&mut client, &url)?;
-            let supported = MIGRATIONS.len() as i64;
             if version == 0 {
                 // No skill-fleet tables yet: missing, as a SQLite file that is not there (the
                 // CLI then says to run `db init`).
                 return Err(StoreError::Missing(url.redacted().into()));
             }
-            if version > supported {
-                return Err(StoreError::TooNew {
-                    path: url.redacted().into(),
-                    found: version,
-                    supported,
-                });
-            }
-            if version < supported {
-                return Err(StoreError::Invalid(format!(
-                    "database `{url}` has schema version {version}; this build needs {supported}: run `skill-fleet db migrate`"
-                )));
-            }
+            check_version(Path::new(url.redacted()), version, false)?;
         }
         Ok(Self {
             jobs: PgJobs::new(url.clone(), opts),

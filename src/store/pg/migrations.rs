@@ -4,8 +4,9 @@
 //! transaction-level advisory lock and applies what is missing in one transaction, the others
 //! wait for it and find nothing to do.
 
+use super::super::migrations::check_version;
 use super::super::StoreError;
-use std::path::PathBuf;
+use std::path::Path;
 
 /// The advisory lock key of the migrations (`skill-fleet` as bytes, arbitrary but fixed).
 const LOCK_KEY: i64 = 0x736b_696c_6c66_6c74;
@@ -174,14 +175,7 @@ pub fn migrate(
         )
         .map_err(err)?
         .get(0);
-    let supported = MIGRATIONS.len() as i64;
-    if i64::from(current) > supported {
-        return Err(StoreError::TooNew {
-            path: PathBuf::from(url.redacted()),
-            found: i64::from(current),
-            supported,
-        });
-    }
+    check_version(Path::new(url.redacted()), i64::from(current), true)?;
     let mut applied = 0;
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
         tx.batch_execute(sql).map_err(err)?;
