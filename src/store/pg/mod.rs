@@ -1,8 +1,9 @@
-//! PostgreSQL, the store several `serve` nodes share (issue 17, first step): the database
-//! location as a `postgres://` URL whose password never shows (`PgUrl::redacted`), a
-//! connection made within a bounded time, and the schema's append-only migrations, tracked in
-//! the table `skill_fleet_migrations` and applied under an advisory lock so that nodes that
-//! start together do not race. The job store on PostgreSQL builds on these.
+//! PostgreSQL, the store several `serve` nodes share: the database location as a
+//! `postgres://` URL whose password never shows (`PgUrl::redacted`), a connection made within a
+//! bounded time, the schema's append-only migrations (tracked in `skill_fleet_migrations`,
+//! applied under an advisory lock so that nodes that start together do not race), the job
+//! operations, decision log, outcomes and training examples on it, and [`PgBackend`], which
+//! puts them behind `Store`.
 
 mod backend;
 pub mod decisions;
