@@ -420,7 +420,7 @@ impl Store {
     }
 
     /// Deletes terminal jobs that reached their status more than `age_ms` ago, in chunks of
-    /// [`apply::PRUNE_CHUNK`] so other writes go on in between.
+    /// `apply::PRUNE_CHUNK` so other writes go on in between.
     pub fn prune(&self, age_ms: i64) -> Result<usize, StoreError> {
         let before_ms = self.now_ms() - age_ms;
         let mut total = 0;

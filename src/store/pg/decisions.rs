@@ -50,7 +50,7 @@ pub fn reserve(client: &mut Client, url: &PgUrl, n: i64) -> Result<i64, StoreErr
     Ok(start)
 }
 
-/// Writes a batch of decisions in one transaction, [`ROWS_PER_INSERT`] rows per statement.
+/// Writes a batch of decisions in one transaction, `ROWS_PER_INSERT` rows per statement.
 pub fn insert(client: &mut Client, url: &PgUrl, rows: &[NewDecision]) -> Result<usize, StoreError> {
     let texts = rows
         .iter()

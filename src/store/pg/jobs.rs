@@ -546,7 +546,7 @@ impl PgJobs {
         Ok(page(rows, limit))
     }
 
-    /// Deletes up to [`PRUNE_CHUNK`] terminal jobs completed before `before_ms`; their ids.
+    /// Deletes up to `PRUNE_CHUNK` (5,000) terminal jobs completed before `before_ms`; their ids.
     pub fn prune(&self, client: &mut Client, before_ms: i64) -> Result<Vec<String>, StoreError> {
         let rows = client
             .query(
