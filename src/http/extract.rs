@@ -27,7 +27,7 @@ pub(super) async fn body<T: DeserializeOwned + JsonSchema + 'static>(
         std::time::Duration::from_millis(state.config.server.body_read_timeout_ms),
     )
     .await?;
-    parse(&map)
+    parse(map)
 }
 
 /// The checker of `T`'s JSON Schema, compiled once per type.
@@ -53,9 +53,9 @@ fn checker<T: JsonSchema + 'static>() -> Result<Arc<Checker>, ApiError> {
 /// deserializes it. The first problem is a 422 naming its field as a dotted path
 /// (`progress.percent`), with a help line where there is one.
 pub(super) fn parse<T: DeserializeOwned + JsonSchema + 'static>(
-    map: &Map<String, Value>,
+    map: Map<String, Value>,
 ) -> Result<T, ApiError> {
-    let whole = Value::Object(map.clone());
+    let whole = Value::Object(map);
     if let Some(p) = checker::<T>()?
         .problems(&whole, &schema_check::JSON)
         .into_iter()
@@ -71,7 +71,7 @@ pub(super) fn parse<T: DeserializeOwned + JsonSchema + 'static>(
     }
     // The schema describes what serde accepts; what it cannot say (a number too large for
     // its type) is refused here.
-    T::deserialize(&whole).map_err(|e| invalid("", format!("invalid request body: {e}"), None))
+    T::deserialize(whole).map_err(|e| invalid("", format!("invalid request body: {e}"), None))
 }
 
 /// 422 naming a field.

@@ -512,31 +512,30 @@ mod tests {
     #[test]
     fn body_errors_name_the_field() {
         let map = |v: Value| v.as_object().cloned().unwrap_or_default();
-        let e = parse::<ClaimBody>(&map(json!({"worker": "w", "lease_second": 5}))).unwrap_err();
+        let e = parse::<ClaimBody>(map(json!({"worker": "w", "lease_second": 5}))).unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(e.error, "unknown field `lease_second`");
         assert_eq!(e.details[0]["field"], "lease_second");
         assert_eq!(e.details[0]["help"], "did you mean `lease_seconds`?");
-        let e = parse::<ClaimBody>(&map(json!({"types": ["x"]}))).unwrap_err();
+        let e = parse::<ClaimBody>(map(json!({"types": ["x"]}))).unwrap_err();
         assert_eq!(e.error, "missing field `worker`");
-        let e =
-            parse::<ClaimBody>(&map(json!({"worker": "w", "lease_seconds": "60"}))).unwrap_err();
+        let e = parse::<ClaimBody>(map(json!({"worker": "w", "lease_seconds": "60"}))).unwrap_err();
         assert_eq!(e.details[0]["field"], "lease_seconds");
         assert_eq!(
             e.error,
             "invalid `lease_seconds`: expected an integer, found a string `60`"
         );
         let body = |progress: Value| map(json!({"lease_token": "t", "progress": progress}));
-        let e = parse::<HeartbeatBody>(&body(json!({"percent": 5, "phse": "x"}))).unwrap_err();
+        let e = parse::<HeartbeatBody>(body(json!({"percent": 5, "phse": "x"}))).unwrap_err();
         assert_eq!(e.details[0]["field"], "progress.phse");
         assert_eq!(e.details[0]["help"], "did you mean `phase`?");
-        let e = parse::<HeartbeatBody>(&body(json!({"percent": 101}))).unwrap_err();
+        let e = parse::<HeartbeatBody>(body(json!({"percent": 101}))).unwrap_err();
         assert_eq!(e.details[0]["field"], "progress.percent");
-        let e = parse::<HeartbeatBody>(&body(json!("half"))).unwrap_err();
+        let e = parse::<HeartbeatBody>(body(json!("half"))).unwrap_err();
         assert_eq!(e.details[0]["field"], "progress");
-        assert!(parse::<HeartbeatBody>(&body(Value::Null)).is_ok());
+        assert!(parse::<HeartbeatBody>(body(Value::Null)).is_ok());
         // A number serde cannot hold is refused after the schema (named in the message).
-        let e = parse::<ClaimBody>(&map(json!({"worker": "w", "lease_seconds": -1}))).unwrap_err();
+        let e = parse::<ClaimBody>(map(json!({"worker": "w", "lease_seconds": -1}))).unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
     }
 

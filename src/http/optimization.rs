@@ -66,8 +66,8 @@ pub(super) async fn record_outcome(
         std::time::Duration::from_millis(state.config.server.body_read_timeout_ms),
     )
     .await?;
-    let body: OutcomeBody = parse(&map)?;
-    let whole = Value::Object(map);
+    let whole = Value::Object(map.clone());
+    let body: OutcomeBody = parse(map)?;
     let report = parse_report(&whole)
         .map_err(|e| invalid(e.field, e.message, None))?
         .ok_or_else(|| {
