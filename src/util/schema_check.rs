@@ -174,6 +174,13 @@ impl Checker {
                         help: words.add_key_help.then(|| format!("add `{p}:` here")),
                     }
                 }
+                ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
+                    let (message, help) = match self.choices(err.schema_path.as_str()) {
+                        Some(choices) => not_one_of(&err.instance, &choices),
+                        None => value_problem(&err, &ptr, words),
+                    };
+                    at_value(message, help)
+                }
                 _ => {
                     let (message, help) = value_problem(&err, &ptr, words);
                     at_value(message, help)
@@ -184,6 +191,16 @@ impl Checker {
         // One problem per place is enough; nested anyOf branches can repeat.
         out.dedup_by(|a, b| a.pointer == b.pointer && a.message == b.message);
         out
+    }
+
+    /// The values a `oneOf`/`anyOf` allows when each of its branches is one constant (how
+    /// schemars writes an enum whose variants have doc comments), from the error's schema path.
+    fn choices(&self, schema_path: &str) -> Option<Vec<String>> {
+        let branches = resolve(&self.schema, schema_path)?.as_array()?;
+        branches
+            .iter()
+            .map(|b| deref(&self.schema, b).get("const").map(short))
+            .collect()
     }
 
     /// The keys an object may have, from the schema path of an `additionalProperties` error.
@@ -252,11 +269,7 @@ fn value_problem(
                 .as_array()
                 .map(|a| a.iter().map(short).collect())
                 .unwrap_or_default();
-            let got = short(&err.instance);
-            done(
-                format!("`{got}` is not one of {}", opts.join(", ")),
-                did_you_mean(&got, opts.iter().map(String::as_str)),
-            )
+            not_one_of(&err.instance, &opts)
         }
         ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => done(
             format!(
@@ -276,6 +289,15 @@ fn value_problem(
             done(msg, None)
         }
     }
+}
+
+/// A value that is not one of `choices`, with the nearest as a suggestion.
+fn not_one_of(instance: &Value, choices: &[String]) -> (String, Option<String>) {
+    let got = short(instance);
+    (
+        format!("`{got}` is not one of {}", choices.join(", ")),
+        did_you_mean(&got, choices.iter().map(String::as_str)),
+    )
 }
 
 /// Errors of an optional value (`anyOf: [X, null]`, how schemars writes `Option<X>`) that is
@@ -465,6 +487,34 @@ mod tests {
         assert_eq!(p.message, "expected an object, found an array `[1]`");
         let c = Checker::of::<Body>().unwrap();
         assert!(c.problems(&json!({"worker": "w"}), &JSON).is_empty());
+    }
+
+    #[test]
+    fn an_enum_with_documented_variants_lists_its_values() {
+        /// A colour.
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        #[serde(rename_all = "snake_case")]
+        #[allow(dead_code)]
+        enum Colour {
+            /// Like the sky.
+            SkyBlue,
+            /// Like grass.
+            Green,
+        }
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Paint {
+            colour: Colour,
+        }
+        let c = Checker::of::<Paint>().unwrap();
+        let p = c
+            .problems(&json!({"colour": "sky_blu"}), &JSON)
+            .into_iter()
+            .next()
+            .expect("a problem");
+        assert_eq!(dotted(&p.pointer), "colour");
+        assert_eq!(p.message, "`sky_blu` is not one of sky_blue, green");
+        assert_eq!(p.help.as_deref(), Some("did you mean `sky_blue`?"));
     }
 
     #[test]
