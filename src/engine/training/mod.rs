@@ -6,10 +6,12 @@
 
 use crate::rules::spec::TrainingSpec;
 use crate::util::round;
+use crate::util::schema_check::{self, At, Checker};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 /// The style of a training example.
 #[derive(
@@ -137,44 +139,6 @@ pub struct RecordError {
     pub message: String,
 }
 
-const FIELDS: &[&str] = &[
-    "example_id",
-    "task_description",
-    "category",
-    "style",
-    "created_at",
-    "quality_score",
-    "structure_completeness",
-    "pattern_clarity",
-    "practical_value",
-    "human_rating",
-    "success_rate",
-    "usage_count",
-    "last_used",
-    "tags",
-];
-
-const REQUIRED: &[&str] = &[
-    "example_id",
-    "task_description",
-    "category",
-    "style",
-    "created_at",
-    "quality_score",
-    "structure_completeness",
-    "pattern_clarity",
-    "practical_value",
-];
-
-const UNIT: &[&str] = &[
-    "quality_score",
-    "structure_completeness",
-    "pattern_clarity",
-    "practical_value",
-    "human_rating",
-    "success_rate",
-];
-
 /// Whether `s` has the shape of an RFC 3339 timestamp (`YYYY-MM-DDTHH:MM:SS…`).
 pub fn is_timestamp(s: &str) -> bool {
     let b = s.as_bytes();
@@ -195,71 +159,48 @@ pub fn is_timestamp(s: &str) -> bool {
         && (s.ends_with('Z') || s.ends_with('z') || s[19..].contains(['+', '-']))
 }
 
-/// Parses one record, naming the field at fault.
+/// The checker of [`Example`]'s JSON Schema (`util::schema_check`, the one validator),
+/// compiled once.
+fn checker() -> Result<&'static Checker, String> {
+    static CHECKER: OnceLock<Result<Checker, String>> = OnceLock::new();
+    CHECKER
+        .get_or_init(Checker::of::<Example>)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Parses one record, naming the field at fault: its shape, types and ranges checked against
+/// [`Example`]'s JSON Schema, then what the schema cannot say (ids and categories that are
+/// only blanks, timestamps).
 pub fn parse_record(index: usize, v: &Value) -> Result<Example, RecordError> {
     let err = |field: Option<&str>, message: String| RecordError {
         index,
         field: field.map(str::to_string),
         message,
     };
-    let Some(obj) = v.as_object() else {
+    if !v.is_object() {
         return Err(err(None, "a record must be an object".into()));
-    };
-    for k in obj.keys() {
-        if !FIELDS.contains(&k.as_str()) {
-            let help = crate::diagnostic::did_you_mean(k, FIELDS.iter().copied())
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-            return Err(err(Some(k), format!("unknown field{help}")));
-        }
     }
-    for f in REQUIRED {
-        if obj.get(*f).is_none_or(Value::is_null) {
-            return Err(err(Some(f), "is missing".into()));
-        }
-    }
-    for (k, x) in obj {
-        let k = k.as_str();
-        let ok = match k {
-            "style" => x.as_str().is_some_and(|s| Style::parse(s).is_some()),
-            "usage_count" => x.is_u64(),
-            "tags" => x.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-            "last_used" => x.is_null() || x.is_string(),
-            "human_rating" | "success_rate" => x.is_null() || x.is_number(),
-            _ if UNIT.contains(&k) => x.is_number(),
-            _ => x.is_string(),
+    let checker = checker().map_err(|e| err(None, format!("the record schema: {e}")))?;
+    if let Some(p) = checker.problems(v, &schema_check::JSON).into_iter().next() {
+        let field = schema_check::dotted(&p.pointer);
+        let message = match p.at {
+            At::Key => "unknown field".to_string(),
+            At::Missing => "is missing".to_string(),
+            At::Value => p.message,
         };
-        if !ok {
-            let expected = match k {
-                "style" => format!("one of {}", Style::ALL.map(|s| format!("`{s}`")).join(", ")),
-                "usage_count" => "a non-negative integer".into(),
-                "tags" => "a list of strings".into(),
-                "last_used" => "a timestamp or null".into(),
-                "human_rating" | "success_rate" => "a number in 0..1 or null".into(),
-                _ if UNIT.contains(&k) => "a number in 0..1".into(),
-                _ => "a string".into(),
-            };
-            return Err(err(Some(k), format!("expected {expected}, found `{x}`")));
-        }
+        let message = match p.help {
+            Some(help) => format!("{message} ({help})"),
+            None => message,
+        };
+        return Err(err((!field.is_empty()).then_some(&field), message));
     }
-    let ex: Example = serde_json::from_value(v.clone()).map_err(|e| err(None, e.to_string()))?;
+    let ex = Example::deserialize(v).map_err(|e| err(None, e.to_string()))?;
     if ex.example_id.trim().is_empty() {
         return Err(err(Some("example_id"), "must not be empty".into()));
     }
     if ex.category.trim().is_empty() {
         return Err(err(Some("category"), "must not be empty".into()));
-    }
-    for f in UNIT {
-        let value = if *f == "success_rate" {
-            ex.success_rate
-        } else {
-            ex.sub_score(f)
-        };
-        if let Some(x) = value {
-            if !(0.0..=1.0).contains(&x) || !x.is_finite() {
-                return Err(err(Some(f), format!("{x} is outside 0..1")));
-            }
-        }
     }
     if !is_timestamp(&ex.created_at) {
         return Err(err(

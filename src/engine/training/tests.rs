@@ -352,6 +352,11 @@ fn bad_records_name_their_index_and_field() {
     let e = parse_record(3, &bad).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("style"));
     assert!(e.to_string().starts_with("record 3, field `style`"), "{e}");
+    assert!(
+        e.message
+            .starts_with("`fancy` is not one of technical, beginner, comprehensive"),
+        "{e}"
+    );
     let mut bad = good.clone();
     bad.as_object_mut().unwrap().remove("category");
     assert_eq!(
