@@ -5,12 +5,14 @@
 
 use crate::diagnostic::{did_you_mean, SourceFile};
 use crate::rules::yaml;
+use crate::util::schema_check::{self, Checker};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The default config file, relative to the working directory.
 pub const DEFAULT_FILE: &str = "config/skill-fleet.yaml";
@@ -391,37 +393,47 @@ pub fn resolve(layers: &Layers<'_>) -> Result<Config, ConfigError> {
         source.insert(dotted.clone(), format!("the flag {flag}"));
     }
 
-    let config: Config = match serde_json::from_value(merged.clone()) {
-        Ok(c) => c,
-        Err(_) => {
-            // Find the key whose value does not fit, to name it and its source.
-            for k in &known {
-                let ptr = format!("/{}", k.replacen('.', "/", 1));
-                let mut probe = defaults.clone();
-                if let Some(v) = merged.pointer(&ptr) {
-                    set(&mut probe, k, v.clone());
-                }
-                if let Err(e) = serde_json::from_value::<Config>(probe) {
-                    let msg = e.to_string();
-                    let msg = msg.split(" at line").next().unwrap_or(&msg).to_string();
-                    return Err(ConfigError::new(
-                        format!(
-                            "`{k}` = {} (from {}): {msg}",
-                            merged.pointer(&ptr).cloned().unwrap_or(Value::Null),
-                            source.get(k).map(String::as_str).unwrap_or("?")
-                        ),
-                        None,
-                    ));
-                }
-            }
-            return Err(ConfigError::new(
-                "the configuration does not fit its schema".into(),
-                None,
-            ));
-        }
-    };
+    // The merged values against `Config`'s JSON Schema (`util::schema_check`, the one
+    // validator): the first bad value is named with the layer that set it.
+    let checker = checker().map_err(|e| {
+        ConfigError::new(
+            format!("the configuration schema does not compile: {e}"),
+            None,
+        )
+    })?;
+    if let Some(p) = checker
+        .problems(&merged, &schema_check::YAML)
+        .into_iter()
+        .next()
+    {
+        let k = schema_check::dotted(&p.pointer);
+        return Err(ConfigError::new(
+            format!(
+                "`{k}` = {} (from {}): {}",
+                merged.pointer(&p.pointer).cloned().unwrap_or(Value::Null),
+                source.get(&k).map(String::as_str).unwrap_or("?"),
+                p.message
+            ),
+            p.help,
+        ));
+    }
+    let config: Config = serde_json::from_value(merged).map_err(|e| {
+        ConfigError::new(
+            format!("the configuration does not fit its schema: {e}"),
+            None,
+        )
+    })?;
     check(&config, &source)?;
     Ok(config)
+}
+
+/// The checker of [`Config`]'s JSON Schema, compiled once.
+fn checker() -> Result<&'static Checker, String> {
+    static CHECKER: OnceLock<Result<Checker, String>> = OnceLock::new();
+    CHECKER
+        .get_or_init(Checker::of::<Config>)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 fn check(c: &Config, source: &BTreeMap<String, String>) -> Result<(), ConfigError> {
@@ -568,6 +580,27 @@ mod tests {
             e.message
         );
         assert!(e.message.contains("c.yaml:2:21"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("expected an integer, found a string `lots`"),
+            "{}",
+            e.message
+        );
+
+        let file = SourceFile::new("c.yaml", "log:\n  format: jsn\n");
+        let e = resolve(&Layers {
+            file: Some(&file),
+            ..Layers::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.message.contains(
+                "`log.format` = \"jsn\" (from c.yaml:2:11): `jsn` is not one of human, json"
+            ),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.help.as_deref(), Some("did you mean `json`?"));
 
         let e = resolve(&Layers {
             env: vec![
