@@ -12,7 +12,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 /// The default config file, relative to the working directory.
 pub const DEFAULT_FILE: &str = "config/skill-fleet.yaml";
@@ -395,7 +394,7 @@ pub fn resolve(layers: &Layers<'_>) -> Result<Config, ConfigError> {
 
     // The merged values against `Config`'s JSON Schema (`util::schema_check`, the one
     // validator): the first bad value is named with the layer that set it.
-    let checker = checker().map_err(|e| {
+    let checker = Checker::cached::<Config>().map_err(|e| {
         ConfigError::new(
             format!("the configuration schema does not compile: {e}"),
             None,
@@ -425,15 +424,6 @@ pub fn resolve(layers: &Layers<'_>) -> Result<Config, ConfigError> {
     })?;
     check(&config, &source)?;
     Ok(config)
-}
-
-/// The checker of [`Config`]'s JSON Schema, compiled once.
-fn checker() -> Result<&'static Checker, String> {
-    static CHECKER: OnceLock<Result<Checker, String>> = OnceLock::new();
-    CHECKER
-        .get_or_init(Checker::of::<Config>)
-        .as_ref()
-        .map_err(Clone::clone)
 }
 
 fn check(c: &Config, source: &BTreeMap<String, String>) -> Result<(), ConfigError> {

@@ -11,10 +11,7 @@ use hyper::{Request, StatusCode};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
-use std::any::TypeId;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::{Mutex, OnceLock};
 
 /// Reads a JSON object body and deserializes it; field problems are 422 naming the field.
 pub(super) async fn body<T: DeserializeOwned + JsonSchema + 'static>(
@@ -32,21 +29,13 @@ pub(super) async fn body<T: DeserializeOwned + JsonSchema + 'static>(
 
 /// The checker of `T`'s JSON Schema, compiled once per type.
 fn checker<T: JsonSchema + 'static>() -> Result<Arc<Checker>, ApiError> {
-    static CACHE: OnceLock<Mutex<HashMap<TypeId, Arc<Checker>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Mutex::default);
-    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = cache.get(&TypeId::of::<T>()) {
-        return Ok(Arc::clone(c));
-    }
-    let c = Arc::new(Checker::of::<T>().map_err(|e| {
+    Checker::cached::<T>().map_err(|e| {
         tracing::error!("the schema of a request body does not compile: {e}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "request body schema error",
         )
-    })?);
-    cache.insert(TypeId::of::<T>(), Arc::clone(&c));
-    Ok(c)
+    })
 }
 
 /// Checks `map` against `T`'s JSON Schema (`util::schema_check`, the one validator), then

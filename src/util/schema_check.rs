@@ -8,6 +8,9 @@ use crate::diagnostic::{did_you_mean, suggest};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::ValidationError;
 use serde_json::Value;
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// How problems are worded for one kind of input.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +88,22 @@ impl Checker {
     pub fn of<T: schemars::JsonSchema>() -> Result<Self, String> {
         let schema = serde_json::to_value(schemars::schema_for!(T)).map_err(|e| e.to_string())?;
         Self::new(schema)
+    }
+
+    /// The schema for `T`, compiled once per type and shared (request bodies, the config,
+    /// training records).
+    pub fn cached<T: schemars::JsonSchema + 'static>() -> Result<Arc<Self>, String> {
+        static CACHE: OnceLock<Mutex<HashMap<TypeId, Arc<Checker>>>> = OnceLock::new();
+        let mut cache = CACHE
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(&TypeId::of::<T>()) {
+            return Ok(Arc::clone(c));
+        }
+        let c = Arc::new(Self::of::<T>()?);
+        cache.insert(TypeId::of::<T>(), Arc::clone(&c));
+        Ok(c)
     }
 
     /// Every problem of `instance`, in the validator's order; none when it is valid.

@@ -11,7 +11,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 /// The style of a training example.
 #[derive(
@@ -159,16 +158,6 @@ pub fn is_timestamp(s: &str) -> bool {
         && (s.ends_with('Z') || s.ends_with('z') || s[19..].contains(['+', '-']))
 }
 
-/// The checker of [`Example`]'s JSON Schema (`util::schema_check`, the one validator),
-/// compiled once.
-fn checker() -> Result<&'static Checker, String> {
-    static CHECKER: OnceLock<Result<Checker, String>> = OnceLock::new();
-    CHECKER
-        .get_or_init(Checker::of::<Example>)
-        .as_ref()
-        .map_err(Clone::clone)
-}
-
 /// Parses one record, naming the field at fault: its shape, types and ranges checked against
 /// [`Example`]'s JSON Schema, then what the schema cannot say (ids and categories that are
 /// only blanks, timestamps).
@@ -181,7 +170,8 @@ pub fn parse_record(index: usize, v: &Value) -> Result<Example, RecordError> {
     if !v.is_object() {
         return Err(err(None, "a record must be an object".into()));
     }
-    let checker = checker().map_err(|e| err(None, format!("the record schema: {e}")))?;
+    let checker =
+        Checker::cached::<Example>().map_err(|e| err(None, format!("the record schema: {e}")))?;
     if let Some(p) = checker.problems(v, &schema_check::JSON).into_iter().next() {
         let field = schema_check::dotted(&p.pointer);
         let message = match p.at {
