@@ -166,6 +166,8 @@ def test_the_recommended_optimizer_runs_with_progress(
     assert metrics["outcomes"] == 1 and metrics["acceptance"]["rate"] == 1.0, metrics
     assert metrics["accuracy"][optimizer]["cost_samples"] == 1
     assert outcome.overhead.heartbeats == len(api.beats)
+    assert 0 < outcome.overhead.final_beat_seconds <= outcome.overhead.heartbeat_seconds
+    assert outcome.overhead.waited_seconds < outcome.overhead.total_seconds  # the other beats ran beside the job
 
 
 def test_the_worker_says_nothing_to_claim(server: Server, tmp_path: Path) -> None:

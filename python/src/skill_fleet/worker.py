@@ -154,11 +154,16 @@ def unclaimable_reason(client: Client, job_id: str, types: Sequence[str] = ("opt
 
 @dataclass
 class Overhead:
-    """Time the worker spent talking to the server for one job, beside the run itself."""
+    """Time the worker spent talking to the server for one job, beside the run itself.
+
+    ``heartbeat_seconds`` counts every heartbeat, most of them sent from a background thread
+    while the optimizer runs; ``final_beat_seconds`` is the last one, which the job waits for.
+    """
 
     claim_seconds: float = 0.0
     heartbeats: int = 0
     heartbeat_seconds: float = 0.0
+    final_beat_seconds: float = 0.0
     finish_seconds: float = 0.0
     run_seconds: float = 0.0
 
@@ -166,6 +171,11 @@ class Overhead:
     def total_seconds(self) -> float:
         """Claim + heartbeats + complete/fail."""
         return self.claim_seconds + self.heartbeat_seconds + self.finish_seconds
+
+    @property
+    def waited_seconds(self) -> float:
+        """What the job waited for the server: claim + the final heartbeat + complete/fail."""
+        return self.claim_seconds + self.final_beat_seconds + self.finish_seconds
 
 
 @dataclass
@@ -469,7 +479,8 @@ class Worker:
         except (ConnectionFailed, ServerError, InvalidRequest) as e:
             log.warning("job %s: the final heartbeat failed (%s); completing anyway", claim.id, e)
         finally:
-            outcome.overhead.heartbeat_seconds += time.monotonic() - t0
+            outcome.overhead.final_beat_seconds = time.monotonic() - t0
+            outcome.overhead.heartbeat_seconds += outcome.overhead.final_beat_seconds
 
     @staticmethod
     def _finish(call: Callable[[], Any], attempts: int = 5) -> Any:
