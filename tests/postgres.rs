@@ -592,6 +592,74 @@ fn decision_ids_are_unique_across_nodes_and_batches_are_written_whole() {
 }
 
 #[test]
+fn a_column_changed_behind_the_stores_back_is_an_internal_error_not_a_panic() {
+    let Some((_cluster, url, jobs)) = jobs_db("pg-altered") else {
+        return;
+    };
+    let mut c = url.connect(Duration::from_secs(10)).expect("connect");
+    let row = skill_fleet::store::decisions::NewDecision::new(
+        1,
+        10_000,
+        "http",
+        (0.25, 14.0),
+        skill_fleet::store::decisions::DecisionTexts {
+            request_id: None,
+            revision: "r1",
+            rule: "moderate",
+            optimizer: "miprov2",
+            variant: None,
+            input: b"{}",
+        },
+        |out| out.extend_from_slice(b"{}"),
+    );
+    pg::decisions::insert(&mut c, &url, &[row]).expect("insert");
+    let (running, _) = jobs.create(&mut c, &new_job(None), 1_000).expect("create");
+    jobs.claim(&mut c, "w1", &[], 60_000, None, 1_001)
+        .expect("claim")
+        .expect("claimed");
+    let (pending, _) = jobs.create(&mut c, &new_job(None), 1_002).expect("create");
+    // Someone changes column types by hand: every read that maps those columns says so.
+    c.batch_execute(
+        "ALTER TABLE decisions ALTER COLUMN optimizer TYPE BYTEA USING optimizer::BYTEA; \
+         ALTER TABLE jobs ALTER COLUMN attempt TYPE TEXT",
+    )
+    .expect("alter");
+    let problems = [
+        pg::decisions::get(&mut c, &url, 1).map(|_| ()),
+        pg::decisions::counts(&mut c, &url, 0).map(|_| ()),
+        pg::decisions::timeline(&mut c, &url, 0, 1_000, 20).map(|_| ()),
+        pg::decisions::each_since(&mut c, &url, 0, |_| {}).map(|_| ()),
+        jobs.get(&mut c, &running.id).map(|_| ()),
+        jobs.list(&mut c, &Default::default()).map(|_| ()),
+        jobs.cancel(&mut c, &pending.id, 2_000).map(|_| ()),
+        jobs.sweep(&mut c, i64::MAX).map(|_| ()),
+    ];
+    // Not an outage to retry (that is `StoreError::Postgres`, a 503) but an internal error that
+    // names the table and the column.
+    for (p, table) in problems.into_iter().zip([
+        "decisions",
+        "decisions",
+        "decisions",
+        "decisions",
+        "jobs",
+        "jobs",
+        "jobs",
+        "jobs",
+    ]) {
+        match p {
+            Err(StoreError::Internal(message)) => {
+                assert!(
+                    message.starts_with(&format!("a `{table}` row cannot be read: ")),
+                    "{message}"
+                );
+                assert!(message.contains("error deserializing column"), "{message}");
+            }
+            other => panic!("expected an internal error for `{table}`, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn outcomes_are_filled_from_their_decision_and_one_per_job_across_nodes() {
     let Some((_cluster, url, _jobs)) = jobs_db("pg-outcomes") else {
         return;

@@ -5,7 +5,7 @@
 use super::super::decisions::{DecisionCounts, DecisionRecord, NewDecision, COLUMNS, NEXT_ID_KEY};
 use super::super::sql::json;
 use super::super::StoreError;
-use super::PgUrl;
+use super::{unreadable, PgUrl};
 use postgres::types::ToSql;
 use postgres::Client;
 use std::collections::BTreeMap;
@@ -35,11 +35,13 @@ pub fn reserve(client: &mut Client, url: &PgUrl, n: i64) -> Result<i64, StoreErr
             &[&NEXT_ID_KEY],
         )
         .map_err(err)?
-        .get(0);
+        .try_get(0)
+        .map_err(unreadable("meta"))?;
     let max: Option<i64> = tx
         .query_one("SELECT MAX(id) FROM decisions", &[])
         .map_err(err)?
-        .get(0);
+        .try_get(0)
+        .map_err(unreadable("decisions"))?;
     let start = stored.parse::<i64>().unwrap_or(1).max(max.unwrap_or(0) + 1);
     tx.execute(
         "UPDATE meta SET value = $2 WHERE key = $1",
@@ -95,22 +97,24 @@ pub fn insert(client: &mut Client, url: &PgUrl, rows: &[NewDecision]) -> Result<
     Ok(rows.len())
 }
 
-fn record(r: &postgres::Row) -> DecisionRecord {
-    let text = |i: usize| json(r.get(i)).unwrap_or(serde_json::Value::Null);
-    DecisionRecord {
-        id: r.get(0),
-        at_ms: r.get(1),
-        request_id: r.get(2),
-        source: r.get(3),
-        revision: r.get(4),
-        rule: r.get(5),
-        optimizer: r.get(6),
-        variant: r.get(7),
-        estimated_cost: r.get(8),
-        estimated_time: r.get(9),
-        input: text(10),
-        output: text(11),
-    }
+fn record(r: &postgres::Row) -> Result<DecisionRecord, postgres::Error> {
+    let text = |i: usize| -> Result<_, postgres::Error> {
+        Ok(json(r.try_get(i)?).unwrap_or(serde_json::Value::Null))
+    };
+    Ok(DecisionRecord {
+        id: r.try_get(0)?,
+        at_ms: r.try_get(1)?,
+        request_id: r.try_get(2)?,
+        source: r.try_get(3)?,
+        revision: r.try_get(4)?,
+        rule: r.try_get(5)?,
+        optimizer: r.try_get(6)?,
+        variant: r.try_get(7)?,
+        estimated_cost: r.try_get(8)?,
+        estimated_time: r.try_get(9)?,
+        input: text(10)?,
+        output: text(11)?,
+    })
 }
 
 /// One decision by id.
@@ -125,7 +129,10 @@ pub fn get(
             &[&id],
         )
         .map_err(|e| url.error(e))?;
-    Ok(row.as_ref().map(record))
+    row.as_ref()
+        .map(record)
+        .transpose()
+        .map_err(unreadable("decisions"))
 }
 
 /// Calls `f` with every decision made at or after `since_ms`, oldest first; how many.
@@ -142,7 +149,7 @@ pub fn each_since(
         )
         .map_err(|e| url.error(e))?;
     for r in &rows {
-        f(record(r));
+        f(record(r).map_err(unreadable("decisions"))?);
     }
     Ok(rows.len() as u64)
 }
@@ -161,12 +168,16 @@ pub fn counts(
         )
         .map_err(|e| url.error(e))?;
     let mut out = DecisionCounts::default();
-    for r in rows {
-        let n = r.get::<_, i64>(3).max(0) as u64;
+    let mut add = |r: &postgres::Row| -> Result<(), postgres::Error> {
+        let n = r.try_get::<_, i64>(3)?.max(0) as u64;
         out.total += n;
-        *out.by_optimizer.entry(r.get(0)).or_default() += n;
-        *out.by_rule.entry(r.get(1)).or_default() += n;
-        *out.by_revision.entry(r.get(2)).or_default() += n;
+        *out.by_optimizer.entry(r.try_get(0)?).or_default() += n;
+        *out.by_rule.entry(r.try_get(1)?).or_default() += n;
+        *out.by_revision.entry(r.try_get(2)?).or_default() += n;
+        Ok(())
+    };
+    for r in &rows {
+        add(r).map_err(unreadable("decisions"))?;
     }
     Ok(out)
 }
@@ -188,11 +199,15 @@ pub fn timeline(
             &[&since_ms, &bucket_ms.max(1)],
         )
         .map_err(|e| url.error(e))?;
-    for r in rows {
-        let k: i64 = r.get(0);
+    let mut add = |r: &postgres::Row| -> Result<(), postgres::Error> {
+        let k: i64 = r.try_get(0)?;
         if let Some(slot) = usize::try_from(k).ok().and_then(|k| out.get_mut(k)) {
-            slot.insert(r.get(1), r.get::<_, i64>(2).max(0) as u64);
+            slot.insert(r.try_get(1)?, r.try_get::<_, i64>(2)?.max(0) as u64);
         }
+        Ok(())
+    };
+    for r in &rows {
+        add(r).map_err(unreadable("decisions"))?;
     }
     Ok(out)
 }

@@ -5,7 +5,7 @@
 
 use super::super::examples::{encode_all, ImportCount};
 use super::super::StoreError;
-use super::{key, PgUrl};
+use super::{key, unreadable, PgUrl};
 use crate::engine::training::{apply_results, Example, RunResult, UpdateOutcome};
 use crate::rules::spec::TrainingSpec;
 use postgres::{Client, GenericClient};
@@ -53,7 +53,8 @@ fn put_in(
                 ],
             )
             .map_err(|e| url.error(e))?
-            .get(0);
+            .try_get(0)
+            .map_err(unreadable("examples"))?;
         if inserted {
             count.inserted += 1;
         } else {
@@ -87,7 +88,13 @@ pub fn all(client: &mut Client, url: &PgUrl) -> Result<Vec<Example>, StoreError>
         )
         .map_err(|e| url.error(e))?;
     rows.iter()
-        .map(|r| decode(url, r.get(0), r.get(1)))
+        .map(|r| {
+            decode(
+                url,
+                r.try_get(0).map_err(unreadable("examples"))?,
+                r.try_get(1).map_err(unreadable("examples"))?,
+            )
+        })
         .collect()
 }
 
@@ -96,7 +103,8 @@ pub fn count(client: &mut Client, url: &PgUrl) -> Result<u64, StoreError> {
     let n: i64 = client
         .query_one("SELECT COUNT(*) FROM examples", &[])
         .map_err(|e| url.error(e))?
-        .get(0);
+        .try_get(0)
+        .map_err(unreadable("examples"))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
@@ -137,7 +145,13 @@ pub(super) fn update_in(
         .map_err(err)?;
     let current = rows
         .iter()
-        .map(|r| decode(url, r.get(0), r.get(1)))
+        .map(|r| {
+            decode(
+                url,
+                r.try_get(0).map_err(unreadable("examples"))?,
+                r.try_get(1).map_err(unreadable("examples"))?,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let now = super::super::sql::ms_to_rfc3339(now_ms);
     let outcome = apply_results(spec, &current, results, &now);

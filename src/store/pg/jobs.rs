@@ -14,7 +14,7 @@ use super::super::reads::{page, parse_cursor};
 use super::super::sql::{job_from, JobColumns, COLUMNS};
 use super::super::{Filter, Page};
 use super::super::{StoreError, StoreOptions};
-use super::{key, PgUrl};
+use super::{key, unreadable, PgUrl};
 use crate::engine::training::RunResult;
 use crate::rules::spec::TrainingSpec;
 use postgres::types::Type;
@@ -62,7 +62,7 @@ impl JobColumns for Row {
 /// Maps a row selected with [`COLUMNS`] (the same columns as SQLite's, read by the same
 /// `sql::job_from`).
 fn row_to_job(r: &Row) -> Result<Job, StoreError> {
-    job_from(r).map_err(|e| StoreError::Internal(format!("a jobs row cannot be read: {e}")))
+    job_from(r).map_err(unreadable("jobs"))
 }
 
 /// What a fenced change is checked against: the job, the token the caller holds, the time,
@@ -114,14 +114,17 @@ impl PgJobs {
             )
             .map_err(self.err())?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        let status: String = r.get(0);
-        Ok(Head {
-            status: Status::parse(&status).unwrap_or(Status::Failed),
-            token: r.get(1),
-            lease_expires_at: r.get(2),
-            attempt: r.get(3),
-            max_attempts: r.get(4),
-        })
+        let head = |r: &Row| -> Result<Head, postgres::Error> {
+            let status: String = r.try_get(0)?;
+            Ok(Head {
+                status: Status::parse(&status).unwrap_or(Status::Failed),
+                token: r.try_get(1)?,
+                lease_expires_at: r.try_get(2)?,
+                attempt: r.try_get(3)?,
+                max_attempts: r.try_get(4)?,
+            })
+        };
+        head(&r).map_err(unreadable("jobs"))
     }
 
     /// One job by id.
@@ -557,7 +560,10 @@ impl PgJobs {
                 &[&before_ms, &PRUNE_CHUNK],
             )
             .map_err(self.err())?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(unreadable("jobs"))
     }
 
     /// Returns expired leases to pending, or fails them when their attempts are used up. The
@@ -575,8 +581,11 @@ impl PgJobs {
                 .map_err(s.err())?;
             let mut changed = Vec::with_capacity(expired.len());
             for r in expired {
-                let (id, attempt, max): (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
-                let owner: String = r.get::<_, Option<String>>(3).unwrap_or_else(|| "?".into());
+                let read = |r: &Row| -> Result<(String, i64, i64, Option<String>), postgres::Error> {
+                    Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
+                };
+                let (id, attempt, max, owner) = read(&r).map_err(unreadable("jobs"))?;
+                let owner = owner.unwrap_or_else(|| "?".into());
                 let attempt = attempt + 1;
                 if attempt >= max {
                     let error =

@@ -6,6 +6,7 @@
 
 use super::super::migrations::check_version;
 use super::super::StoreError;
+use super::unreadable;
 use std::path::Path;
 
 /// The advisory lock key of the migrations (`skill-fleet` as bytes, arbitrary but fixed).
@@ -136,7 +137,8 @@ pub fn schema_version(
             &[],
         )
         .map_err(|e| url.error(e))?
-        .get(0);
+        .try_get(0)
+        .map_err(unreadable("skill_fleet_migrations"))?;
     if !exists {
         return Ok(0);
     }
@@ -146,7 +148,10 @@ pub fn schema_version(
             &[],
         )
         .map_err(|e| url.error(e))?;
-    Ok(i64::from(row.get::<_, i32>(0)))
+    let version: i32 = row
+        .try_get(0)
+        .map_err(unreadable("skill_fleet_migrations"))?;
+    Ok(i64::from(version))
 }
 
 /// Applies the missing migrations in one transaction under the advisory lock; returns how many
@@ -174,7 +179,8 @@ pub fn migrate(
             &[],
         )
         .map_err(err)?
-        .get(0);
+        .try_get(0)
+        .map_err(unreadable("skill_fleet_migrations"))?;
     check_version(Path::new(url.redacted()), i64::from(current), true)?;
     let mut applied = 0;
     for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {

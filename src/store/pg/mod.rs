@@ -101,6 +101,12 @@ impl PgUrl {
     }
 }
 
+/// The error for a row of `table` that does not decode into its Rust type (a column whose type
+/// was changed by hand, say): not an outage to retry, but an internal error (HTTP 500).
+pub(super) fn unreadable(table: &'static str) -> impl Fn(postgres::Error) -> StoreError {
+    move |e| StoreError::Internal(format!("a `{table}` row cannot be read: {e}"))
+}
+
 /// What went wrong, in lower case: the server's message (with its SQLSTATE code), or the
 /// client's error with its cause (`error connecting to server: connection refused`).
 fn describe(e: &postgres::Error) -> String {

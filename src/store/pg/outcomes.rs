@@ -4,32 +4,32 @@
 
 use super::super::outcomes::{link, Linked, NewOutcome, OutcomeRecord, COLUMNS};
 use super::super::StoreError;
-use super::PgUrl;
+use super::{unreadable, PgUrl};
 use postgres::{Client, GenericClient, Row};
 
-fn row(r: &Row) -> OutcomeRecord {
-    OutcomeRecord {
-        id: r.get(0),
-        at_ms: r.get(1),
-        decision_id: r.get(2),
-        job_id: r.get(3),
-        domain: r.get(4),
-        optimizer_used: r.get(5),
-        recommended: r.get(6),
-        rule: r.get(7),
-        revision: r.get(8),
-        trainset_size: r.get(9),
-        budget: r.get(10),
-        quality_target: r.get(11),
-        model: r.get(12),
-        variant: r.get(13),
-        estimated_cost: r.get(14),
-        estimated_time: r.get(15),
-        actual_cost: r.get(16),
-        actual_time: r.get(17),
-        quality: r.get(18),
-        auto_selected: r.get::<_, i64>(19) != 0,
-    }
+fn row(r: &Row) -> Result<OutcomeRecord, postgres::Error> {
+    Ok(OutcomeRecord {
+        id: r.try_get(0)?,
+        at_ms: r.try_get(1)?,
+        decision_id: r.try_get(2)?,
+        job_id: r.try_get(3)?,
+        domain: r.try_get(4)?,
+        optimizer_used: r.try_get(5)?,
+        recommended: r.try_get(6)?,
+        rule: r.try_get(7)?,
+        revision: r.try_get(8)?,
+        trainset_size: r.try_get(9)?,
+        budget: r.try_get(10)?,
+        quality_target: r.try_get(11)?,
+        model: r.try_get(12)?,
+        variant: r.try_get(13)?,
+        estimated_cost: r.try_get(14)?,
+        estimated_time: r.try_get(15)?,
+        actual_cost: r.try_get(16)?,
+        actual_time: r.try_get(17)?,
+        quality: r.try_get(18)?,
+        auto_selected: r.try_get::<_, i64>(19)? != 0,
+    })
 }
 
 fn get(client: &mut impl GenericClient, url: &PgUrl, id: i64) -> Result<OutcomeRecord, StoreError> {
@@ -38,8 +38,8 @@ fn get(client: &mut impl GenericClient, url: &PgUrl, id: i64) -> Result<OutcomeR
             &format!("SELECT {COLUMNS} FROM outcomes WHERE id = $1"),
             &[&id],
         )
-        .map(|r| row(&r))
         .map_err(|e| url.error(e))
+        .and_then(|r| row(&r).map_err(unreadable("outcomes")))
 }
 
 /// Records an outcome. An unknown decision id is refused before anything is written; a job
@@ -108,13 +108,14 @@ pub(super) fn record_in(
             // Delivered to every listening node when the transaction commits.
             tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])
                 .map_err(err)?;
-            row.get(0)
+            row.try_get(0).map_err(unreadable("outcomes"))?
         }
         // The job's outcome was recorded first elsewhere: that one stands.
         None => tx
             .query_one("SELECT id FROM outcomes WHERE job_id = $1", &[&new.job_id])
             .map_err(err)?
-            .get(0),
+            .try_get(0)
+            .map_err(unreadable("outcomes"))?,
     };
     get(tx, url, id)
 }
@@ -128,7 +129,8 @@ pub fn mark(client: &mut Client, url: &PgUrl) -> Result<(i64, i64), StoreError> 
     let r = client
         .query_one("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM outcomes", &[])
         .map_err(|e| url.error(e))?;
-    Ok((r.get(0), r.get(1)))
+    let read = || Ok((r.try_get(0)?, r.try_get(1)?));
+    read().map_err(unreadable("outcomes"))
 }
 
 /// Outcomes recorded at or after `since_ms`, oldest first.
@@ -143,5 +145,8 @@ pub fn since(
             &[&since_ms],
         )
         .map_err(|e| url.error(e))?;
-    Ok(rows.iter().map(row).collect())
+    rows.iter()
+        .map(row)
+        .collect::<Result<_, _>>()
+        .map_err(unreadable("outcomes"))
 }
