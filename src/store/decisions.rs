@@ -5,6 +5,7 @@
 //! processes writing to one file never hand out the same id, and the server can answer with an
 //! id before the entry is committed (the log is written behind the response, in batches).
 
+use super::sql::{json, Columns};
 use super::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -254,22 +255,21 @@ pub fn insert(conn: &Connection, rows: &[NewDecision]) -> Result<usize, StoreErr
 pub(super) const COLUMNS: &str = "id, created_at, request_id, source, revision, rule, optimizer, \
      variant, estimated_cost, estimated_time, input, output";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRecord> {
-    let input: String = r.get(10)?;
-    let output: String = r.get(11)?;
+/// Maps a row selected with [`COLUMNS`], on either backend.
+pub(super) fn decision_from<R: Columns>(r: &R) -> Result<DecisionRecord, R::Error> {
     Ok(DecisionRecord {
-        id: r.get(0)?,
-        at_ms: r.get(1)?,
-        request_id: r.get(2)?,
-        source: r.get(3)?,
-        revision: r.get(4)?,
-        rule: r.get(5)?,
-        optimizer: r.get(6)?,
-        variant: r.get(7)?,
-        estimated_cost: r.get(8)?,
-        estimated_time: r.get(9)?,
-        input: serde_json::from_str(&input).unwrap_or(serde_json::Value::String(input)),
-        output: serde_json::from_str(&output).unwrap_or(serde_json::Value::String(output)),
+        id: r.int(0)?,
+        at_ms: r.int(1)?,
+        request_id: r.opt_text(2)?,
+        source: r.text(3)?,
+        revision: r.text(4)?,
+        rule: r.text(5)?,
+        optimizer: r.text(6)?,
+        variant: r.opt_text(7)?,
+        estimated_cost: r.real(8)?,
+        estimated_time: r.real(9)?,
+        input: json(r.opt_text(10)?).unwrap_or(serde_json::Value::Null),
+        output: json(r.opt_text(11)?).unwrap_or(serde_json::Value::Null),
     })
 }
 
@@ -277,7 +277,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DecisionRecord> {
 pub fn get(conn: &Connection, id: i64) -> Result<Option<DecisionRecord>, StoreError> {
     Ok(conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM decisions WHERE id = ?1"))?
-        .query_row([id], row)
+        .query_row([id], |r| decision_from(r))
         .optional()?)
 }
 
@@ -293,7 +293,7 @@ pub fn each_since(
     let mut rows = stmt.query([since_ms])?;
     let mut n = 0;
     while let Some(r) = rows.next()? {
-        f(row(r)?);
+        f(decision_from(r)?);
         n += 1;
     }
     Ok(n)

@@ -3,6 +3,7 @@
 //! metrics, `metrics export` and `rules calibrate`.
 
 use super::decisions;
+use super::sql::Columns;
 use super::StoreError;
 pub use crate::outcome::{
     parse_report, FieldError, NewOutcome, OutcomeRecord, RunContext, RunReport,
@@ -224,28 +225,29 @@ pub(super) const COLUMNS: &str =
      rule, revision, trainset_size, budget, quality_target, model, variant, estimated_cost, \
      estimated_time, actual_cost, actual_time, quality, auto_selected";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutcomeRecord> {
+/// Maps a row selected with [`COLUMNS`], on either backend.
+pub(super) fn outcome_from<R: Columns>(r: &R) -> Result<OutcomeRecord, R::Error> {
     Ok(OutcomeRecord {
-        id: r.get(0)?,
-        at_ms: r.get(1)?,
-        decision_id: r.get(2)?,
-        job_id: r.get(3)?,
-        domain: r.get(4)?,
-        optimizer_used: r.get(5)?,
-        recommended: r.get(6)?,
-        rule: r.get(7)?,
-        revision: r.get(8)?,
-        trainset_size: r.get(9)?,
-        budget: r.get(10)?,
-        quality_target: r.get(11)?,
-        model: r.get(12)?,
-        variant: r.get(13)?,
-        estimated_cost: r.get(14)?,
-        estimated_time: r.get(15)?,
-        actual_cost: r.get(16)?,
-        actual_time: r.get(17)?,
-        quality: r.get(18)?,
-        auto_selected: r.get(19)?,
+        id: r.int(0)?,
+        at_ms: r.int(1)?,
+        decision_id: r.opt_int(2)?,
+        job_id: r.opt_text(3)?,
+        domain: r.text(4)?,
+        optimizer_used: r.text(5)?,
+        recommended: r.opt_text(6)?,
+        rule: r.opt_text(7)?,
+        revision: r.opt_text(8)?,
+        trainset_size: r.opt_int(9)?,
+        budget: r.opt_real(10)?,
+        quality_target: r.opt_real(11)?,
+        model: r.opt_text(12)?,
+        variant: r.opt_text(13)?,
+        estimated_cost: r.opt_real(14)?,
+        estimated_time: r.opt_real(15)?,
+        actual_cost: r.opt_real(16)?,
+        actual_time: r.opt_real(17)?,
+        quality: r.real(18)?,
+        auto_selected: r.int(19)? != 0,
     })
 }
 
@@ -253,7 +255,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutcomeRecord> {
 pub fn get(conn: &Connection, id: i64) -> Result<Option<OutcomeRecord>, StoreError> {
     Ok(conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM outcomes WHERE id = ?1"))?
-        .query_row([id], row)
+        .query_row([id], |r| outcome_from(r))
         .optional()?)
 }
 
@@ -262,6 +264,6 @@ pub fn since(conn: &Connection, since_ms: i64) -> Result<Vec<OutcomeRecord>, Sto
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM outcomes WHERE created_at >= ?1 ORDER BY id"
     ))?;
-    let rows = stmt.query_map([since_ms], row)?;
+    let rows = stmt.query_map([since_ms], |r| outcome_from(r))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

@@ -1,4 +1,5 @@
-//! SQL shared by the writer and the readers: the jobs table's columns and row mapping.
+//! SQL shared by the writer and the readers: the jobs table's columns and row mapping, and
+//! [`Columns`], through which the row mappings of jobs, decisions and outcomes read both backends.
 
 use super::job::{Hitl, Job, LeaseInfo, Progress, Status};
 use super::lifecycle::Head;
@@ -20,9 +21,10 @@ pub(super) fn json(text: Option<String>) -> Option<serde_json::Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
 }
 
-/// A row selected with [`COLUMNS`], as either backend returns it: the column types a job is
-/// read from, so [`job_from`] maps rows of both backends the same way.
-pub(super) trait JobColumns {
+/// A row as either backend returns it: the column types our tables are read from, so one
+/// mapping per table ([`job_from`], `decisions::decision_from`, `outcomes::outcome_from`) reads
+/// the rows of both backends the same way.
+pub(super) trait Columns {
     /// The backend's error for a column it cannot read.
     type Error;
     /// A text column that is never NULL.
@@ -35,9 +37,11 @@ pub(super) trait JobColumns {
     fn opt_int(&self, i: usize) -> Result<Option<i64>, Self::Error>;
     /// A real column that is never NULL.
     fn real(&self, i: usize) -> Result<f64, Self::Error>;
+    /// A real column that may be NULL.
+    fn opt_real(&self, i: usize) -> Result<Option<f64>, Self::Error>;
 }
 
-impl JobColumns for Row<'_> {
+impl Columns for Row<'_> {
     type Error = rusqlite::Error;
     fn text(&self, i: usize) -> rusqlite::Result<String> {
         self.get(i)
@@ -54,10 +58,13 @@ impl JobColumns for Row<'_> {
     fn real(&self, i: usize) -> rusqlite::Result<f64> {
         self.get(i)
     }
+    fn opt_real(&self, i: usize) -> rusqlite::Result<Option<f64>> {
+        self.get(i)
+    }
 }
 
 /// Maps a row selected with [`COLUMNS`], on either backend.
-pub(super) fn job_from<R: JobColumns>(r: &R) -> Result<Job, R::Error> {
+pub(super) fn job_from<R: Columns>(r: &R) -> Result<Job, R::Error> {
     let status = r.text(2)?;
     let lease_owner = r.opt_text(13)?;
     let lease_expires = r.opt_int(14)?;

@@ -2,8 +2,9 @@
 //! ids reserved under the `meta` row's lock, so nodes never hand out the same id, and batches
 //! written as multi-row inserts, so a busy node keeps up.
 
-use super::super::decisions::{DecisionCounts, DecisionRecord, NewDecision, COLUMNS, NEXT_ID_KEY};
-use super::super::sql::json;
+use super::super::decisions::{
+    decision_from, DecisionCounts, DecisionRecord, NewDecision, COLUMNS, NEXT_ID_KEY,
+};
 use super::super::StoreError;
 use super::{unreadable, PgUrl};
 use postgres::types::ToSql;
@@ -97,26 +98,6 @@ pub fn insert(client: &mut Client, url: &PgUrl, rows: &[NewDecision]) -> Result<
     Ok(rows.len())
 }
 
-fn record(r: &postgres::Row) -> Result<DecisionRecord, postgres::Error> {
-    let text = |i: usize| -> Result<_, postgres::Error> {
-        Ok(json(r.try_get(i)?).unwrap_or(serde_json::Value::Null))
-    };
-    Ok(DecisionRecord {
-        id: r.try_get(0)?,
-        at_ms: r.try_get(1)?,
-        request_id: r.try_get(2)?,
-        source: r.try_get(3)?,
-        revision: r.try_get(4)?,
-        rule: r.try_get(5)?,
-        optimizer: r.try_get(6)?,
-        variant: r.try_get(7)?,
-        estimated_cost: r.try_get(8)?,
-        estimated_time: r.try_get(9)?,
-        input: text(10)?,
-        output: text(11)?,
-    })
-}
-
 /// One decision by id.
 pub fn get(
     client: &mut impl postgres::GenericClient,
@@ -130,7 +111,7 @@ pub fn get(
         )
         .map_err(|e| url.error(e))?;
     row.as_ref()
-        .map(record)
+        .map(decision_from)
         .transpose()
         .map_err(unreadable("decisions"))
 }
@@ -149,7 +130,7 @@ pub fn each_since(
         )
         .map_err(|e| url.error(e))?;
     for r in &rows {
-        f(record(r).map_err(unreadable("decisions"))?);
+        f(decision_from(r).map_err(unreadable("decisions"))?);
     }
     Ok(rows.len() as u64)
 }

@@ -11,7 +11,7 @@ use super::super::job::{Job, NewJob, Progress, Status};
 use super::super::lifecycle::{self, uuid, Head};
 use super::super::outcomes;
 use super::super::reads::{page, parse_cursor};
-use super::super::sql::{job_from, JobColumns, COLUMNS};
+use super::super::sql::{job_from, Columns, COLUMNS};
 use super::super::{Filter, Page};
 use super::super::{StoreError, StoreOptions};
 use super::{key, unreadable, PgUrl};
@@ -38,25 +38,6 @@ pub const CLAIM_PLAN: &str = "SET LOCAL enable_sort = off";
 pub struct PgJobs {
     url: PgUrl,
     opts: StoreOptions,
-}
-
-impl JobColumns for Row {
-    type Error = postgres::Error;
-    fn text(&self, i: usize) -> Result<String, postgres::Error> {
-        self.try_get(i)
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>, postgres::Error> {
-        self.try_get(i)
-    }
-    fn int(&self, i: usize) -> Result<i64, postgres::Error> {
-        self.try_get(i)
-    }
-    fn opt_int(&self, i: usize) -> Result<Option<i64>, postgres::Error> {
-        self.try_get(i)
-    }
-    fn real(&self, i: usize) -> Result<f64, postgres::Error> {
-        self.try_get(i)
-    }
 }
 
 /// Maps a row selected with [`COLUMNS`] (the same columns as SQLite's, read by the same
@@ -544,7 +525,7 @@ impl PgJobs {
             .map_err(self.err())?;
         let rows = rows
             .iter()
-            .map(|r| Ok((row_to_job(r)?, r.int(20).map_err(self.err())?)))
+            .map(|r| Ok((row_to_job(r)?, r.int(20).map_err(unreadable("jobs"))?)))
             .collect::<Result<_, StoreError>>()?;
         Ok(page(rows, limit))
     }

@@ -16,6 +16,7 @@ pub use backend::{PgBackend, CONNECT_TIMEOUT, WORKERS};
 pub use jobs::{PgJobs, CLAIM_PLAN, CLAIM_SELECT};
 pub use migrations::{drop_all, migrate, schema_version, MIGRATIONS};
 
+use super::sql::Columns;
 use super::StoreError;
 use std::time::Duration;
 
@@ -98,6 +99,29 @@ impl PgUrl {
             url: self.redacted.clone(),
             message: redact_in(&describe(&e), &self.raw),
         }
+    }
+}
+
+/// PostgreSQL rows read through the shared row mappings (`sql::Columns`).
+impl Columns for postgres::Row {
+    type Error = postgres::Error;
+    fn text(&self, i: usize) -> Result<String, postgres::Error> {
+        self.try_get(i)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, postgres::Error> {
+        self.try_get(i)
+    }
+    fn int(&self, i: usize) -> Result<i64, postgres::Error> {
+        self.try_get(i)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, postgres::Error> {
+        self.try_get(i)
+    }
+    fn real(&self, i: usize) -> Result<f64, postgres::Error> {
+        self.try_get(i)
+    }
+    fn opt_real(&self, i: usize) -> Result<Option<f64>, postgres::Error> {
+        self.try_get(i)
     }
 }
 

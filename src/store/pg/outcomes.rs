@@ -2,35 +2,10 @@
 //! their decision (filled from it as on SQLite, by `outcomes::link`), one per job
 //! whatever node records it, and read back for the live confidence model and the metrics.
 
-use super::super::outcomes::{link, Linked, NewOutcome, OutcomeRecord, COLUMNS};
+use super::super::outcomes::{link, outcome_from, Linked, NewOutcome, OutcomeRecord, COLUMNS};
 use super::super::StoreError;
 use super::{unreadable, PgUrl};
-use postgres::{Client, GenericClient, Row};
-
-fn row(r: &Row) -> Result<OutcomeRecord, postgres::Error> {
-    Ok(OutcomeRecord {
-        id: r.try_get(0)?,
-        at_ms: r.try_get(1)?,
-        decision_id: r.try_get(2)?,
-        job_id: r.try_get(3)?,
-        domain: r.try_get(4)?,
-        optimizer_used: r.try_get(5)?,
-        recommended: r.try_get(6)?,
-        rule: r.try_get(7)?,
-        revision: r.try_get(8)?,
-        trainset_size: r.try_get(9)?,
-        budget: r.try_get(10)?,
-        quality_target: r.try_get(11)?,
-        model: r.try_get(12)?,
-        variant: r.try_get(13)?,
-        estimated_cost: r.try_get(14)?,
-        estimated_time: r.try_get(15)?,
-        actual_cost: r.try_get(16)?,
-        actual_time: r.try_get(17)?,
-        quality: r.try_get(18)?,
-        auto_selected: r.try_get::<_, i64>(19)? != 0,
-    })
-}
+use postgres::{Client, GenericClient};
 
 fn get(client: &mut impl GenericClient, url: &PgUrl, id: i64) -> Result<OutcomeRecord, StoreError> {
     client
@@ -39,7 +14,7 @@ fn get(client: &mut impl GenericClient, url: &PgUrl, id: i64) -> Result<OutcomeR
             &[&id],
         )
         .map_err(|e| url.error(e))
-        .and_then(|r| row(&r).map_err(unreadable("outcomes")))
+        .and_then(|r| outcome_from(&r).map_err(unreadable("outcomes")))
 }
 
 /// Records an outcome. An unknown decision id is refused before anything is written; a job
@@ -146,7 +121,7 @@ pub fn since(
         )
         .map_err(|e| url.error(e))?;
     rows.iter()
-        .map(row)
+        .map(outcome_from)
         .collect::<Result<_, _>>()
         .map_err(unreadable("outcomes"))
 }
