@@ -278,12 +278,12 @@ fn unknown_jobs_are_404_and_wrong_methods_405(backend: Backend) {
 
     let r = api.send("DELETE", &format!("/api/v1/jobs/{missing}"), None, true);
     error(&r, 405);
-    assert_eq!(r.header("allow"), Some("GET"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
     let r = api.get("/api/v1/jobs/claim");
     error(&r, 405);
     assert_eq!(r.header("allow"), Some("POST"));
     let r = api.send("PUT", "/api/v1/jobs", None, true);
-    assert_eq!(r.header("allow"), Some("GET, POST"), "{r:?}");
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST"), "{r:?}");
     let r = api.get(&format!("/api/v1/jobs/{missing}/complete"));
     error(&r, 405);
     assert_eq!(r.header("allow"), Some("POST"));

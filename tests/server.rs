@@ -497,9 +497,9 @@ fn unknown_route_is_404_and_wrong_method_is_405_with_allow() {
         ("GET", RECOMMEND, "POST"),
         ("PUT", EVALUATE, "POST"),
         ("GET", RELOAD, "POST"),
-        ("POST", "/health", "GET"),
-        ("DELETE", STATUS, "GET"),
-        ("POST", "/metrics", "GET"),
+        ("POST", "/health", "GET, HEAD"),
+        ("DELETE", STATUS, "GET, HEAD"),
+        ("POST", "/metrics", "GET, HEAD"),
     ] {
         let r = request(srv.addr, method, path, &[], None);
         assert_eq!(r.status, 405, "{method} {path}: {r:?}");
@@ -507,6 +507,59 @@ fn unknown_route_is_404_and_wrong_method_is_405_with_allow() {
         let v = assert_error_shape(&r);
         assert!(v["error"].as_str().unwrap().contains(method), "{v}");
     }
+}
+
+/// Everything on the wire for one request on a new connection (`Connection: close`).
+fn raw_exchange(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+    let mut s = connect(addr);
+    s.write_all(request_head(method, path, &[], None).as_bytes())
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn head_is_get_without_the_body() {
+    let (_t, srv) = server("srv-head");
+    for path in ["/health", STATUS, "/metrics", "/openapi.json", "/"] {
+        let get = raw_exchange(srv.addr, "GET", path);
+        let head = raw_exchange(srv.addr, "HEAD", path);
+        let (get_head, get_body) = get.split_once("\r\n\r\n").unwrap();
+        let (head_head, head_body) = head.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head_head.starts_with("HTTP/1.1 200 "),
+            "{path}: {head_head}"
+        );
+        assert_eq!(head_body, "", "{path}: HEAD sent a body");
+        assert!(!get_body.is_empty(), "{path}");
+        // The same headers as GET (the request id and the date aside).
+        let same = |h: &str| -> Vec<String> {
+            h.lines()
+                .skip(1)
+                .map(str::to_ascii_lowercase)
+                .filter(|l| !l.starts_with("x-request-id") && !l.starts_with("date"))
+                .collect()
+        };
+        let (g, h) = (same(get_head), same(head_head));
+        // `/metrics` counts requests, so its length may differ by a digit or two.
+        if path == "/metrics" {
+            assert!(
+                h.iter().any(|l| l.starts_with("content-type: text/plain")),
+                "{h:?}"
+            );
+        } else {
+            assert_eq!(g, h, "{path}");
+        }
+    }
+    // A route without GET refuses HEAD as any other method.
+    let r = raw_exchange(srv.addr, "HEAD", RECOMMEND);
+    assert!(r.starts_with("HTTP/1.1 405 "), "{r}");
+    assert!(
+        r.to_ascii_lowercase().contains("\r\nallow: post\r\n"),
+        "{r}"
+    );
+    assert!(r.ends_with("\r\n\r\n"), "HEAD sent a body: {r}");
 }
 
 #[test]

@@ -149,7 +149,7 @@ pub(super) async fn handle(
 async fn dispatch(
     conn: &Conn,
     rid: &str,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> (Route, Result<Response<Body>, ApiError>) {
     let state = &conn.state;
     let path = req.uri().path().trim_end_matches('/');
@@ -158,8 +158,13 @@ async fn dispatch(
         let e = ApiError::new(StatusCode::NOT_FOUND, format!("no route for `{path}`"));
         return (Route::Unmatched, Err(e));
     };
-    if !methods.contains(req.method()) {
+    // HEAD is GET without the body (hyper leaves the body out: it saw the request's method).
+    let as_get = req.method() == Method::HEAD && methods.contains(&Method::GET);
+    if !as_get && !methods.contains(req.method()) {
         return (route, Err(method_not_allowed(req.method(), path, methods)));
+    }
+    if as_get {
+        *req.method_mut() = Method::GET;
     }
     // With a token configured, every `/api/…` route needs it, reads included.
     if route.label().starts_with("/api/") {
@@ -204,9 +209,15 @@ async fn dispatch(
     (route, result)
 }
 
-/// 405 with the `Allow` header.
+/// 405 with the `Allow` header (HEAD goes with GET).
 fn method_not_allowed(method: &Method, path: &str, methods: &[Method]) -> ApiError {
-    let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    let mut allow: Vec<&str> = Vec::with_capacity(methods.len() + 1);
+    for m in methods {
+        allow.push(m.as_str());
+        if m == Method::GET {
+            allow.push(Method::HEAD.as_str());
+        }
+    }
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!(
