@@ -8,9 +8,12 @@ use super::super::StoreError;
 use super::{key, unreadable, PgUrl};
 use crate::engine::training::{apply_results, Example, RunResult, UpdateOutcome};
 use crate::rules::spec::TrainingSpec;
-use postgres::{Client, GenericClient};
+use postgres::{Client, GenericClient, Row};
 
-fn decode(url: &PgUrl, id: &str, text: &str) -> Result<Example, StoreError> {
+/// A row of `example_id, record` as the record it holds.
+fn decode(url: &PgUrl, r: &Row) -> Result<Example, StoreError> {
+    let id: &str = r.try_get(0).map_err(unreadable("examples"))?;
+    let text: &str = r.try_get(1).map_err(unreadable("examples"))?;
     serde_json::from_str(text).map_err(|e| StoreError::Postgres {
         url: url.redacted().to_string(),
         message: format!("stored example `{id}` is unreadable: {e}"),
@@ -87,15 +90,7 @@ pub fn all(client: &mut Client, url: &PgUrl) -> Result<Vec<Example>, StoreError>
             &[],
         )
         .map_err(|e| url.error(e))?;
-    rows.iter()
-        .map(|r| {
-            decode(
-                url,
-                r.try_get(0).map_err(unreadable("examples"))?,
-                r.try_get(1).map_err(unreadable("examples"))?,
-            )
-        })
-        .collect()
+    rows.iter().map(|r| decode(url, r)).collect()
 }
 
 /// Number of records.
@@ -145,13 +140,7 @@ pub(super) fn update_in(
         .map_err(err)?;
     let current = rows
         .iter()
-        .map(|r| {
-            decode(
-                url,
-                r.try_get(0).map_err(unreadable("examples"))?,
-                r.try_get(1).map_err(unreadable("examples"))?,
-            )
-        })
+        .map(|r| decode(url, r))
         .collect::<Result<Vec<_>, _>>()?;
     let now = super::super::sql::ms_to_rfc3339(now_ms);
     let outcome = apply_results(spec, &current, results, &now);
